@@ -1,0 +1,9 @@
+"""Detectron2 project for multiple-myeloma plasma cells.
+
+Importing the package registers the builtin datasets (lazily: nothing is read until a dataset is used)
+and the project's models in Detectron2's registries.
+"""
+from .config import add_myeloma_config
+from .data import builtin as _builtin  # noqa: F401  registers datasets
+
+__all__ = ["add_myeloma_config"]

@@ -1,0 +1,74 @@
+"""Per-instance mask folders (the DSB2018 stage-1 layout) -> dataset dicts.
+
+``<root>/<id>/images/<id>.png`` is the image and every file in ``<root>/<id>/masks/`` is one instance
+(non-zero pixels = the object).
+"""
+import os
+from typing import List, Optional
+
+import cv2
+
+from .masks import annotation_from_mask, size_mismatch
+from .report import ConversionReport, DatasetError
+from .segpc import image_size
+from .segpc_format import IMAGE_EXTENSIONS
+
+
+def load_mask_folders(root: str, category_id: int = 0, strict: bool = True,
+                      verify_images: bool = False,
+                      report: Optional[ConversionReport] = None) -> List[dict]:
+    """Read every ``<root>/<id>/`` sample; an image without a ``masks/`` folder has no instances."""
+    report = report if report is not None else ConversionReport()
+    if not os.path.isdir(root):
+        raise DatasetError(root, "mask-folder dataset root not found")
+    dicts = []
+    for image_id in sorted(os.listdir(root)):
+        sample = os.path.join(root, image_id)
+        if not os.path.isdir(sample):
+            continue
+        image_path = _find_image(sample, image_id)
+        if image_path is None:
+            report.problem(sample, f"no image {image_id}.<ext> in {sample}/images", strict)
+            continue
+        try:
+            height, width = image_size(image_path, verify=verify_images)
+        except DatasetError as err:
+            report.problem(err.path, err.problem, strict)
+            continue
+        annotations = []
+        mask_dir = os.path.join(sample, "masks")
+        names = sorted(os.listdir(mask_dir)) if os.path.isdir(mask_dir) else []
+        for name in names:
+            if os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+                continue
+            mask_path = os.path.join(mask_dir, name)
+            ann = _instance(mask_path, (height, width), category_id, strict, report)
+            if ann is not None:
+                annotations.append(ann)
+        dicts.append({"file_name": image_path, "image_id": image_id, "height": height, "width": width,
+                      "annotations": annotations})
+        report.images += 1
+        report.instances += len(annotations)
+    return dicts
+
+
+def _find_image(sample: str, image_id: str) -> Optional[str]:
+    for ext in IMAGE_EXTENSIONS:
+        path = os.path.join(sample, "images", image_id + ext)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _instance(mask_path, image_hw, category_id, strict, report) -> Optional[dict]:
+    mask = cv2.imread(mask_path, cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        report.problem(mask_path, "cannot read mask (missing, truncated or not an image)", strict)
+        return None
+    if mask.shape != tuple(image_hw):
+        report.problem(mask_path, size_mismatch(mask.shape, image_hw), strict)
+        return None
+    ann = annotation_from_mask(mask > 0, category_id, source_mask=os.path.basename(mask_path))
+    if ann is None:
+        report.problem(mask_path, "mask has no foreground", strict)
+    return ann

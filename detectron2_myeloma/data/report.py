@@ -1,0 +1,49 @@
+"""What a reader kept and skipped, and the error it raises for bad input.
+
+Every reader takes ``strict``: when True a bad file raises :class:`DatasetError` naming the file and the
+problem; when False it is recorded here as skipped (with the reason) and a warning is logged, so that a
+user who asked to skip bad inputs still sees what was left out.
+"""
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import List, Tuple
+
+logger = logging.getLogger(__name__)
+
+
+class DatasetError(ValueError):
+    """A dataset file that cannot be used; ``str(err)`` starts with the file's path."""
+
+    def __init__(self, path: str, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path = str(path)
+        self.problem = problem
+
+
+@dataclass
+class ConversionReport:
+    """Counts of what a reader produced and the list of what it skipped, with reasons."""
+
+    images: int = 0
+    instances: int = 0
+    skipped: List[Tuple[str, str]] = field(default_factory=list)  # (where, reason)
+
+    def problem(self, path: str, problem: str, strict: bool) -> None:
+        """Raise for ``path`` when strict, otherwise record it as skipped and warn."""
+        if strict:
+            raise DatasetError(path, problem)
+        logger.warning("skipping %s: %s", path, problem)
+        self.skipped.append((str(path), problem))
+
+    def skip(self, where: str, reason: str) -> None:
+        """Record something left out on purpose (not an error), e.g. a mark too small to be a cell."""
+        self.skipped.append((str(where), reason))
+
+    def skipped_by_reason(self) -> Counter:
+        return Counter(reason for _, reason in self.skipped)
+
+    def summary(self) -> str:
+        lines = [f"{self.images} images, {self.instances} instances, {len(self.skipped)} skipped"]
+        lines += [f"  skipped {n} x {reason}" for reason, n in self.skipped_by_reason().most_common()]
+        return "\n".join(lines)

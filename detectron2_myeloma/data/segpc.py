@@ -1,0 +1,140 @@
+"""SegPC-2021 folders (``x/<id>.<ext>`` images, ``y/<id>_<k>.<ext>`` per-cell masks) -> dataset dicts."""
+import logging
+import os
+from collections import defaultdict
+from typing import Dict, List, Optional, Sequence
+
+from PIL import Image
+
+from .masks import annotation_from_mask, size_mismatch, mask_to_rle
+from .report import ConversionReport, DatasetError
+from .segpc_format import IMAGE_EXTENSIONS, cell_and_nucleus, read_segpc_mask, split_mask_name
+
+logger = logging.getLogger(__name__)
+
+# Which instances a SegPC dataset yields; "both" lists every cell, then its nucleus.
+CATEGORY_SETS = {"cell": ("cell",), "nucleus": ("nucleus",), "both": ("cell", "nucleus")}
+
+
+def segpc_thing_classes(categories: str) -> List[str]:
+    if categories not in CATEGORY_SETS:
+        raise ValueError(f"categories must be one of {sorted(CATEGORY_SETS)}, got {categories!r}")
+    return list(CATEGORY_SETS[categories])
+
+
+def image_size(path: str, verify: bool = False) -> tuple:
+    """(height, width) of an image; ``verify`` decodes it fully to catch truncated files."""
+    try:
+        with Image.open(path) as img:
+            if verify:
+                img.load()
+            return img.height, img.width
+    except (OSError, SyntaxError, ValueError) as err:
+        raise DatasetError(path, f"unreadable or truncated image ({err})") from err
+
+
+def _list_images(folder: str, strict: bool, report: ConversionReport) -> Dict[str, str]:
+    """id -> path of every image in ``folder``; two files with the same id are an error."""
+    found: Dict[str, str] = {}
+    for name in sorted(os.listdir(folder)):
+        stem, ext = os.path.splitext(name)
+        if ext.lower() not in IMAGE_EXTENSIONS:
+            continue
+        path = os.path.join(folder, name)
+        if stem in found:
+            report.problem(path, f"duplicate id {stem!r} (also {os.path.basename(found[stem])})", strict)
+            continue
+        found[stem] = path
+    return found
+
+
+def load_segpc(
+    root: str,
+    categories: str = "cell",
+    image_ids: Optional[Sequence[str]] = None,
+    strict: bool = True,
+    verify_images: bool = False,
+    report: Optional[ConversionReport] = None,
+) -> List[dict]:
+    """Read a SegPC-2021 split into Detectron2 dataset dicts with RLE masks.
+
+    Args:
+        root: folder holding ``x/`` and, except for a test split, ``y/``.
+        categories: "cell" (nucleus U cytoplasm), "nucleus", or "both".
+        image_ids: keep only these ids (fixed splits of one folder).
+        strict: raise :class:`DatasetError` on bad input; otherwise skip it and record why in ``report``.
+        verify_images: decode every image fully (catches truncated files; slower).
+
+    Every annotation carries ``segpc_instance`` ("<id>_<k>", shared by a cell and its nucleus), and
+    every cell annotation carries ``nucleus`` (RLE of its own nucleus, absent if it has none), so that
+    later stages can write nucleus/cytoplasm pairs.
+    """
+    classes = segpc_thing_classes(categories)
+    report = report if report is not None else ConversionReport()
+    x_dir, y_dir = os.path.join(root, "x"), os.path.join(root, "y")
+    if not os.path.isdir(x_dir):
+        raise DatasetError(x_dir, "SegPC image folder not found (expected <root>/x/<id>.<ext>)")
+    all_images = _list_images(x_dir, strict, report)
+    images = all_images
+    if image_ids is not None:
+        missing = sorted(set(image_ids) - set(all_images))
+        if missing:
+            raise DatasetError(x_dir, f"requested image ids not found: {', '.join(missing)}")
+        images = {i: all_images[i] for i in image_ids}
+
+    masks_of = defaultdict(list)
+    if os.path.isdir(y_dir):
+        for name in sorted(os.listdir(y_dir)):
+            if os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+                continue
+            path = os.path.join(y_dir, name)
+            try:
+                image_id, k = split_mask_name(path)
+            except DatasetError as err:
+                report.problem(path, err.problem, strict)
+                continue
+            if image_id not in all_images:
+                report.problem(path, f"mask has no image {image_id!r} in {x_dir}", strict)
+            elif image_id in images:
+                masks_of[image_id].append((k, path))
+
+    dicts = []
+    for image_id, image_path in images.items():
+        try:
+            height, width = image_size(image_path, verify=verify_images)
+        except DatasetError as err:
+            report.problem(err.path, err.problem, strict)
+            continue
+        annotations = []
+        for k, mask_path in sorted(masks_of[image_id]):
+            annotations += _cell_annotations(mask_path, f"{image_id}_{k}", (height, width), classes,
+                                             strict, report)
+        dicts.append({"file_name": image_path, "image_id": image_id, "height": height, "width": width,
+                      "annotations": annotations})
+        report.images += 1
+        report.instances += len(annotations)
+    return dicts
+
+
+def _cell_annotations(mask_path, key, image_hw, classes, strict, report) -> List[dict]:
+    try:
+        mask = read_segpc_mask(mask_path)
+    except DatasetError as err:
+        report.problem(err.path, err.problem, strict)
+        return []
+    if mask.shape != tuple(image_hw):
+        report.problem(mask_path, size_mismatch(mask.shape, image_hw), strict)
+        return []
+    cell, nucleus = cell_and_nucleus(mask)
+    if not cell.any():
+        report.problem(mask_path, "mask has no foreground (no pixel is 20 or 40)", strict)
+        return []
+    cell_ann = annotation_from_mask(cell, classes.index("cell"), segpc_instance=key) \
+        if "cell" in classes else None
+    nucleus_ann = annotation_from_mask(nucleus, classes.index("nucleus"), segpc_instance=key) \
+        if "nucleus" in classes else None
+    if cell_ann is not None and nucleus.any():
+        cell_ann["nucleus"] = mask_to_rle(nucleus)
+    if "nucleus" in classes and nucleus_ann is None:
+        report.skip(mask_path, "cell has no nucleus (no pixel is 40)")
+    return [a for a in (cell_ann, nucleus_ann) if a is not None]

@@ -1,0 +1,189 @@
+"""The SegPC-2021 formats, in one place: mask values, file naming, mask reading.
+
+Used alike by the dataset reader, the submission writer and the scorer, so that the three can never
+disagree about what a nucleus is or where a mask file lives.
+"""
+import os
+import re
+from typing import Dict, Iterator, List, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from .report import DatasetError
+
+BACKGROUND_VALUE = 0
+CYTOPLASM_VALUE = 20
+NUCLEUS_VALUE = 40
+MASK_VALUES = (BACKGROUND_VALUE, CYTOPLASM_VALUE, NUCLEUS_VALUE)
+
+IMAGE_EXTENSIONS = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+LOSSY_EXTENSIONS = (".jpg", ".jpeg")
+
+# `y/<id>_<k>.<ext>`: image id, then the cell's index k within the image.
+_MASK_NAME = re.compile(r"^(?P<image_id>.+)_(?P<k>\d+)$")
+
+
+def split_mask_name(path: str) -> Tuple[str, int]:
+    """``y/1991_12.png`` -> ("1991", 12); raises DatasetError for names not of that form."""
+    stem, _ = os.path.splitext(os.path.basename(path))
+    match = _MASK_NAME.match(stem)
+    if not match:
+        raise DatasetError(path, "mask file name is not '<image id>_<k>.<ext>'")
+    return match["image_id"], int(match["k"])
+
+
+def read_segpc_mask(path: str) -> np.ndarray:
+    """Read one SegPC cell mask as a HxW uint8 array of values 0/20/40.
+
+    Masks may be 1-channel or 3-channel (values in one channel, or repeated): the channel-wise maximum
+    is taken. Lossless files must hold exactly 0/20/40; JPEG masks are snapped to the nearest value.
+    """
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise DatasetError(path, "cannot read mask (missing, truncated or not an image)")
+    if raw.ndim == 3:
+        raw = raw[..., :3].max(axis=2)
+    if raw.dtype != np.uint8:
+        raise DatasetError(path, f"mask has pixel type {raw.dtype}, expected 8-bit values 0/20/40")
+    if str(path).lower().endswith(LOSSY_EXTENSIONS):
+        levels = np.array(MASK_VALUES, dtype=np.int16)
+        raw = levels[np.abs(raw[..., None].astype(np.int16) - levels).argmin(axis=2)].astype(np.uint8)
+    present = np.flatnonzero(np.bincount(raw.ravel(), minlength=256))
+    bad = sorted(set(present.tolist()) - set(MASK_VALUES))
+    if bad:
+        shown = ", ".join(map(str, bad[:8])) + (" ..." if len(bad) > 8 else "")
+        raise DatasetError(path, f"mask values must be 0, 20 (cytoplasm) or 40 (nucleus); found {shown}")
+    return raw
+
+
+def cell_and_nucleus(mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Boolean (whole cell = nucleus U cytoplasm, nucleus) masks of a 0/20/40 mask."""
+    return mask > BACKGROUND_VALUE, mask == NUCLEUS_VALUE
+
+
+# --- Submission frame and `submission.txt` syntax -------------------------------------------------
+# The official scorer resizes everything to this frame, and submissions list pixels in it.
+SUBMISSION_SHAPE = (1080, 1440)  # rows, columns
+
+_DIGIT_LIMITS = 10 ** np.arange(1, 19, dtype=np.int64)  # 10, 100, ...: digit counts of int64 values
+
+
+def resize_to_submission(mask: np.ndarray) -> np.ndarray:
+    """Nearest-neighbour resize of a mask (bool or 0/20/40) to the submission frame, as the official
+    scorer does it; returns the boolean "pixel > 0" mask."""
+    mask = np.asarray(mask)
+    if mask.dtype == bool:
+        mask = mask.view(np.uint8)
+    if mask.shape[:2] != SUBMISSION_SHAPE:
+        rows, cols = SUBMISSION_SHAPE
+        mask = cv2.resize(np.ascontiguousarray(mask), (cols, rows), interpolation=cv2.INTER_NEAREST)
+    return mask > 0
+
+
+def _join_pairs(first: np.ndarray, second: np.ndarray) -> str:
+    """``"f0,s0;f1,s1;..."`` for non-negative integer arrays, written digit by digit with numpy (a
+    cell can hold tens of thousands of pixels, so per-pixel string formatting would be slow)."""
+    values = np.stack([first, second], axis=1).astype(np.int64).ravel()  # f0, s0, f1, s1, ...
+    digits = 1 + np.searchsorted(_DIGIT_LIMITS, values, side="right")
+    starts = np.concatenate([[0], np.cumsum(digits + 1)[:-1]])  # each number is followed by a separator
+    out = np.empty(int(starts[-1] + digits[-1] + 1), dtype=np.uint8)
+    out[starts + digits] = ord(";")
+    out[starts[0::2] + digits[0::2]] = ord(",")
+    for position in range(int(digits.max())):  # at most 19 passes, each over every number
+        has = digits > position
+        power = 10 ** (digits[has] - 1 - position)
+        out[starts[has] + position] = ord("0") + (values[has] // power) % 10
+    return out[:-1].tobytes().decode("ascii")
+
+
+def encode_pixel_list(mask: np.ndarray) -> str:
+    """``"r,c;r,c;..."`` of the True pixels, row-major. Raises ValueError for an empty mask: an empty
+    list breaks the official parser and zeroes the whole image."""
+    rows, cols = np.nonzero(mask)
+    if rows.size == 0:
+        raise ValueError("empty mask: the SegPC submission format cannot hold an empty pixel list")
+    return _join_pairs(rows, cols)
+
+
+def decode_pixel_list(text: str, shape: Tuple[int, int] = SUBMISSION_SHAPE) -> np.ndarray:
+    """Boolean mask of ``shape`` from ``"r,c;r,c;..."``; ValueError for anything else (empty list,
+    stray characters, a missing coordinate, a pixel outside the frame)."""
+    text = text.strip()
+    if not text:
+        raise ValueError("empty pixel list")
+    chars = np.frombuffer(text.encode("ascii", errors="replace"), dtype=np.uint8)
+    is_separator = (chars == ord(",")) | (chars == ord(";"))
+    is_digit = (chars >= ord("0")) & (chars <= ord("9"))
+    if not np.all(is_separator | is_digit):
+        bad = chr(int(chars[~(is_separator | is_digit)][0]))
+        raise ValueError(f"pixel list may hold only digits, ',' and ';'; found {bad!r}")
+    separators = chars[is_separator]
+    positions = np.flatnonzero(is_separator)
+    if (
+        separators.size % 2 == 0
+        or np.any(separators[0::2] != ord(","))
+        or np.any(separators[1::2] != ord(";"))
+        or np.any(np.diff(positions) < 2)
+        or not (is_digit[0] and is_digit[-1])
+    ):
+        raise ValueError("pixel list is not of the form 'row,col;row,col;...'")
+    coords = np.fromstring(text.replace(";", ","), dtype=np.int64, sep=",").reshape(-1, 2)
+    rows, cols = coords[:, 0], coords[:, 1]
+    if rows.max() >= shape[0] or cols.max() >= shape[1]:
+        raise ValueError(f"pixel outside the {shape[0]}x{shape[1]} frame (rows, columns)")
+    mask = np.zeros(shape, dtype=bool)
+    mask[rows, cols] = True
+    return mask
+
+
+def format_submission_line(image_id: str, instances: Sequence[Tuple[np.ndarray, np.ndarray]]) -> str:
+    """One ``submission.txt`` line (no newline): the id, then per instance a TAB and
+    ``<nucleus pixels> <cytoplasm pixels>``. Masks must already be in the submission frame."""
+    image_id = str(image_id)
+    if not image_id or any(ch.isspace() for ch in image_id):
+        raise ValueError(f"image id {image_id!r} is empty or holds whitespace")
+    fields = [image_id]
+    for index, (nucleus, cytoplasm) in enumerate(instances):
+        for name, mask in (("nucleus", nucleus), ("cytoplasm", cytoplasm)):
+            if mask.shape != SUBMISSION_SHAPE:
+                raise ValueError(f"{image_id} instance {index}: {name} mask is {mask.shape}, "
+                                 f"expected {SUBMISSION_SHAPE}; use resize_to_submission")
+        fields.append(f"{encode_pixel_list(nucleus)} {encode_pixel_list(cytoplasm)}")
+    return "\t".join(fields)
+
+
+def iter_submission(path: str) -> Iterator[Tuple[str, List[Tuple[np.ndarray, np.ndarray]]]]:
+    """Yield ``(image_id, [(nucleus, cytoplasm), ...])`` line by line, so that a scorer can hold one
+    image's masks at a time. Raises DatasetError naming the file and line for malformed content."""
+    seen: Dict[str, int] = {}
+    with open(path, encoding="ascii", errors="replace") as f:
+        for line_no, line in enumerate(f, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            image_id, *fields = line.split("\t")
+            if not image_id or image_id != image_id.strip():
+                raise DatasetError(path, f"line {line_no}: line must start with the image id")
+            if image_id in seen:
+                raise DatasetError(path, f"line {line_no}: image {image_id} already listed on line "
+                                         f"{seen[image_id]}")
+            seen[image_id] = line_no
+            instances = []
+            for index, field in enumerate(fields, start=1):
+                parts = field.split(" ")
+                if len(parts) != 2:
+                    raise DatasetError(path, f"line {line_no}, instance {index}: expected "
+                                             f"'<nucleus pixels> <cytoplasm pixels>', got {len(parts)} "
+                                             "space-separated parts")
+                try:
+                    instances.append((decode_pixel_list(parts[0]), decode_pixel_list(parts[1])))
+                except ValueError as err:
+                    raise DatasetError(path, f"line {line_no}, instance {index}: {err}") from None
+            yield image_id, instances
+
+
+def read_submission(path: str) -> Dict[str, List[Tuple[np.ndarray, np.ndarray]]]:
+    """The whole ``submission.txt`` as {image id: [(nucleus, cytoplasm) bool masks]} in the submission
+    frame (about 3 MB per instance: use :func:`iter_submission` for large files)."""
+    return dict(iter_submission(path))

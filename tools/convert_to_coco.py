@@ -1,0 +1,39 @@
+#!/usr/bin/env python
+"""Convert SegPC-2021 folders, MiMM_SBILab PowerPoint decks, COCO json or per-instance mask folders to
+standard COCO instances json (RLE masks), validated with pycocotools before an atomic write."""
+import argparse
+import sys
+
+from detectron2.utils.logger import setup_logger
+
+from detectron2_myeloma.data.convert import FORMATS, convert_to_coco
+from detectron2_myeloma.data.report import DatasetError
+from detectron2_myeloma.data.segpc import CATEGORY_SETS
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--format", required=True, choices=FORMATS)
+    parser.add_argument("--input", required=True, help="SegPC root (x/, y/), .pptx file or folder, "
+                        "COCO json, or mask-folder root")
+    parser.add_argument("--output", required=True, help="COCO json to write")
+    parser.add_argument("--categories", default="cell", choices=sorted(CATEGORY_SETS),
+                        help="SegPC only: whole cells, nuclei, or both")
+    parser.add_argument("--image-root", help="coco: folder the json's file names are relative to; "
+                        "pptx: folder of external images to match (default: extract embedded pictures)")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="skip unreadable/invalid files with a warning instead of failing")
+    args = parser.parse_args(argv)
+    setup_logger(name="detectron2_myeloma")
+    try:
+        coco, report = convert_to_coco(args.format, args.input, args.output, args.categories,
+                                       args.image_root, strict=not args.skip_bad)
+    except DatasetError as err:
+        print(f"error: {err}\nnothing was written to {args.output}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
