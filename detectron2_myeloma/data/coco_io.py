@@ -11,6 +11,7 @@ from detectron2.data.datasets import load_coco_json
 from detectron2.structures import BoxMode
 from pycocotools.coco import COCO
 
+from .masks import rle_area
 from .report import ConversionReport, DatasetError
 
 # Annotation keys this project adds (links between a cell and its nucleus, provenance); kept in COCO json.
@@ -73,7 +74,7 @@ def dicts_to_coco(dicts: Sequence[dict], thing_classes: Sequence[str],
             bbox = BoxMode.convert(list(ann["bbox"]), ann["bbox_mode"], BoxMode.XYWH_ABS)
             coco_ann = {"id": len(annotations) + 1, "image_id": image_id,
                         "category_id": ann["category_id"] + 1, "segmentation": rle,
-                        "area": float(mask_util.area(_rle_bytes(rle))), "bbox": [float(v) for v in bbox],
+                        "area": rle_area(rle), "bbox": [float(v) for v in bbox],
                         "iscrowd": int(ann.get("iscrowd", 0))}
             coco_ann.update({k: ann[k] for k in EXTRA_ANNOTATION_KEYS if k in ann})
             annotations.append(coco_ann)
@@ -81,11 +82,6 @@ def dicts_to_coco(dicts: Sequence[dict], thing_classes: Sequence[str],
                   for i, name in enumerate(thing_classes)]
     return {"info": {"description": "converted by detectron2_myeloma"}, "images": images,
             "annotations": annotations, "categories": categories}
-
-
-def _rle_bytes(rle: Dict[str, Any]) -> Dict[str, Any]:
-    counts = rle["counts"]
-    return {"size": rle["size"], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
 
 
 def validate_coco(coco: Dict[str, Any], source: str) -> None:

@@ -22,6 +22,13 @@ def rle_to_mask(rle: Dict[str, Any]) -> np.ndarray:
     return mask_util.decode(rle).astype(bool)
 
 
+def rle_area(rle: Dict[str, Any]) -> float:
+    """Pixel count of a compressed RLE (string or bytes counts)."""
+    counts = rle["counts"]
+    counts = counts.encode("ascii") if isinstance(counts, str) else counts
+    return float(mask_util.area({"size": rle["size"], "counts": counts}))
+
+
 def annotation_from_mask(mask: np.ndarray, category_id: int, **extra: Any) -> Optional[Dict[str, Any]]:
     """A Detectron2 instance annotation for one mask, or None when the mask is empty.
 

@@ -1,0 +1,55 @@
+"""Shared fixtures: the bundled real SegPC sample, and small generated SegPC folders for bad input."""
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from testutils import write_segpc_cell
+
+REPO = Path(__file__).resolve().parents[1]
+SEGPC_MINI = REPO / "datasets" / "segpc_mini" / "train"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def segpc_mini() -> Path:
+    """The bundled real sample: 14 SegPC-2021 images, 90 cell masks."""
+    return SEGPC_MINI
+
+
+@pytest.fixture(scope="session")
+def dsb2018_root() -> Path:
+    root = SHARED_DATA / "dsb2018"
+    if not root.is_dir():
+        pytest.skip("DSB2018 is not beside this checkout (../shared/data/dsb2018)")
+    return root
+
+
+@pytest.fixture
+def tiny_segpc(tmp_path) -> Path:
+    """A small SegPC folder: images a (2 cells), b (1 cell), c (no masks). 120x160 pixels."""
+    root = tmp_path / "segpc"
+    (root / "x").mkdir(parents=True)
+    (root / "y").mkdir()
+    rng = np.random.default_rng(0)
+    for image_id in "abc":
+        cv2.imwrite(str(root / "x" / f"{image_id}.png"), rng.integers(0, 255, (120, 160, 3), np.uint8))
+    write_segpc_cell(root / "y" / "a_1.png", (120, 160), (40, 40), 20, 8)
+    write_segpc_cell(root / "y" / "a_2.png", (120, 160), (110, 70), 25, 10)
+    write_segpc_cell(root / "y" / "b_1.png", (120, 160), (80, 60), 30, 12)
+    return root
+
+
+@pytest.fixture
+def real_segpc_copy(tmp_path, segpc_mini) -> Path:
+    """A writable copy of two real bundled images and their masks."""
+    root = tmp_path / "real"
+    for sub in ("x", "y"):
+        (root / sub).mkdir(parents=True)
+    for image_id in ("1997", "2009"):
+        shutil.copy(segpc_mini / "x" / f"{image_id}.jpg", root / "x")
+        for mask in (segpc_mini / "y").glob(f"{image_id}_*.png"):
+            shutil.copy(mask, root / "y")
+    return root
+
