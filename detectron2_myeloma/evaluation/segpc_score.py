@@ -1,0 +1,339 @@
+"""The SegPC-2021 score, computed exactly as the challenge did, plus numbers that expose false positives.
+
+The official mIoU (see ``segpc_format``): every mask is resized (nearest) to the 1080x1440 submission
+frame; each ground-truth cell takes its best IoU over all predicted instances of its image; the score is
+the mean of those best IoUs over all ground-truth cells. Extra predictions cost nothing there, so a
+score of record is reported next to precision/recall/F1 at IoU 0.5 (one-to-one matching) and, when
+predictions carry scores, COCO-style AP.
+
+Work is split per image (:func:`match_image` -> :class:`ImageMatch`, a few small arrays) and then
+aggregated (:func:`aggregate`), so that neither the CLI nor the evaluator ever holds more than one
+image's masks.
+"""
+import itertools
+import json
+import logging
+import math
+import os
+from collections import OrderedDict, defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, Hashable, List, Mapping, Optional, Sequence
+
+import numpy as np
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.evaluation import DatasetEvaluator
+from detectron2.utils import comm
+
+from ..data.masks import rle_to_mask
+from ..data.report import DatasetError
+from ..data.segpc_format import (
+    IMAGE_EXTENSIONS,
+    SUBMISSION_SHAPE,
+    read_segpc_mask,
+    resize_to_submission,
+    split_mask_name,
+)
+
+logger = logging.getLogger(__name__)
+
+COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+_RECALL_POINTS = np.linspace(0.0, 1.0, 101)
+_PRED_CHUNK = 32  # predictions per matrix product: bounds memory to ~32 x (pixels of the GT cells)
+
+
+@dataclass
+class ImageMatch:
+    """Everything the metrics need from one image: GT x prediction IoUs, prediction scores, and the
+    pixel counts of the semantic masks (union of GT cells vs union of predicted instances) in the
+    submission frame."""
+
+    ious: np.ndarray  # (gt cells, predictions) float64
+    scores: Optional[np.ndarray]  # (predictions,) or None when the predictions carry no scores
+    true_pos: int
+    false_pos: int
+    false_neg: int
+
+
+@dataclass
+class SegPCScore:
+    """Aggregated scores; all fractions in [0, 1]. ``ap50``/``ap`` are None without prediction scores."""
+
+    miou: float  # the official SegPC-2021 score
+    mean_dice: float  # Dice of each GT cell with its best-IoU prediction, averaged over cells
+    pixel_accuracy: float  # semantic cell mask, per image then averaged over images
+    semantic_iou: float
+    semantic_rmse: float
+    precision50: float  # one-to-one matching at IoU >= 0.5
+    recall50: float
+    f1_50: float
+    ap50: Optional[float]
+    ap: Optional[float]  # COCO AP@[.5:.95]
+    gt_cells: int
+    predictions: int
+    images: int
+    per_image: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> "OrderedDict[str, float]":
+        """Scalar metrics under display names (per-image scores stay in ``per_image``)."""
+        names = OrderedDict(
+            [("mIoU", "miou"), ("mDice", "mean_dice"), ("P@0.5", "precision50"), ("R@0.5", "recall50"),
+             ("F1@0.5", "f1_50"), ("AP50", "ap50"), ("AP", "ap"), ("pixel_accuracy", "pixel_accuracy"),
+             ("semantic_IoU", "semantic_iou"), ("semantic_RMSE", "semantic_rmse"),
+             ("gt_cells", "gt_cells"), ("predictions", "predictions"), ("images", "images")]
+        )
+        values = asdict(self)
+        return OrderedDict((k, values[a]) for k, a in names.items() if values[a] is not None)
+
+
+def _pair_intersections(gt_cells: Sequence[np.ndarray], pred_cells: Sequence[np.ndarray]) -> np.ndarray:
+    """(gt, pred) intersection pixel counts as a matrix product of flattened masks.
+
+    Only pixels inside some GT cell can intersect, so the product runs over those alone. float32 is
+    exact here: every partial sum is an integer below 1080*1440 < 2**24.
+    """
+    inter = np.zeros((len(gt_cells), len(pred_cells)), dtype=np.int64)
+    if not len(gt_cells) or not len(pred_cells):
+        return inter
+    support = np.flatnonzero(np.logical_or.reduce([m.ravel() for m in gt_cells]))
+    gt_flat = np.stack([m.ravel()[support] for m in gt_cells]).astype(np.float32)
+    for start in range(0, len(pred_cells), _PRED_CHUNK):
+        chunk = pred_cells[start:start + _PRED_CHUNK]
+        pred_flat = np.stack([m.ravel()[support] for m in chunk]).astype(np.float32)
+        inter[:, start:start + len(chunk)] = np.rint(gt_flat @ pred_flat.T)
+    return inter
+
+
+def match_image(
+    gt_cells: Sequence[np.ndarray], pred_cells: Sequence[np.ndarray], scores: Optional[Sequence[float]] = None
+) -> ImageMatch:
+    """Compare one image's boolean GT cells and predicted instances, both in the submission frame."""
+    for mask in itertools.chain(gt_cells, pred_cells):
+        if mask.shape != SUBMISSION_SHAPE or mask.dtype != bool:
+            raise ValueError(f"masks must be boolean {SUBMISSION_SHAPE}; got {mask.dtype} {mask.shape}")
+    if scores is not None and len(scores) != len(pred_cells):
+        raise ValueError(f"{len(scores)} scores for {len(pred_cells)} predictions")
+    inter = _pair_intersections(gt_cells, pred_cells)
+    gt_area = np.array([np.count_nonzero(m) for m in gt_cells], dtype=np.int64)
+    pred_area = np.array([np.count_nonzero(m) for m in pred_cells], dtype=np.int64)
+    union = gt_area[:, None] + pred_area[None, :] - inter
+    ious = np.divide(inter, union, out=np.zeros(inter.shape), where=union > 0)
+
+    gt_union = np.logical_or.reduce(gt_cells) if len(gt_cells) else np.zeros(SUBMISSION_SHAPE, bool)
+    pred_union = np.logical_or.reduce(pred_cells) if len(pred_cells) else np.zeros(SUBMISSION_SHAPE, bool)
+    true_pos = int(np.count_nonzero(gt_union & pred_union))
+    return ImageMatch(
+        ious=ious,
+        scores=None if scores is None else np.asarray(scores, dtype=np.float64),
+        true_pos=true_pos,
+        false_pos=int(np.count_nonzero(pred_union)) - true_pos,
+        false_neg=int(np.count_nonzero(gt_union)) - true_pos,
+    )
+
+
+def _greedy_matches(ious: np.ndarray, threshold: float) -> int:
+    """Number of one-to-one GT/prediction pairs with IoU >= threshold, taking the best pairs first."""
+    gts, preds = np.nonzero(ious >= threshold)
+    order = np.argsort(-ious[gts, preds], kind="stable")
+    used_gt, used_pred = set(), set()
+    for g, p in zip(gts[order], preds[order]):  # loops over candidate pairs, a handful per cell
+        if g not in used_gt and p not in used_pred:
+            used_gt.add(g)
+            used_pred.add(p)
+    return len(used_gt)
+
+
+def _coco_ap(matches: Sequence[ImageMatch], threshold: float, total_gt: int) -> float:
+    """COCO AP at one IoU threshold: predictions in score order take the best still-free GT cell with
+    IoU >= threshold; precision made monotone and sampled at 101 recall points."""
+    if not sum(len(m.scores) for m in matches):
+        return 0.0
+    all_scores, all_tp = [], []
+    for match in matches:
+        order = np.argsort(-match.scores, kind="mergesort")
+        free = np.ones(match.ious.shape[0], dtype=bool)
+        tp = np.zeros(len(order), dtype=bool)
+        for rank, p in enumerate(order):  # loops over predictions
+            allowed = free & (match.ious[:, p] >= threshold)
+            if allowed.any():
+                free[np.argmax(np.where(allowed, match.ious[:, p], -1.0))] = False
+                tp[rank] = True
+        all_scores.append(match.scores[order])
+        all_tp.append(tp)
+    scores = np.concatenate(all_scores)
+    tp = np.concatenate(all_tp)[np.argsort(-scores, kind="mergesort")]
+    tp_cum = np.cumsum(tp)
+    recall = tp_cum / total_gt
+    precision = tp_cum / np.arange(1, len(tp) + 1)
+    precision = np.maximum.accumulate(precision[::-1])[::-1]  # precision envelope
+    at = np.searchsorted(recall, _RECALL_POINTS, side="left")
+    sampled = np.where(at < len(precision), precision[np.minimum(at, len(precision) - 1)], 0.0)
+    return float(sampled.mean())
+
+
+def aggregate(matches: Mapping[Hashable, ImageMatch]) -> SegPCScore:
+    """Turn per-image matches into the score; every image is one that has ground truth."""
+    best = [m.ious.max(axis=1) if m.ious.shape[1] else np.zeros(m.ious.shape[0]) for m in matches.values()]
+    best_all = np.concatenate(best) if best else np.zeros(0)
+    gt_cells = best_all.size
+    predictions = sum(m.ious.shape[1] for m in matches.values())
+    nan = float("nan")
+    pixels = SUBMISSION_SHAPE[0] * SUBMISSION_SHAPE[1]
+
+    per_image: Dict[str, Dict[str, Any]] = {}
+    accuracy, sem_iou, rmse = [], [], []
+    for (image_id, match), cell_best in zip(matches.items(), best):
+        errors = match.false_pos + match.false_neg
+        union = match.true_pos + errors
+        accuracy.append(1.0 - errors / pixels)
+        sem_iou.append(match.true_pos / union if union else 1.0)
+        rmse.append(math.sqrt(errors / pixels))
+        per_image[str(image_id)] = {
+            "mIoU": float(cell_best.mean()) if cell_best.size else None,
+            "gt_cells": int(cell_best.size),
+            "predictions": int(match.ious.shape[1]),
+            "matched@0.5": _greedy_matches(match.ious, 0.5),
+            "semantic_IoU": sem_iou[-1],
+        }
+
+    matched = sum(v["matched@0.5"] for v in per_image.values())
+    precision = matched / predictions if predictions else 0.0
+    recall = matched / gt_cells if gt_cells else nan
+    f1 = 2 * matched / (predictions + gt_cells) if predictions + gt_cells else nan
+
+    ap50 = ap = None
+    if matches and all(m.scores is not None for m in matches.values()) and gt_cells:
+        per_threshold = [_coco_ap(list(matches.values()), t, gt_cells) for t in COCO_IOU_THRESHOLDS]
+        ap50, ap = per_threshold[0], float(np.mean(per_threshold))
+
+    return SegPCScore(
+        miou=float(best_all.mean()) if gt_cells else nan,
+        mean_dice=float(np.mean(2 * best_all / (1 + best_all))) if gt_cells else nan,
+        pixel_accuracy=float(np.mean(accuracy)) if matches else nan,
+        semantic_iou=float(np.mean(sem_iou)) if matches else nan,
+        semantic_rmse=float(np.mean(rmse)) if matches else nan,
+        precision50=precision,
+        recall50=recall,
+        f1_50=f1,
+        ap50=ap50,
+        ap=ap,
+        gt_cells=gt_cells,
+        predictions=predictions,
+        images=len(matches),
+        per_image=per_image,
+    )
+
+
+def score_segpc(
+    gt: Mapping[str, Sequence[np.ndarray]],
+    predictions: Mapping[str, Sequence[np.ndarray]],
+    scores: Optional[Mapping[str, Sequence[float]]] = None,
+) -> SegPCScore:
+    """Score predictions against SegPC ground truth.
+
+    ``gt``: {image id: 0/20/40 masks at any size}, one per cell. ``predictions``: {image id: boolean
+    instance masks (nucleus U cytoplasm) in the 1080x1440 frame}; images without an entry score 0 for
+    their cells, and predictions for images absent from ``gt`` are ignored (with a warning), as the
+    official scorer iterates over the ground truth. ``scores`` (same layout as ``predictions``) enables
+    AP.
+    """
+    unknown = sorted(set(predictions) - set(gt))
+    if unknown:
+        logger.warning("ignoring predictions for %d images without ground truth: %s", len(unknown),
+                       ", ".join(map(str, unknown[:5])))
+    matches = OrderedDict()
+    for image_id, gt_masks in gt.items():
+        preds = list(predictions.get(image_id, []))
+        image_scores = None
+        if scores is not None:
+            image_scores = scores.get(image_id, [])
+        matches[image_id] = match_image([resize_to_submission(m) for m in gt_masks], preds, image_scores)
+    return aggregate(matches)
+
+
+def gt_mask_files(y_dir: str) -> Dict[str, List[str]]:
+    """{image id: mask paths ordered by cell index k} of a SegPC ``y/`` folder; raises DatasetError for
+    two files with the same id and k (e.g. ``1_1.bmp`` beside ``1_1.png``)."""
+    found: Dict[str, Dict[int, str]] = defaultdict(dict)
+    for name in sorted(os.listdir(y_dir)):
+        if not name.lower().endswith(IMAGE_EXTENSIONS):
+            continue
+        path = os.path.join(y_dir, name)
+        image_id, k = split_mask_name(path)
+        if k in found[image_id]:
+            raise DatasetError(path, f"cell {k} of image {image_id} also in {found[image_id][k]}")
+        found[image_id][k] = path
+    return {image_id: [cells[k] for k in sorted(cells)] for image_id, cells in sorted(found.items())}
+
+
+def load_gt_dir(y_dir: str) -> Dict[str, List[np.ndarray]]:
+    """{image id: 0/20/40 masks} of a SegPC ``y/`` folder, at their stored size."""
+    return {image_id: [read_segpc_mask(p) for p in paths] for image_id, paths in gt_mask_files(y_dir).items()}
+
+
+class SegPCEvaluator(DatasetEvaluator):
+    """SegPC-2021 score of a Detectron2 model on a registered dataset.
+
+    GT cells are the dataset's annotations of class ``cell_class``; predictions of that class with score
+    >= ``score_threshold`` are the submitted instances (nucleus predictions, when the dataset has a
+    nucleus class, are ignored: the SegPC score is about whole cells). The threshold matters because the
+    official mIoU never penalises extra instances: use the one the submission writer uses. AP is
+    computed over the kept predictions.
+
+    Each image is matched in ``process`` (on every worker), keeping only its small :class:`ImageMatch`,
+    so memory does not grow with the number of predicted masks.
+    """
+
+    def __init__(
+        self,
+        dataset_name: str,
+        output_dir: Optional[str] = None,
+        score_threshold: float = 0.5,
+        cell_class: str = "cell",
+        distributed: bool = True,
+    ):
+        classes = list(MetadataCatalog.get(dataset_name).thing_classes)
+        if cell_class not in classes:
+            raise ValueError(f"dataset {dataset_name} has no class {cell_class!r} (classes: {classes})")
+        self._cell_id = classes.index(cell_class)
+        self._output_dir = output_dir
+        self._score_threshold = score_threshold
+        self._distributed = distributed
+        self._gt_annotations = {
+            d["image_id"]: [a["segmentation"] for a in d.get("annotations", [])
+                            if a["category_id"] == self._cell_id and not a.get("iscrowd", 0)]
+            for d in DatasetCatalog.get(dataset_name)
+        }
+        self._matches: "OrderedDict[Hashable, ImageMatch]" = OrderedDict()
+
+    def reset(self) -> None:
+        self._matches = OrderedDict()
+
+    def process(self, inputs: List[Dict[str, Any]], outputs: List[Dict[str, Any]]) -> None:
+        for inp, out in zip(inputs, outputs):
+            image_id = inp["image_id"]
+            gt_cells = [resize_to_submission(rle_to_mask(rle)) for rle in self._gt_annotations[image_id]]
+            instances = out["instances"].to("cpu")
+            keep = (instances.pred_classes == self._cell_id) & (instances.scores >= self._score_threshold)
+            instances = instances[keep]
+            pred_cells = [resize_to_submission(m) for m in instances.pred_masks.numpy().astype(bool)]
+            self._matches[image_id] = match_image(gt_cells, pred_cells, instances.scores.numpy())
+
+    def evaluate(self) -> "OrderedDict[str, Dict[str, float]]":
+        if self._distributed:
+            comm.synchronize()
+            gathered = comm.gather(self._matches, dst=0)
+            if not comm.is_main_process():
+                return OrderedDict()
+            matches = OrderedDict(kv for part in gathered for kv in part.items())
+        else:
+            matches = self._matches
+        if not matches:
+            logger.warning("SegPCEvaluator received no predictions")
+            return OrderedDict()
+        score = aggregate(matches)
+        if self._output_dir:
+            os.makedirs(self._output_dir, exist_ok=True)
+            with open(os.path.join(self._output_dir, "segpc_scores.json"), "w") as f:
+                json.dump({"metrics": score.to_dict(), "per_image": score.per_image}, f, indent=1)
+        logger.info("SegPC-2021 scores: %s", dict(score.to_dict()))
+        return OrderedDict(segpc=score.to_dict())
