@@ -4,6 +4,7 @@ Importing the package registers the builtin datasets (lazily: nothing is read un
 and the project's models in Detectron2's registries.
 """
 from .config import add_myeloma_config
+from . import modeling  # noqa: F401  registers backbones, heads and the meta-architecture
 from .data import builtin as _builtin  # noqa: F401  registers datasets
 
 __all__ = ["add_myeloma_config"]
