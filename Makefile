@@ -12,7 +12,7 @@ setup:
 		ln -s "$$(cd $(SHARED_DATA)/dsb2018 && pwd)" datasets/dsb2018; fi
 
 demo: setup
-	$(PY) tools/demo.py --output output/demo
+	$(PY) -m tools.demo --output output/demo
 
 test: setup
 	$(PY) -m pytest -q -m "not slow" tests

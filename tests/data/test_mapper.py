@@ -1,0 +1,51 @@
+"""Cell augmentations: exact 90-degree rotations, and a mapped training sample whose boxes fit its masks."""
+import numpy as np
+import pytest
+import torch
+from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog
+
+from detectron2_myeloma import add_myeloma_config
+from detectron2_myeloma.data.mapper import build_cell_mapper
+from detectron2_myeloma.data.transforms import HueShiftTransform, Rot90Transform
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_rot90_maps_masks_boxes_and_inverse_exactly(k):
+    h, w = 5, 8
+    mask = np.zeros((h, w), np.uint8)
+    mask[1:3, 2:7] = 1  # box x 2..7, y 1..3 in pixel-edge coordinates
+    t = Rot90Transform(h, w, k)
+    rotated = t.apply_segmentation(mask)
+    np.testing.assert_array_equal(rotated, np.rot90(mask, k))
+    ys, xs = np.nonzero(rotated)
+    expected = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+    np.testing.assert_allclose(t.apply_box(np.array([[2, 1, 7, 3]], float))[0], expected)
+    np.testing.assert_array_equal(t.inverse().apply_segmentation(rotated), mask)
+
+
+def test_hue_shift_changes_colour_not_geometry():
+    img = np.zeros((4, 4, 3), np.uint8)
+    img[..., 0] = 200  # pure red
+    out = HueShiftTransform(30, "RGB").apply_image(img)
+    assert out.shape == img.shape and not np.array_equal(out, img)
+    assert np.array_equal(HueShiftTransform(0, "RGB").apply_image(img), img)
+
+
+def test_training_sample_from_bundled_image():
+    cfg = get_cfg()
+    add_myeloma_config(cfg)
+    cfg.merge_from_file("configs/SegPC/rmask_rcnn_lite2_fpn.yaml")
+    mapper = build_cell_mapper(cfg, is_train=True)
+    record = DatasetCatalog.get("segpc_mini_train")[0]
+    np.random.seed(0)
+    for _ in range(3):
+        sample = mapper(dict(record))
+        image, inst = sample["image"], sample["instances"]
+        assert tuple(image.shape) == (3, 512, 512)
+        assert len(inst) > 0 and inst.gt_masks.tensor.shape[1:] == (512, 512)
+        # Boxes are recomputed from the cropped masks: each box is its mask's tight box.
+        for box, mask in zip(inst.gt_boxes.tensor, inst.gt_masks.tensor):
+            ys, xs = torch.nonzero(mask, as_tuple=True)
+            assert torch.allclose(box, torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1],
+                                                    dtype=box.dtype))
