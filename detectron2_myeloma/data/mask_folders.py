@@ -30,10 +30,8 @@ def load_mask_folders(root: str, category_id: int = 0, strict: bool = True,
         if image_path is None:
             report.problem(sample, f"no image {image_id}.<ext> in {sample}/images", strict)
             continue
-        try:
-            height, width = image_size(image_path, verify=verify_images)
-        except DatasetError as err:
-            report.problem(err.path, err.problem, strict)
+        size = report.attempt(strict, image_size, image_path, verify_images)
+        if size is None:
             continue
         annotations = []
         mask_dir = os.path.join(sample, "masks")
@@ -42,13 +40,11 @@ def load_mask_folders(root: str, category_id: int = 0, strict: bool = True,
             if os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
                 continue
             mask_path = os.path.join(mask_dir, name)
-            ann = _instance(mask_path, (height, width), category_id, strict, report)
+            ann = _instance(mask_path, size, category_id, strict, report)
             if ann is not None:
                 annotations.append(ann)
-        dicts.append({"file_name": image_path, "image_id": image_id, "height": height, "width": width,
-                      "annotations": annotations})
-        report.images += 1
-        report.instances += len(annotations)
+        report.add_image(dicts, {"file_name": image_path, "image_id": image_id, "height": size[0],
+                                 "width": size[1], "annotations": annotations})
     return dicts
 
 

@@ -7,9 +7,10 @@ user who asked to skip bad inputs still sees what was left out.
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import List, Tuple
+from typing import Any, Callable, List, Optional, Tuple, TypeVar
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class DatasetError(ValueError):
@@ -35,6 +36,20 @@ class ConversionReport:
             raise DatasetError(path, problem)
         logger.warning("skipping %s: %s", path, problem)
         self.skipped.append((str(path), problem))
+
+    def attempt(self, strict: bool, fn: Callable[..., T], *args: Any) -> Optional[T]:
+        """``fn(*args)``; a DatasetError it raises is handled by :meth:`problem` and gives None."""
+        try:
+            return fn(*args)
+        except DatasetError as err:
+            self.problem(err.path, err.problem, strict)
+            return None
+
+    def add_image(self, dicts: List[dict], record: dict) -> None:
+        """Append a finished dataset dict and count it."""
+        dicts.append(record)
+        self.images += 1
+        self.instances += len(record["annotations"])
 
     def skip(self, where: str, reason: str) -> None:
         """Record something left out on purpose (not an error), e.g. a mark too small to be a cell."""

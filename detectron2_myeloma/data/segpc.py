@@ -100,27 +100,20 @@ def load_segpc(
 
     dicts = []
     for image_id, image_path in images.items():
-        try:
-            height, width = image_size(image_path, verify=verify_images)
-        except DatasetError as err:
-            report.problem(err.path, err.problem, strict)
+        size = report.attempt(strict, image_size, image_path, verify_images)
+        if size is None:
             continue
         annotations = []
         for k, mask_path in sorted(masks_of[image_id]):
-            annotations += _cell_annotations(mask_path, f"{image_id}_{k}", (height, width), classes,
-                                             strict, report)
-        dicts.append({"file_name": image_path, "image_id": image_id, "height": height, "width": width,
-                      "annotations": annotations})
-        report.images += 1
-        report.instances += len(annotations)
+            annotations += _cell_annotations(mask_path, f"{image_id}_{k}", size, classes, strict, report)
+        report.add_image(dicts, {"file_name": image_path, "image_id": image_id, "height": size[0],
+                                 "width": size[1], "annotations": annotations})
     return dicts
 
 
 def _cell_annotations(mask_path, key, image_hw, classes, strict, report) -> List[dict]:
-    try:
-        mask = read_segpc_mask(mask_path)
-    except DatasetError as err:
-        report.problem(err.path, err.problem, strict)
+    mask = report.attempt(strict, read_segpc_mask, mask_path)
+    if mask is None:
         return []
     if mask.shape != tuple(image_hw):
         report.problem(mask_path, size_mismatch(mask.shape, image_hw), strict)
