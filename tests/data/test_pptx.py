@@ -402,3 +402,20 @@ def test_external_image_matched_by_size(tmp_path):
         os.remove(images / name)
     with pytest.raises(DatasetError, match="no image in .* is named like the picture or has its size 400x300"):
         load_pptx_dataset(str(tmp_path / "single.pptx"), str(images), str(tmp_path / "x"))
+
+
+def test_convert_cli_pptx_to_coco(tmp_path):
+    """The converter extracts pictures beside the json and writes one COCO instance per kept mark."""
+    from pycocotools.coco import COCO
+
+    from tools.convert_to_coco import main as convert_main
+
+    png = write_png(tmp_path / "pic.png")
+    expected = build_single_deck(tmp_path / "one.pptx", png)
+    out = tmp_path / "out" / "mimm.json"
+    assert convert_main(["--format", "pptx", "--input", str(tmp_path / "one.pptx"), "--output", str(out)]) == 0
+    coco = COCO(str(out))
+    assert len(coco.imgs) == 1 and len(coco.anns) == len(expected)
+    image = coco.imgs[1]
+    assert (tmp_path / "out" / "images" / image["file_name"]).is_file()
+    assert sorted(a["source_shape"] for a in coco.anns.values()) == sorted(expected)
