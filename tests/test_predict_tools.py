@@ -1,0 +1,151 @@
+"""tools/predict.py and tools/make_submission.py end to end on a bundled image with a freshly initialised
+model (random weights, so the detections are garbage: the tests check file structure), plus the
+prediction tables of a cell classifier's fields."""
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from detectron2.config import get_cfg
+from detectron2.data import Metadata
+from detectron2.structures import Boxes, Instances
+from pycocotools.coco import COCO
+
+from detectron2_myeloma import add_myeloma_config
+from detectron2_myeloma.data.segpc_format import (
+    CYTOPLASM_VALUE,
+    NUCLEUS_VALUE,
+    read_segpc_mask,
+    read_submission,
+)
+from detectron2_myeloma.predictor import CELL_COLUMNS, RESULTS_JSON, SUMMARY_COLUMNS, PredictionWriter
+from tools.make_submission import main as make_submission
+from tools.predict import main as predict
+
+REPO = Path(__file__).resolve().parents[1]
+PROJECT_CONFIG = REPO / "configs" / "SegPC" / "mask_rcnn_lite2_fpn.yaml"
+IMAGE = REPO / "datasets" / "segpc_mini" / "train" / "x" / "2009.jpg"
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory) -> str:
+    """A small random-weight Mask R-CNN, 256-pixel test scale, everything scored, 3 detections."""
+    cfg = get_cfg()
+    add_myeloma_config(cfg)
+    if PROJECT_CONFIG.exists():
+        cfg.merge_from_file(str(PROJECT_CONFIG))
+        cfg.MODEL.TIMM.PRETRAINED = False
+    else:
+        cfg.merge_from_list([
+            "MODEL.MASK_ON", True, "MODEL.BACKBONE.NAME", "build_resnet_fpn_backbone",
+            "MODEL.RESNETS.DEPTH", 18, "MODEL.RESNETS.RES2_OUT_CHANNELS", 64,
+            "MODEL.RESNETS.OUT_FEATURES", ["res2", "res3", "res4", "res5"],
+            "MODEL.FPN.IN_FEATURES", ["res2", "res3", "res4", "res5"],
+            "MODEL.ANCHOR_GENERATOR.SIZES", [[32], [64], [128], [256], [512]],
+            "MODEL.RPN.IN_FEATURES", ["p2", "p3", "p4", "p5", "p6"],
+            "MODEL.ROI_HEADS.NAME", "StandardROIHeads",
+            "MODEL.ROI_HEADS.IN_FEATURES", ["p2", "p3", "p4", "p5"],
+            "MODEL.ROI_BOX_HEAD.NAME", "FastRCNNConvFCHead", "MODEL.ROI_BOX_HEAD.NUM_FC", 2,
+            "MODEL.ROI_MASK_HEAD.NAME", "MaskRCNNConvUpsampleHead",
+            "DATASETS.TEST", ("segpc_mini_val",),
+        ])
+    cfg.merge_from_list([
+        "MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu", "MODEL.ROI_HEADS.NUM_CLASSES", 1,
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0, "TEST.DETECTIONS_PER_IMAGE", 3,
+        "INPUT.MIN_SIZE_TEST", 256, "INPUT.MAX_SIZE_TEST", 512,
+    ])
+    path = tmp_path_factory.mktemp("config") / "model.yaml"
+    path.write_text(cfg.dump())
+    return str(path)
+
+
+def image_folder(root: Path, big_bmp: bool) -> Path:
+    """The bundled image (as a 2560x1920 Nikon-size BMP when ``big_bmp``) beside an unreadable file."""
+    root.mkdir()
+    if big_bmp:
+        cv2.imwrite(str(root / "2009.bmp"), cv2.resize(cv2.imread(str(IMAGE)), (2560, 1920)))
+    else:
+        shutil.copy(IMAGE, root / "2009.jpg")
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    return root
+
+
+def test_make_submission_from_a_model(config_file, tmp_path, caplog):
+    torch.manual_seed(0)
+    folder = image_folder(tmp_path / "x", big_bmp=False)
+    submission, masks_out = tmp_path / "submission.txt", tmp_path / "masks"
+    code = make_submission(["--config-file", config_file, "--input", str(folder), "--output", str(submission),
+                            "--masks-out", str(masks_out), "--score-threshold", "0", "--max-instances", "3"])
+    assert code != 0 and "broken.png" in caplog.text
+    instances = read_submission(str(submission))["2009"]  # raises on any malformed or empty pixel list
+    assert 1 <= len(instances) <= 3
+    numbers = range(1, len(instances) + 1)
+    assert sorted(p.name for p in masks_out.iterdir()) == [f"2009_{k}.bmp" for k in numbers]
+    for k in numbers:
+        mask = read_segpc_mask(str(masks_out / f"2009_{k}.bmp"))
+        assert mask.shape == (1536, 2040)
+        assert set(np.unique(mask)) == {0, CYTOPLASM_VALUE, NUCLEUS_VALUE}
+
+
+def test_predict_outputs(config_file, tmp_path, caplog):
+    torch.manual_seed(0)
+    folder = image_folder(tmp_path / "x", big_bmp=True)
+    out = tmp_path / "out"
+    assert predict(["--config-file", config_file, "--input", str(folder), "--output", str(out),
+                    "--score-threshold", "0"]) != 0
+    assert "broken.png" in caplog.text
+    for kind in ("overlay", "splash"):
+        assert cv2.imread(str(out / f"2009_{kind}.png")).shape == (960, 1280, 3)  # 2560x1920 at 0.5
+
+    results = json.loads((out / RESULTS_JSON).read_text())
+    assert 1 <= len(results) <= 3
+    assert all(r["image_id"] == 1 and r["file_name"] == "2009.bmp" and r["category_id"] == 1 for r in results)
+    assert all(isinstance(r["segmentation"]["counts"], str) and r["segmentation"]["size"] == [1920, 2560]
+               for r in results)
+    gt = COCO()
+    gt.dataset = {"images": [{"id": 1, "file_name": "2009.bmp", "height": 1920, "width": 2560}],
+                  "annotations": [], "categories": [{"id": 1, "name": "cell"}]}
+    gt.createIndex()
+    assert len(gt.loadRes(results).getAnnIds()) == len(results)
+
+    with open(out / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == SUMMARY_COLUMNS and len(rows) == 1
+    assert rows[0]["image"] == "2009.bmp" and int(rows[0]["cells"]) == len(results)
+    assert rows[0]["myeloma"] == rows[0]["non_myeloma"] == ""  # no classifier fields
+    with open(out / "cells.csv", newline="") as f:
+        cells = list(csv.DictReader(f))
+    assert list(cells[0]) == CELL_COLUMNS and len(cells) == len(results)
+    assert [float(c["score"]) for c in cells] == pytest.approx([r["score"] for r in results], abs=1e-4)
+
+
+def test_classifier_fields_fill_the_myeloma_columns(tmp_path):
+    """Instances with ``pred_cell_labels`` / ``pred_cell_probs`` (added by a cell classifier)."""
+    image = np.full((120, 160, 3), 200, np.uint8)
+    masks = torch.zeros(3, 120, 160, dtype=torch.bool)
+    masks[0, 10:30, 10:30] = masks[1, 50:60, 50:70] = masks[2, 80:110, 100:150] = True
+    instances = Instances((120, 160))
+    instances.pred_masks = masks
+    instances.pred_boxes = Boxes(torch.tensor([[10.0, 10, 30, 30], [50, 50, 70, 60], [100, 80, 150, 110]]))
+    instances.scores = torch.tensor([0.9, 0.8, 0.7])
+    instances.pred_classes = torch.zeros(3, dtype=torch.long)
+    instances.pred_cell_labels = torch.tensor([1, 0, 1])
+    instances.pred_cell_probs = torch.tensor([0.95, 0.2, 0.6])
+    metadata = Metadata(name="test", thing_classes=["cell"])
+    with PredictionWriter(str(tmp_path), metadata, cell_class=0) as writer:
+        writer.add(1, "slide.png", image, instances)
+    with open(tmp_path / "summary.csv", newline="") as f:
+        summary, = csv.DictReader(f)
+    assert (summary["cells"], summary["myeloma"], summary["non_myeloma"]) == ("3", "2", "1")
+    assert float(summary["mean_area"]) == pytest.approx((400 + 200 + 1500) / 3, abs=0.1)
+    assert float(summary["median_area"]) == 400
+    with open(tmp_path / "cells.csv", newline="") as f:
+        cells = list(csv.DictReader(f))
+    assert [c["myeloma_label"] for c in cells] == ["1", "0", "1"]
+    assert [float(c["myeloma_prob"]) for c in cells] == [0.95, 0.2, 0.6]
+    splash = cv2.imread(str(tmp_path / "slide_splash.png"))
+    assert splash.shape == (120, 160, 3)

@@ -1,0 +1,73 @@
+#!/usr/bin/env python
+"""Write a SegPC-2021 submission.txt, from a trained model or from a folder of 0/20/40 cell masks.
+
+    tools/make_submission.py --config-file CFG --input test/x --output submission.txt \\
+        [--masks-out DIR] [--score-threshold 0.5] [--max-instances 100] MODEL.WEIGHTS model_final.pth
+    tools/make_submission.py --masks-in val/y --images val/x --output submission.txt
+
+No instance ever has an empty nucleus or cytoplasm list (the official parser would zero the image):
+see detectron2_myeloma.evaluation.submission for the rule. Unreadable images are listed at the end and
+make the exit status 1; the others are still written.
+"""
+import argparse
+import logging
+from typing import List, Optional
+
+from detectron2.engine import DefaultPredictor
+
+from detectron2_myeloma.evaluation.submission import (
+    SubmissionWriter,
+    submission_parts,
+    write_masks_submission,
+)
+from detectron2_myeloma.predictor import (
+    Failure,
+    add_model_arguments,
+    cell_and_nucleus_classes,
+    image_stem,
+    list_images,
+    model_metadata,
+    predict_images,
+    report_failures,
+    setup_cfg,
+)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", required=True, help="submission.txt to write")
+    parser.add_argument("--masks-out", metavar="DIR",
+                        help="also save <id>_<k>.bmp masks (20/40) at image size")
+    parser.add_argument("--input", help="model mode: image file or folder (.bmp/.png/.jpg/.tif...)")
+    parser.add_argument("--max-instances", type=int, default=100, help="model mode: most cells per image")
+    parser.add_argument("--masks-in", metavar="DIR", help="mask mode: folder of <id>_<k>.bmp/png masks")
+    parser.add_argument("--images", metavar="DIR", help="mask mode: images folder; ids without masks get "
+                                                        "empty lines")
+    add_model_arguments(parser, required=False)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+
+    if args.masks_in:
+        if args.config_file or args.input:
+            parser.error("--masks-in excludes --config-file and --input")
+        print(write_masks_submission(args.masks_in, args.output, args.images, args.masks_out).summary())
+        return 0
+    if not (args.config_file and args.input):
+        parser.error("give --config-file and --input (model), or --masks-in (masks)")
+
+    cfg = setup_cfg(args.config_file, args.opts, args.score_threshold, max_cells=args.max_instances)
+    cell_class, nucleus_class = cell_and_nucleus_classes(model_metadata(cfg, args.classes).thing_classes)
+    predictor = DefaultPredictor(cfg)
+    failures: List[Failure] = []
+    with SubmissionWriter(args.output, args.masks_out) as writer:
+        for path, _, instances in predict_images(predictor, list_images(args.input), failures):
+            parts = submission_parts(instances, cell_class, nucleus_class, args.score_threshold,
+                                     args.max_instances)
+            writer.write(image_stem(path), parts)
+    print(writer.stats.summary())
+    return report_failures(failures)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,56 @@
+#!/usr/bin/env python
+"""Run a trained model on images and save what it found.
+
+    tools/predict.py --config-file CFG --input IMAGE_OR_DIR --output DIR [--score-threshold 0.5] \\
+        MODEL.WEIGHTS model_final.pth
+
+For each image: <stem>_overlay.png (predictions drawn by Detectron2's Visualizer) and <stem>_splash.png
+(detected cells in colour, the rest grey), scaled down to 1280 px; for all images: summary.csv (one row
+per image: cells, myeloma / non-myeloma counts when a classifier labelled the cells, mean score, mean and
+median cell area in pixels), cells.csv (one row per detection) and instances_predictions.json (COCO
+results, RLE masks). Unreadable images are listed at the end and make the exit status 1.
+"""
+import argparse
+import logging
+from typing import List, Optional
+
+from detectron2.engine import DefaultPredictor
+
+from detectron2_myeloma.predictor import (
+    Failure,
+    PredictionWriter,
+    add_model_arguments,
+    cell_and_nucleus_classes,
+    list_images,
+    model_metadata,
+    predict_images,
+    report_failures,
+    setup_cfg,
+)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", required=True, help="image file or folder (.bmp/.png/.jpg/.tif...)")
+    parser.add_argument("--output", required=True, help="output folder")
+    add_model_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+
+    cfg = setup_cfg(args.config_file, args.opts, args.score_threshold)
+    metadata = model_metadata(cfg, args.classes)
+    cell_class, _ = cell_and_nucleus_classes(metadata.thing_classes)
+    predictor = DefaultPredictor(cfg)
+    paths = list_images(args.input)
+    position = {path: index for index, path in enumerate(paths, start=1)}
+    failures: List[Failure] = []
+    with PredictionWriter(args.output, metadata, cell_class) as writer:
+        for path, image, instances in predict_images(predictor, paths, failures):
+            writer.add(position[path], path, image, instances)
+    print(f"{len(writer.results)} detections in {len(paths) - len(failures)} images: {args.output}")
+    return report_failures(failures)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
