@@ -1,7 +1,40 @@
 """Every config key this project adds to Detectron2's defaults, each with a one-line comment."""
+import torch
 from detectron2.config import CfgNode as CN
 
 
 def add_myeloma_config(cfg: CN) -> None:
     """Add the project's keys to a Detectron2 config (call before merging a project YAML)."""
     _C = cfg
+    _C.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # Detectron2 assumes cuda; fall back to CPU
+
+    # timm bottom-up of BACKBONE.NAME "build_timm_rmask_fpn_backbone" (features named res2..res5).
+    _C.MODEL.TIMM = CN()
+    _C.MODEL.TIMM.NAME = "tf_efficientnet_lite2"  # timm model name (features_only)
+    _C.MODEL.TIMM.OUT_INDICES = (1, 2, 3, 4)  # timm feature indices; must give strides 4, 8, 16, 32
+    _C.MODEL.TIMM.PRETRAINED = True  # load ImageNet weights: WEIGHTS, else the packaged Lite0/Lite2 file
+    _C.MODEL.TIMM.WEIGHTS = ""  # timm-format state dict (.pth/.bin/.safetensors), overrides the packaged one
+    _C.MODEL.TIMM.FREEZE_AT = 2  # freeze everything up to the stride 2**FREEZE_AT feature (0: nothing)
+    _C.MODEL.TIMM.NORM = "FrozenBN"  # "FrozenBN" (all BatchNorm frozen) or "BN" (trainable past FREEZE_AT)
+
+    # R-Mask R-CNN additions to Mask R-CNN; all off = plain Mask R-CNN.
+    _C.MODEL.RMASK = CN()
+    _C.MODEL.RMASK.BOTTOM_UP_PATH = False  # PANet bottom-up path N2..N5 after the FPN
+    _C.MODEL.RMASK.FPN_ATTENTION = "NONE"  # attention on P2..P5 (FPN-AM): NONE, CA, SA, CA-SA or SA-CA
+    _C.MODEL.RMASK.BU_ATTENTION = "NONE"  # attention on N2..N5 (B-U-AM, needs BOTTOM_UP_PATH): same choices
+    _C.MODEL.RMASK.ATTENTION_GATE = "sigmoid"  # "sigmoid" (2*sigmoid) or "softmax" (n*softmax, mean 1)
+    _C.MODEL.RMASK.CA_REDUCTION = 16  # channel attention MLP reduction ratio
+    _C.MODEL.RMASK.CA_USE_MAX_POOL = False  # channel attention also uses global max pooling (CBAM)
+    _C.MODEL.RMASK.SA_KERNEL_SIZE = 7  # spatial attention conv kernel size (odd)
+    _C.MODEL.RMASK.MASK_POOLING = "standard"  # mask RoIs from "standard" (one level) or "adaptive" (all levels)
+    _C.MODEL.RMASK.ADAPTIVE_FUSION = "max"  # fusion of levels in adaptive pooling: "max" or "sum"
+
+    # Training augmentations for cells (after INPUT.MIN_SIZE_TRAIN resizing and INPUT.CROP).
+    _C.INPUT.CELL_AUG = CN()
+    _C.INPUT.CELL_AUG.HFLIP = True  # random horizontal flip
+    _C.INPUT.CELL_AUG.VFLIP = True  # random vertical flip (cells have no up or down)
+    _C.INPUT.CELL_AUG.ROT90 = True  # random rotation by a multiple of 90 degrees (exact, no interpolation)
+    _C.INPUT.CELL_AUG.BRIGHTNESS = 0.1  # brightness factor drawn from [1 - x, 1 + x]; 0 = off
+    _C.INPUT.CELL_AUG.CONTRAST = 0.1  # contrast factor drawn from [1 - x, 1 + x]; 0 = off
+    _C.INPUT.CELL_AUG.SATURATION = 0.1  # saturation factor drawn from [1 - x, 1 + x]; 0 = off
+    _C.INPUT.CELL_AUG.HUE = 4.0  # stain jitter: hue shift up to +-x OpenCV hue units (of 180); 0 = off
