@@ -1,0 +1,61 @@
+"""Config of the cell classifier (myeloma vs other cells), a yacs ``CfgNode`` of its own.
+
+The classifier is not a Detectron2 meta-architecture, so it does not share Detectron2's defaults
+(nor their VERSION check): it is an fvcore ``CfgNode``, the base of Detectron2's, whose YAMLs
+(configs/Classifier/) inherit with ``_BASE_`` the same way.
+"""
+from fvcore.common.config import CfgNode as CN
+
+
+def get_classifier_cfg() -> CN:
+    """A fresh copy of the classifier defaults, every key commented."""
+    _C = CN()
+    _C.MODEL = CN()
+    _C.MODEL.NAME = "tf_efficientnet_lite2"  # timm model name (an EfficientNet-like: conv_stem, blocks, head)
+    # "" = the packaged ImageNet weights for tf_efficientnet_lite0/lite2 (paired by order, offline);
+    # otherwise a timm-format state dict file. Other models with "" start from random init (warned).
+    _C.MODEL.WEIGHTS = ""
+    _C.MODEL.DROPOUT = 0.2  # dropout before the final linear layer (timm drop_rate)
+    _C.MODEL.FREEZE_AT = 0  # 0: train everything; k > 0: freeze the stem and the first k block stages
+    # Input normalisation (x - mean) / std on 0..255 RGB: 127.5 / 127.5 is what the Lite weights expect.
+    _C.MODEL.PIXEL_MEAN = [127.5, 127.5, 127.5]
+    _C.MODEL.PIXEL_STD = [127.5, 127.5, 127.5]
+
+    _C.INPUT = CN()
+    # Crop side in pixels; must equal the crop folder's size (crops are resized once, when built).
+    # 128 keeps a 450 px SegPC cell square (median cell + 15% margin) at ~3.5x reduction, where
+    # nuclei stay ~60 px across with visible chromatin, at a quarter of Lite2's 260 px cost on CPU.
+    _C.INPUT.SIZE = 128
+    _C.INPUT.CROP_MARGIN = 0.15  # relative margin of the square crop; must equal the crop folder's
+
+    # Training augmentation, per crop (all exact on square crops but the colour jitter).
+    _C.AUG = CN()
+    _C.AUG.HFLIP = True  # random horizontal flip
+    _C.AUG.VFLIP = True  # random vertical flip (cells have no up or down)
+    _C.AUG.ROT90 = True  # random rotation by a multiple of 90 degrees
+    _C.AUG.BRIGHTNESS = 0.1  # brightness factor drawn from [1 - x, 1 + x]; 0 = off
+    _C.AUG.CONTRAST = 0.1  # contrast factor drawn from [1 - x, 1 + x]; 0 = off
+    _C.AUG.SATURATION = 0.1  # saturation factor drawn from [1 - x, 1 + x]; 0 = off
+    _C.AUG.HUE = 0.02  # stain jitter: hue shift up to +-x of the hue circle (torchvision units); 0 = off
+
+    _C.SOLVER = CN()
+    _C.SOLVER.BASE_LR = 2e-4  # Adam learning rate (EfficientNet-B3 myeloma paper)
+    _C.SOLVER.WEIGHT_DECAY = 0.0  # Adam (L2) weight decay
+    _C.SOLVER.BATCH_SIZE = 32  # crops per step (paper)
+    _C.SOLVER.EPOCHS = 30  # passes over the training crops (paper)
+    _C.SOLVER.MAX_STEPS = 0  # stop after this many steps in total even mid-epoch; 0 = no limit
+    # Class imbalance: "loss" (cross-entropy weighted by n / (2 n_class)), "sampler" (class-balanced
+    # sampling with replacement) or "none".
+    _C.SOLVER.CLASS_BALANCE = "loss"
+
+    _C.DATALOADER = CN()
+    _C.DATALOADER.NUM_WORKERS = 2  # crop-loading worker processes; 0 = in the main process
+
+    _C.TEST = CN()
+    _C.TEST.BATCH_SIZE = 64  # crops per evaluation step
+    _C.TEST.THRESHOLD = 0.5  # myeloma probability above which a crop is called myeloma
+
+    _C.SEED = 0  # seeds torch, numpy and random (head init, shuffling, augmentation)
+    _C.DEVICE = "auto"  # "auto" (cuda when available, else cpu), "cpu", "cuda", "cuda:1"...
+    _C.OUTPUT_DIR = "./output/classifier"  # checkpoints, metrics and plots
+    return _C.clone()

@@ -1,0 +1,140 @@
+"""Cell classifier: a timm EfficientNet that tells myeloma plasma cells from other cells in square crops.
+
+Crops come from :mod:`detectron2_myeloma.data.crops` (the same function at training and inference);
+:meth:`CellClassifier.classify` is what a detector post-hook calls on the crops of its detections.
+"""
+import logging
+import warnings
+from typing import Optional, Union
+
+import numpy as np
+import timm
+import torch
+from fvcore.common.config import CfgNode
+from torch import nn
+
+from ..classifier_config import get_classifier_cfg
+from ..data.crop_dataset import CLASS_NAMES
+from .pretrained import load_timm_weights, packaged_weights_path
+
+logger = logging.getLogger(__name__)
+
+MYELOMA = CLASS_NAMES.index("myeloma")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"``: cuda when available, else cpu; any other name as torch spells it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _frozen_modules(net: nn.Module, freeze_at: int) -> list:
+    if freeze_at <= 0:
+        return []
+    if not all(hasattr(net, name) for name in ("conv_stem", "bn1", "blocks")):
+        raise ValueError(f"MODEL.FREEZE_AT needs an EfficientNet-like timm model, got {type(net).__name__}")
+    if freeze_at > len(net.blocks):
+        raise ValueError(f"MODEL.FREEZE_AT={freeze_at} but the model has {len(net.blocks)} block stages")
+    return [net.conv_stem, net.bn1, *net.blocks[:freeze_at]]
+
+
+class CellClassifier(nn.Module):
+    """A timm network with its input normalisation, crop geometry and frozen stages.
+
+    ``forward`` takes (N, 3, S, S) float crops in 0..255 RGB and returns (N, 2) logits ordered as
+    :data:`CLASS_NAMES`. Frozen stages keep their BatchNorm statistics in training mode too.
+    """
+
+    def __init__(self, net: nn.Module, pixel_mean, pixel_std, input_size: int, crop_margin: float,
+                 freeze_at: int = 0):
+        super().__init__()
+        self.net = net
+        self.input_size = int(input_size)
+        self.crop_margin = float(crop_margin)
+        # not persistent: the cfg in the checkpoint holds them
+        for name, value in (("pixel_mean", pixel_mean), ("pixel_std", pixel_std)):
+            self.register_buffer(name, torch.tensor(value, dtype=torch.float32).view(1, 3, 1, 1), False)
+        self._frozen = _frozen_modules(net, freeze_at)
+        for module in self._frozen:
+            module.requires_grad_(False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def train(self, mode: bool = True) -> "CellClassifier":
+        super().train(mode)
+        for module in self._frozen:
+            module.eval()
+        return self
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        return self.net((crops.float() - self.pixel_mean) / self.pixel_std)
+
+    @torch.no_grad()
+    def classify(self, crops: Union[torch.Tensor, np.ndarray], batch_size: int = 64) -> torch.Tensor:
+        """Myeloma probability of each crop, on the model's device, in eval mode.
+
+        Args:
+            crops: (N, 3, S, S) tensor (e.g. from :func:`~detectron2_myeloma.data.crops.crop_and_resize_batch`
+                with the channels flipped to RGB), or (N, S, S, 3) uint8 RGB array; 0..255 RGB, with
+                S = ``input_size`` and cut with ``crop_margin``.
+        """
+        if isinstance(crops, np.ndarray):
+            crops = torch.from_numpy(crops).permute(0, 3, 1, 2)
+        if crops.dim() != 4 or crops.shape[1] != 3 or tuple(crops.shape[2:]) != (self.input_size,) * 2:
+            size = self.input_size
+            raise ValueError(f"expected (N, 3, {size}, {size}) crops, got {tuple(crops.shape)}")
+        was_training = self.training
+        self.eval()
+        probs = [torch.softmax(self(chunk.to(self.device)), dim=1)[:, MYELOMA]
+                 for chunk in crops.split(batch_size)]
+        self.train(was_training)
+        return torch.cat(probs) if probs else torch.zeros(0, device=self.device)
+
+
+def build_classifier(cfg: CfgNode, load_pretrained: bool = True) -> CellClassifier:
+    """The classifier of ``cfg`` on cpu, with ImageNet weights when ``load_pretrained``.
+
+    Weights: ``MODEL.WEIGHTS`` (timm state dict, by name) if set, else the packaged Lite0/Lite2 file
+    (by order); any other model starts from random init, with a loud warning, since nothing may be
+    downloaded. The 1000-class ImageNet head is never loaded: a new 2-class linear layer replaces it.
+    """
+    name = cfg.MODEL.NAME
+    net = timm.create_model(name, pretrained=False, num_classes=0, drop_rate=cfg.MODEL.DROPOUT)
+    if load_pretrained:
+        packaged = packaged_weights_path(name)
+        if cfg.MODEL.WEIGHTS:
+            load_timm_weights(net, cfg.MODEL.WEIGHTS)
+        elif packaged is not None:
+            load_timm_weights(net, packaged, by_order=True)
+        else:
+            message = (f"!!! MODEL.NAME={name} has no packaged ImageNet weights and MODEL.WEIGHTS is empty: "
+                       "the classifier starts from RANDOM initialisation and needs far more data and epochs. "
+                       "Give a timm state dict in MODEL.WEIGHTS to fine-tune instead.")
+            logger.warning(message)
+            warnings.warn(message, stacklevel=2)
+    net.reset_classifier(len(CLASS_NAMES))
+    return CellClassifier(net, cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD, cfg.INPUT.SIZE,
+                          cfg.INPUT.CROP_MARGIN, cfg.MODEL.FREEZE_AT)
+
+
+def classifier_checkpoint(model: CellClassifier, cfg: CfgNode, **extra) -> dict:
+    """What ``model_best.pth``/``model_last.pth`` hold: weights, cfg (YAML) and class names."""
+    return {"model": model.state_dict(), "cfg": cfg.dump(), "class_names": list(CLASS_NAMES), **extra}
+
+
+def load_classifier(path: str, device: Optional[Union[str, torch.device]] = None) -> CellClassifier:
+    """A trained classifier from a checkpoint of :func:`classifier_checkpoint`, in eval mode.
+
+    ``device`` defaults to the checkpoint cfg's DEVICE (``"auto"``: cuda when available).
+    """
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if tuple(checkpoint["class_names"]) != CLASS_NAMES:
+        raise ValueError(f"{path} has classes {checkpoint['class_names']}, expected {list(CLASS_NAMES)}")
+    cfg = get_classifier_cfg()
+    cfg.merge_from_other_cfg(CfgNode.load_cfg(checkpoint["cfg"]))
+    model = build_classifier(cfg, load_pretrained=False)
+    model.load_state_dict(checkpoint["model"])
+    return model.to(resolve_device(device if device is not None else cfg.DEVICE)).eval()

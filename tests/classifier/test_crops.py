@@ -1,0 +1,132 @@
+"""Crop geometry is exact (borders, corners, tiny boxes, margins) and the torch crops equal OpenCV's."""
+import cv2
+import numpy as np
+import pytest
+import torch
+from classifier_testutils import SEGPC_MINI
+
+from detectron2_myeloma.data.crops import area_resize, crop_and_resize, crop_and_resize_batch, square_crop_box
+
+HW = (100, 200)  # height, width
+
+
+@pytest.mark.parametrize("box, margin, expected", [
+    ((50, 30, 90, 60), 0.25, (40, 15, 100, 75)),     # inside: side 40 * 1.5, centred
+    ((0, 40, 20, 60), 0.5, (0, 30, 40, 70)),          # left border: shifted right
+    ((190, 40, 200, 60), 0.5, (160, 30, 200, 70)),    # right border: shifted left
+    ((100, 0, 120, 10), 0.0, (100, 0, 120, 20)),      # top border, no margin
+    ((100, 95, 120, 100), 0.0, (100, 80, 120, 100)),  # bottom border (centre 87.5 rounds up, then shifted)
+    ((0, 0, 10, 10), 1.0, (0, 0, 30, 30)),            # top-left corner
+    ((195, 0, 200, 8), 0.5, (184, 0, 200, 16)),       # top-right corner
+    ((0, 92, 6, 100), 0.5, (0, 84, 16, 100)),         # bottom-left corner
+    ((190, 90, 200, 100), 1.0, (170, 70, 200, 100)),  # bottom-right corner
+    ((10.2, 20.2, 10.4, 20.4), 0.15, (10, 20, 11, 21)),  # tiny box: side at least 1
+    ((5, 5, 5, 5), 0.15, (5, 5, 6, 6)),               # empty box
+    ((20, 10, 180, 90), 0.25, (-20, -70, 220, 170)),  # longer than both sides: centred on the image
+    ((0, 0, 200, 100), 0.0, (0, -50, 200, 150)),      # the whole image: fits across, not down
+])
+def test_square_crop_box_exact(box, margin, expected):
+    assert square_crop_box(box, HW, margin) == expected
+
+
+@pytest.mark.parametrize("margin, side", [(0.0, 100), (0.15, 130), (0.25, 150), (0.5, 200)])
+def test_margin_sets_the_side(margin, side):
+    x0, y0, x1, y1 = square_crop_box((300, 300, 400, 350), (1000, 1000), margin)
+    assert x1 - x0 == y1 - y0 == side
+    assert (x0 + x1) / 2 == 350 and (y0 + y1) / 2 == 325  # centred on the box
+
+
+def test_square_contains_box_and_stays_inside():
+    rng = np.random.default_rng(0)
+    height, width = 300, 400
+    for _ in range(2000):
+        x0, y0 = rng.uniform(0, width), rng.uniform(0, height)
+        box = (x0, y0, rng.uniform(x0, width), rng.uniform(y0, height))
+        margin = float(rng.choice([0.0, 0.1, 0.15, 0.4]))
+        cx0, cy0, cx1, cy1 = square_crop_box(box, (height, width), margin)
+        side = cx1 - cx0
+        assert cy1 - cy0 == side >= 1
+        if side <= height:
+            assert 0 <= cx0 and cx1 <= width and 0 <= cy0 and cy1 <= height
+            # the box is inside the square, up to the rounding of side and centre (< 1 px)
+            assert cx0 < box[0] + 1 and box[2] < cx1 + 1 and cy0 < box[1] + 1 and box[3] < cy1 + 1
+            if margin * max(box[2] - box[0], box[3] - box[1]) >= 1:  # a margin of 1 px absorbs it
+                assert cx0 <= box[0] and box[2] <= cx1 and cy0 <= box[1] and box[3] <= cy1
+
+
+def test_negative_margin_rejected():
+    with pytest.raises(ValueError, match="margin"):
+        square_crop_box((0, 0, 10, 10), HW, -0.1)
+
+
+def test_crop_without_resampling_is_the_region():
+    image = np.random.default_rng(1).integers(0, 256, (*HW, 3), dtype=np.uint8)
+    crop = crop_and_resize(image, (50, 30, 90, 60), 0.25, 60)  # square (40, 15, 100, 75), side 60
+    np.testing.assert_array_equal(crop, image[15:75, 40:100])
+
+
+def test_integer_shrink_averages_blocks():
+    image = np.random.default_rng(2).integers(0, 256, (*HW, 3), dtype=np.uint8)
+    crop = crop_and_resize(image, (50, 30, 90, 60), 0.25, 30)
+    blocks = image[15:75, 40:100].astype(float).reshape(30, 2, 30, 2, 3).mean(axis=(1, 3))
+    assert np.abs(crop - blocks).max() <= 0.5
+
+
+def test_padding_only_where_the_square_leaves_the_image():
+    image = np.full((*HW, 3), 200, dtype=np.uint8)
+    crop = crop_and_resize(image, (0, 0, 200, 100), 0.0, 200, pad_value=7)  # square (0, -50, 200, 150)
+    assert crop.shape == (200, 200, 3) and crop.dtype == np.uint8
+    assert (crop[:50] == 7).all() and (crop[150:] == 7).all() and (crop[50:150] == 200).all()
+
+
+def test_grayscale_keeps_two_dimensions():
+    image = np.arange(100 * 200, dtype=np.float32).reshape(HW)
+    assert crop_and_resize(image, (10, 10, 50, 50), 0.1, 16).shape == (16, 16)
+
+
+@pytest.mark.parametrize("length, size", [(1, 8), (3, 8), (33, 300), (263, 300), (64, 64), (450, 128),
+                                          (455, 64), (1536, 64), (131, 64)])
+def test_area_resize_equals_opencv(length, size):
+    """Float images: area_resize reproduces cv2.INTER_AREA when shrinking and enlarging, including
+    OpenCV's own rounding at pixel boundaries (33 -> 300)."""
+    x = np.random.default_rng(length).uniform(0, 255, (length, length, 2)).astype(np.float32)
+    expected = cv2.resize(x, (size, size), interpolation=cv2.INTER_AREA)
+    got = area_resize(torch.from_numpy(x).permute(2, 0, 1), size).permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+
+
+def real_image_boxes(segpc_image):
+    rng = np.random.default_rng(3)
+    height, width = segpc_image.shape[:2]
+    boxes = [[rng.uniform(-20, width), rng.uniform(-20, height)] for _ in range(20)]
+    boxes = [[x, y, x + rng.uniform(1, 400), y + rng.uniform(1, 400)] for x, y in boxes]
+    boxes += [[0, 0, 30, 30], [width - 400, height - 300, width, height], [10, 10, 10.5, 10.5],
+              [0, 0, width, height], [300, 200, 640, 560]]  # corners, tiny, padded, a cell-sized box
+    return boxes
+
+
+@pytest.fixture(scope="module")
+def segpc_image():
+    return cv2.imread(str(SEGPC_MINI / "x" / "1991.jpg"))[:600, :800]  # a corner: small padded crops
+
+
+@pytest.mark.parametrize("size, margin", [(64, 0.15), (128, 0.0), (300, 0.3)])
+def test_torch_batch_matches_numpy(segpc_image, size, margin):
+    """uint8 crops from crop_and_resize_batch equal OpenCV's up to its fixed-point rounding."""
+    boxes = real_image_boxes(segpc_image)
+    expected = np.stack([crop_and_resize(segpc_image, b, margin, size) for b in boxes]).astype(np.float32)
+    image = torch.from_numpy(segpc_image).permute(2, 0, 1)
+    got = crop_and_resize_batch(image, torch.tensor(boxes), margin, size).permute(0, 2, 3, 1).numpy()
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    diff = np.abs(got - expected)
+    assert diff.max() <= 1
+    assert (diff > 0).mean() < 0.03  # enlarging (small boxes at 300 px) rounds in fixed point
+
+
+def test_torch_batch_float_image_and_empty(segpc_image):
+    image = torch.from_numpy(segpc_image.astype(np.float32)).permute(2, 0, 1)
+    boxes = np.array(real_image_boxes(segpc_image)[-5:])
+    expected = np.stack([crop_and_resize(segpc_image.astype(np.float32), b, 0.15, 96) for b in boxes])
+    got = crop_and_resize_batch(image, boxes, 0.15, 96).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+    assert crop_and_resize_batch(image, np.zeros((0, 4)), 0.15, 96).shape == (0, 3, 96, 96)

@@ -1,0 +1,77 @@
+"""Training on real bundled crops: the loss falls, the tool writes a sane report, and the classifier
+beats the majority class on val images it never saw."""
+import json
+
+import pytest
+import torch
+from classifier_testutils import SEGPC_MINI, make_crops, small_cfg
+
+from detectron2_myeloma.data.builtin import SEGPC_MINI_TRAIN_IDS, SEGPC_MINI_VAL_IDS
+from detectron2_myeloma.data.crop_dataset import CropDataset, read_manifest
+from detectron2_myeloma.data.segpc import load_segpc
+from detectron2_myeloma.engine.classifier_trainer import build_criterion, train_steps
+from detectron2_myeloma.modeling.classifier import build_classifier, load_classifier
+from tools.train_classifier import main as train_main
+
+FAST = ["MODEL.NAME", "tf_efficientnet_lite0", "INPUT.SIZE", "64", "DATALOADER.NUM_WORKERS", "0",
+        "DEVICE", "cpu", "TEST.BATCH_SIZE", "32"]
+
+
+def test_training_loss_falls(small_crops):
+    """A few Adam steps on one batch of real crops (ImageNet-initialised, early stages frozen)."""
+    torch.manual_seed(0)
+    dataset = CropDataset(str(small_crops), "train")
+    batch = torch.utils.data.default_collate([dataset[i] for i in range(0, len(dataset), 5)][:8])
+    model = build_classifier(small_cfg(**{"MODEL.FREEZE_AT": 5}))
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    criterion = build_criterion(small_cfg(), dataset.labels, model.device)
+    losses = train_steps(model, [batch] * 3, optimizer, criterion)
+    assert len(losses) == 3
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_tool_writes_report(small_crops, tmp_path):
+    out = tmp_path / "run"
+    per_epoch = -(-len(read_manifest(str(small_crops), "train")) // 32)
+    metrics = train_main(["--config-file", "configs/Classifier/lite2.yaml", "--crops", str(small_crops),
+                          "--output", str(out), *FAST, "SOLVER.EPOCHS", "3", "SOLVER.MAX_STEPS",
+                          str(per_epoch + 1), "MODEL.FREEZE_AT", "5"])
+    for name in ("model_best.pth", "model_last.pth", "metrics.json", "config.yaml", "confusion_matrix.png",
+                 "roc_curve.png"):
+        assert (out / name).stat().st_size > 0
+    assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
+    val_rows = read_manifest(str(small_crops), "val")
+    assert sum(map(sum, metrics["confusion_matrix"])) == metrics["num_samples"] == len(val_rows)
+    # the step cap ends training one step into the second epoch
+    assert [h["steps"] for h in metrics["history"]] == [per_epoch, per_epoch + 1]
+    for key in ("accuracy", "balanced_accuracy", "roc_auc", "majority_rate"):
+        assert 0 <= metrics[key] <= 1
+    assert metrics["per_class"]["myeloma"]["support"] == sum(r["label"] == "myeloma" for r in val_rows)
+    # the saved best model reproduces the reported accuracy through classify()
+    model = load_classifier(str(out / "model_best.pth"), "cpu")
+    dataset = CropDataset(str(small_crops), "val")
+    crops, labels = torch.utils.data.default_collate([dataset[i] for i in range(len(dataset))])
+    predicted = (model.classify(crops) > 0.5).long()
+    assert (predicted == labels).float().mean().item() == pytest.approx(metrics["accuracy"])
+
+
+def test_crops_of_another_size_are_refused(small_crops, tmp_path):
+    with pytest.raises(ValueError, match="INPUT.SIZE 128"):
+        train_main(["--config-file", "configs/Classifier/lite2.yaml", "--crops", str(small_crops),
+                    "--output", str(tmp_path), "DEVICE", "cpu"])
+
+
+def test_classifier_beats_majority_on_unseen_images(tmp_path):
+    """segpc_mini's own split (train 10 images, val 4 others), 64 px crops, Lite0 with the stem and 3
+    stages frozen, 8 epochs of 10 steps (~20 s on one CPU thread). Measured for seeds 0, 1, 2: accuracy
+    0.80 / 0.74 / 0.75 against a majority rate of 0.60, balanced accuracy 0.80 / 0.72 / 0.76, ROC AUC
+    0.90 / 0.81 / 0.81. Three training images were not enough to beat chance reliably (balanced
+    accuracy 0.52..0.63 on two val images)."""
+    records = {r["image_id"]: r for r in load_segpc(str(SEGPC_MINI))}
+    crops = make_crops(records, list(SEGPC_MINI_TRAIN_IDS), list(SEGPC_MINI_VAL_IDS), tmp_path / "crops")
+    metrics = train_main(["--config-file", "configs/Classifier/lite2.yaml", "--crops", str(crops),
+                          "--output", str(tmp_path / "run"), *FAST, "SOLVER.EPOCHS", "8",
+                          "SOLVER.BATCH_SIZE", "16", "SOLVER.BASE_LR", "1e-3", "MODEL.FREEZE_AT", "3"])
+    assert metrics["accuracy"] > metrics["majority_rate"]
+    assert metrics["balanced_accuracy"] > 0.65
+    assert metrics["roc_auc"] > 0.7
