@@ -38,3 +38,14 @@ def add_myeloma_config(cfg: CN) -> None:
     _C.INPUT.CELL_AUG.CONTRAST = 0.1  # contrast factor drawn from [1 - x, 1 + x]; 0 = off
     _C.INPUT.CELL_AUG.SATURATION = 0.1  # saturation factor drawn from [1 - x, 1 + x]; 0 = off
     _C.INPUT.CELL_AUG.HUE = 4.0  # stain jitter: hue shift up to +-x OpenCV hue units (of 180); 0 = off
+
+    # Cell classifier post-hook of RMaskRCNN: labels each cell detection myeloma (probability above the
+    # checkpoint's TEST.THRESHOLD) or not, from a square crop of the full-resolution image. Detections of
+    # other classes (nuclei) get label -1 and probability NaN and are always kept (a submission pairs
+    # nuclei with the cells that remain).
+    _C.MODEL.CELL_CLASSIFIER = CN()
+    _C.MODEL.CELL_CLASSIFIER.ENABLED = False  # run the classifier on every cell detection at inference
+    _C.MODEL.CELL_CLASSIFIER.WEIGHTS = ""  # checkpoint written by tools/train_classifier.py (model_best.pth)
+    _C.MODEL.CELL_CLASSIFIER.CELL_CLASS = 0  # class index of cells: "cell", or a one-class model's class
+    _C.MODEL.CELL_CLASSIFIER.KEEP_NON_MYELOMA = True  # True: keep and label them; False: drop them
+    _C.MODEL.CELL_CLASSIFIER.BATCH_SIZE = 32  # crops per classifier forward pass

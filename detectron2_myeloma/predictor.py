@@ -28,6 +28,8 @@ from . import modeling as _modeling  # noqa: F401  registers the project's model
 from .config import add_myeloma_config
 from .data.report import DatasetError
 from .data.segpc_format import IMAGE_EXTENSIONS
+from .engine.cpu import configure_cpu_math
+from .modeling.cell_classifier_hook import NOT_CLASSIFIED
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +111,7 @@ def setup_cfg(config_file: str, opts: Sequence[str], score_threshold: float,
         logger.warning("MODEL.DEVICE is %s but CUDA is not available: running on CPU", cfg.MODEL.DEVICE)
         cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
+    configure_cpu_math()
     return cfg
 
 
@@ -138,6 +141,34 @@ def cell_and_nucleus_classes(class_names: Sequence[str]) -> Tuple[int, Optional[
     if len(names) == 1:
         return 0, None
     raise ValueError(f"cannot tell which of the classes {names} is the cell: name it 'cell'")
+
+
+class OriginalImagePredictor(DefaultPredictor):
+    """``DefaultPredictor`` whose model input also holds the full-resolution image, ``"original_image"``
+    (3xHxW uint8 in ``INPUT.FORMAT``): the cell classifier post-hook cuts its crops from it, at the
+    resolution its training crops were cut at, rather than from the resized ``"image"``."""
+
+    def __call__(self, original_image: np.ndarray) -> Dict[str, Any]:
+        """Predictions for one HxWx3 BGR image, as ``DefaultPredictor`` returns them."""
+        with torch.no_grad():
+            if self.input_format == "RGB":
+                original_image = original_image[:, :, ::-1]
+            height, width = original_image.shape[:2]
+            image = self.aug.get_transform(original_image).apply_image(original_image)
+            full = np.ascontiguousarray(original_image.transpose(2, 0, 1))
+            inputs = {"image": torch.as_tensor(image.astype("float32").transpose(2, 0, 1)),
+                      "original_image": torch.from_numpy(full), "height": height, "width": width}
+            return self.model([inputs])[0]
+
+
+def build_predictor(cfg: CfgNode, cell_class: int) -> OriginalImagePredictor:
+    """The predictor of both tools. Raises ValueError when a cell classifier would classify another
+    class than the one the outputs count as cells (``cell_class``, from the class names)."""
+    classifier = cfg.MODEL.CELL_CLASSIFIER
+    if classifier.ENABLED and classifier.CELL_CLASS != cell_class:
+        raise ValueError(f"MODEL.CELL_CLASSIFIER.CELL_CLASS is {classifier.CELL_CLASS} but the cell class "
+                         f"of the class names is {cell_class}")
+    return OriginalImagePredictor(cfg)
 
 
 def predict_images(predictor: DefaultPredictor, paths: Iterable[str], failures: List[Failure]
@@ -184,8 +215,9 @@ class PredictionWriter:
     the numbering of :func:`detectron2_myeloma.data.coco_io.dicts_to_coco`.
 
     The myeloma columns are filled when the instances carry ``pred_cell_labels`` (1 = myeloma,
-    0 = non-myeloma) and ``pred_cell_probs`` (myeloma probability; (N, 2) class probabilities are read
-    at column 1), as a cell classifier adds them; they are left empty otherwise.
+    0 = non-myeloma, -1 = not classified, e.g. a nucleus) and ``pred_cell_probs`` (myeloma probability;
+    (N, 2) class probabilities are read at column 1), as the cell classifier post-hook adds them; they
+    are left empty otherwise, and so are the ``myeloma_label`` / ``myeloma_prob`` keys of the json.
     """
 
     def __init__(self, output_dir: str, metadata: Metadata, cell_class: int):
@@ -242,13 +274,18 @@ class PredictionWriter:
         for index, result in enumerate(instances_to_coco_json(instances, image_index)):
             result["category_id"] += 1
             result["file_name"] = name
+            classified = labels is not None and labels[index] != NOT_CLASSIFIED
+            if classified:
+                result["myeloma_label"] = int(labels[index])
+            if classified and probs is not None:
+                result["myeloma_prob"] = float(probs[index])
             self.results.append(result)
             self._cells.writerow({
                 "image": name, "index": index, "class": names[classes[index]],
                 "score": f"{scores[index]:.4f}", "area": int(areas[index]),
                 **dict(zip(("x", "y", "width", "height"), (f"{v:.1f}" for v in result["bbox"]))),
-                "myeloma_label": "" if labels is None else int(labels[index]),
-                "myeloma_prob": "" if probs is None else f"{probs[index]:.4f}",
+                "myeloma_label": result.get("myeloma_label", ""),
+                "myeloma_prob": f"{result['myeloma_prob']:.4f}" if "myeloma_prob" in result else "",
             })
         cell_areas, cell_scores = areas[is_cell], scores[is_cell]
         self._summary.writerow({

@@ -14,6 +14,7 @@ from detectron2.config import get_cfg
 from detectron2.data import Metadata
 from detectron2.structures import Boxes, Instances
 from pycocotools.coco import COCO
+from testutils import write_tiny_classifier
 
 from detectron2_myeloma import add_myeloma_config
 from detectron2_myeloma.data.segpc_format import (
@@ -22,7 +23,14 @@ from detectron2_myeloma.data.segpc_format import (
     read_segpc_mask,
     read_submission,
 )
-from detectron2_myeloma.predictor import CELL_COLUMNS, RESULTS_JSON, SUMMARY_COLUMNS, PredictionWriter
+from detectron2_myeloma.predictor import (
+    CELL_COLUMNS,
+    RESULTS_JSON,
+    SUMMARY_COLUMNS,
+    PredictionWriter,
+    build_predictor,
+    setup_cfg,
+)
 from tools.make_submission import main as make_submission
 from tools.predict import main as predict
 
@@ -123,19 +131,76 @@ def test_predict_outputs(config_file, tmp_path, caplog):
     assert [float(c["score"]) for c in cells] == pytest.approx([r["score"] for r in results], abs=1e-4)
 
 
+def test_predictor_gives_the_model_the_original_image(config_file):
+    """... in INPUT.FORMAT for the cell classifier, which must classify the class the outputs call cells."""
+    classify_class_1 = ["MODEL.CELL_CLASSIFIER.ENABLED", "True", "MODEL.CELL_CLASSIFIER.CELL_CLASS", "1"]
+    with pytest.raises(ValueError, match="CELL_CLASS is 1 but the cell class of the class names is 0"):
+        build_predictor(setup_cfg(config_file, classify_class_1, 0.5), cell_class=0)
+    cfg = setup_cfg(config_file, [], 0.5)
+    predictor = build_predictor(cfg, cell_class=0)
+    seen = []
+    predictor.model = lambda batched_inputs: seen.extend(batched_inputs) or [{}]
+    image = cv2.imread(str(IMAGE))
+    predictor(image)
+    inputs, = seen
+    assert (inputs["height"], inputs["width"]) == (1536, 2040)
+    in_format = image[:, :, ::-1] if cfg.INPUT.FORMAT == "RGB" else image
+    assert inputs["original_image"].dtype == torch.uint8
+    assert torch.equal(inputs["original_image"], torch.from_numpy(in_format.copy()).permute(2, 0, 1))
+    assert inputs["image"].shape == (3, 256, 340)  # INPUT.MIN_SIZE_TEST 256
+
+
+def classifier_opts(path: Path) -> list:
+    return ["MODEL.CELL_CLASSIFIER.ENABLED", "True", "MODEL.CELL_CLASSIFIER.WEIGHTS", str(path)]
+
+
+def test_tools_with_the_cell_classifier(config_file, tmp_path):
+    """predict.py labels every cell and writes the labels; make_submission.py with KEEP_NON_MYELOMA
+    False submits only the cells above the classifier's threshold (same seed: same random detector)."""
+    (tmp_path / "x").mkdir()
+    shutil.copy(IMAGE, tmp_path / "x")
+    out = tmp_path / "out"
+    classifier = classifier_opts(write_tiny_classifier(tmp_path / "a.pth"))
+    torch.manual_seed(0)
+    assert predict(["--config-file", config_file, "--input", str(tmp_path / "x"), "--output", str(out),
+                    "--score-threshold", "0", *classifier]) == 0
+    results = json.loads((out / RESULTS_JSON).read_text())
+    assert len(results) == 3 and all(r["myeloma_label"] == int(r["myeloma_prob"] > 0.5) for r in results)
+    with open(out / "summary.csv", newline="") as f:
+        summary, = csv.DictReader(f)
+    myeloma = sum(r["myeloma_label"] for r in results)
+    assert (int(summary["myeloma"]), int(summary["non_myeloma"])) == (myeloma, len(results) - myeloma)
+    with open(out / "cells.csv", newline="") as f:
+        assert [int(c["myeloma_label"]) for c in csv.DictReader(f)] == [r["myeloma_label"] for r in results]
+
+    median = float(np.median([r["myeloma_prob"] for r in results]))  # 1 of the 3 cells is above
+    # Written before seeding: writing a classifier draws from the global generator too.
+    classifier = classifier_opts(write_tiny_classifier(tmp_path / "b.pth", threshold=median))
+    torch.manual_seed(0)
+    submission = tmp_path / "submission.txt"
+    assert make_submission([
+        "--config-file", config_file, "--input", str(tmp_path / "x"), "--output", str(submission),
+        "--score-threshold", "0", "--max-instances", "3", *classifier,
+        "MODEL.CELL_CLASSIFIER.KEEP_NON_MYELOMA", "False"]) == 0
+    assert len(read_submission(str(submission))["2009"]) == 1
+
+
 def test_classifier_fields_fill_the_myeloma_columns(tmp_path):
-    """Instances with ``pred_cell_labels`` / ``pred_cell_probs`` (added by a cell classifier)."""
+    """Instances with ``pred_cell_labels`` / ``pred_cell_probs`` (added by the cell classifier post-hook,
+    which leaves nuclei unclassified: label -1, probability NaN)."""
     image = np.full((120, 160, 3), 200, np.uint8)
-    masks = torch.zeros(3, 120, 160, dtype=torch.bool)
+    masks = torch.zeros(4, 120, 160, dtype=torch.bool)
     masks[0, 10:30, 10:30] = masks[1, 50:60, 50:70] = masks[2, 80:110, 100:150] = True
+    masks[3, 85:95, 110:120] = True
     instances = Instances((120, 160))
     instances.pred_masks = masks
-    instances.pred_boxes = Boxes(torch.tensor([[10.0, 10, 30, 30], [50, 50, 70, 60], [100, 80, 150, 110]]))
-    instances.scores = torch.tensor([0.9, 0.8, 0.7])
-    instances.pred_classes = torch.zeros(3, dtype=torch.long)
-    instances.pred_cell_labels = torch.tensor([1, 0, 1])
-    instances.pred_cell_probs = torch.tensor([0.95, 0.2, 0.6])
-    metadata = Metadata(name="test", thing_classes=["cell"])
+    instances.pred_boxes = Boxes(torch.tensor([[10.0, 10, 30, 30], [50, 50, 70, 60], [100, 80, 150, 110],
+                                               [110, 85, 120, 95]]))
+    instances.scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    instances.pred_classes = torch.tensor([0, 0, 0, 1])
+    instances.pred_cell_labels = torch.tensor([1, 0, 1, -1])
+    instances.pred_cell_probs = torch.tensor([0.95, 0.2, 0.6, float("nan")])
+    metadata = Metadata(name="test", thing_classes=["cell", "nucleus"])
     with PredictionWriter(str(tmp_path), metadata, cell_class=0) as writer:
         writer.add(1, "slide.png", image, instances)
     with open(tmp_path / "summary.csv", newline="") as f:
@@ -145,7 +210,10 @@ def test_classifier_fields_fill_the_myeloma_columns(tmp_path):
     assert float(summary["median_area"]) == 400
     with open(tmp_path / "cells.csv", newline="") as f:
         cells = list(csv.DictReader(f))
-    assert [c["myeloma_label"] for c in cells] == ["1", "0", "1"]
-    assert [float(c["myeloma_prob"]) for c in cells] == [0.95, 0.2, 0.6]
+    assert [c["myeloma_label"] for c in cells] == ["1", "0", "1", ""]
+    assert [c["myeloma_prob"] for c in cells] == ["0.9500", "0.2000", "0.6000", ""]
+    results = json.loads((tmp_path / RESULTS_JSON).read_text())
+    assert [r.get("myeloma_label") for r in results] == [1, 0, 1, None]
+    assert [r.get("myeloma_prob") for r in results] == pytest.approx([0.95, 0.2, 0.6, None])
     splash = cv2.imread(str(tmp_path / "slide_splash.png"))
     assert splash.shape == (120, 160, 3)

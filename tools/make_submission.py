@@ -7,13 +7,12 @@
 
 No instance ever has an empty nucleus or cytoplasm list (the official parser would zero the image):
 see detectron2_myeloma.evaluation.submission for the rule. Unreadable images are listed at the end and
-make the exit status 1; the others are still written.
+make the exit status 1; the others are still written. With the cell classifier on (MODEL.CELL_CLASSIFIER,
+see tools/predict.py), MODEL.CELL_CLASSIFIER.KEEP_NON_MYELOMA False submits the myeloma cells only.
 """
 import argparse
 import logging
 from typing import List, Optional
-
-from detectron2.engine import DefaultPredictor
 
 from detectron2_myeloma.evaluation.submission import (
     SubmissionWriter,
@@ -23,6 +22,7 @@ from detectron2_myeloma.evaluation.submission import (
 from detectron2_myeloma.predictor import (
     Failure,
     add_model_arguments,
+    build_predictor,
     cell_and_nucleus_classes,
     image_stem,
     list_images,
@@ -58,7 +58,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     cfg = setup_cfg(args.config_file, args.opts, args.score_threshold, max_cells=args.max_instances)
     cell_class, nucleus_class = cell_and_nucleus_classes(model_metadata(cfg, args.classes).thing_classes)
-    predictor = DefaultPredictor(cfg)
+    predictor = build_predictor(cfg, cell_class)
     failures: List[Failure] = []
     with SubmissionWriter(args.output, args.masks_out) as writer:
         for path, _, instances in predict_images(predictor, list_images(args.input), failures):

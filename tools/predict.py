@@ -9,17 +9,21 @@ For each image: <stem>_overlay.png (predictions drawn by Detectron2's Visualizer
 per image: cells, myeloma / non-myeloma counts when a classifier labelled the cells, mean score, mean and
 median cell area in pixels), cells.csv (one row per detection) and instances_predictions.json (COCO
 results, RLE masks). Unreadable images are listed at the end and make the exit status 1.
+
+The cell classifier labels every detected cell myeloma or not (cells.csv and json: myeloma_label,
+myeloma_prob) when switched on: MODEL.CELL_CLASSIFIER.ENABLED True MODEL.CELL_CLASSIFIER.WEIGHTS
+model_best.pth (of tools/train_classifier.py); add MODEL.CELL_CLASSIFIER.KEEP_NON_MYELOMA False to drop
+the non-myeloma cells.
 """
 import argparse
 import logging
 from typing import List, Optional
 
-from detectron2.engine import DefaultPredictor
-
 from detectron2_myeloma.predictor import (
     Failure,
     PredictionWriter,
     add_model_arguments,
+    build_predictor,
     cell_and_nucleus_classes,
     list_images,
     model_metadata,
@@ -41,7 +45,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     cfg = setup_cfg(args.config_file, args.opts, args.score_threshold)
     metadata = model_metadata(cfg, args.classes)
     cell_class, _ = cell_and_nucleus_classes(metadata.thing_classes)
-    predictor = DefaultPredictor(cfg)
+    predictor = build_predictor(cfg, cell_class)
     paths = list_images(args.input)
     position = {path: index for index, path in enumerate(paths, start=1)}
     failures: List[Failure] = []

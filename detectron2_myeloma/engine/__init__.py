@@ -1,1 +1,1 @@
-"""Training loops that are not Detectron2 trainers (the cell classifier's)."""
+"""Training loops beside Detectron2's: the cell classifier's, and the CPU pieces of the detector's."""

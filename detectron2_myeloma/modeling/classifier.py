@@ -40,18 +40,21 @@ def _frozen_modules(net: nn.Module, freeze_at: int) -> list:
 
 
 class CellClassifier(nn.Module):
-    """A timm network with its input normalisation, crop geometry and frozen stages.
+    """A timm network with its input normalisation, crop geometry, decision threshold and frozen stages.
 
     ``forward`` takes (N, 3, S, S) float crops in 0..255 RGB and returns (N, 2) logits ordered as
-    :data:`CLASS_NAMES`. Frozen stages keep their BatchNorm statistics in training mode too.
+    :data:`CLASS_NAMES`. A crop is myeloma when its myeloma probability is above ``threshold`` (the
+    rule of the classifier's reported metrics). Frozen stages keep their BatchNorm statistics in
+    training mode too.
     """
 
     def __init__(self, net: nn.Module, pixel_mean, pixel_std, input_size: int, crop_margin: float,
-                 freeze_at: int = 0):
+                 freeze_at: int = 0, threshold: float = 0.5):
         super().__init__()
         self.net = net
         self.input_size = int(input_size)
         self.crop_margin = float(crop_margin)
+        self.threshold = float(threshold)
         # not persistent: the cfg in the checkpoint holds them
         for name, value in (("pixel_mean", pixel_mean), ("pixel_std", pixel_std)):
             self.register_buffer(name, torch.tensor(value, dtype=torch.float32).view(1, 3, 1, 1), False)
@@ -117,7 +120,7 @@ def build_classifier(cfg: CfgNode, load_pretrained: bool = True) -> CellClassifi
             warnings.warn(message, stacklevel=2)
     net.reset_classifier(len(CLASS_NAMES))
     return CellClassifier(net, cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD, cfg.INPUT.SIZE,
-                          cfg.INPUT.CROP_MARGIN, cfg.MODEL.FREEZE_AT)
+                          cfg.INPUT.CROP_MARGIN, cfg.MODEL.FREEZE_AT, cfg.TEST.THRESHOLD)
 
 
 def classifier_checkpoint(model: CellClassifier, cfg: CfgNode, **extra) -> dict:

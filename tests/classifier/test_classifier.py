@@ -72,11 +72,12 @@ def test_classify_gives_myeloma_probabilities(lite0):
 
 
 def test_checkpoint_round_trip(lite0, tmp_path):
-    cfg = small_cfg(**{"INPUT.CROP_MARGIN": 0.2})
+    cfg = small_cfg(**{"INPUT.CROP_MARGIN": 0.2, "TEST.THRESHOLD": 0.3})
     path = tmp_path / "model.pth"
     torch.save(classifier_checkpoint(lite0, cfg, epoch=3), path)
     loaded = load_classifier(str(path))
     assert loaded.input_size == 64 and loaded.crop_margin == 0.2 and not loaded.training
+    assert loaded.threshold == 0.3
     crops = torch.rand(3, 3, 64, 64) * 255
     torch.testing.assert_close(loaded.classify(crops), lite0.classify(crops))
 

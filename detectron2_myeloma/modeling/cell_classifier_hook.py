@@ -1,0 +1,115 @@
+"""Post-hook of :class:`~detectron2_myeloma.modeling.meta_arch.RMaskRCNN` that labels each detected cell
+myeloma or not with the cell classifier (``MODEL.CELL_CLASSIFIER``).
+
+The classifier was trained on crops that ``tools/build_crops.py`` cut from full-resolution images, so the
+hook cuts its crops from the full-resolution image too (never from the detector's resized input), with
+the same function, margin and size. It is a plain callable holding the classifier, not a submodule:
+detector checkpoints neither contain nor overwrite the classifier's weights.
+"""
+import math
+import os
+from typing import Any, Dict, List, Tuple
+
+import cv2
+import numpy as np
+import torch
+from detectron2.config import CfgNode, configurable
+from detectron2.structures import Instances
+
+from ..data.crops import crop_and_resize_batch
+from .classifier import CellClassifier, load_classifier
+
+NOT_CLASSIFIED = -1  # pred_cell_labels of detections that are not cells (their probability is NaN)
+
+
+def original_rgb_image(inputs: Dict[str, Any], input_format: str) -> torch.Tensor:
+    """The full-resolution image of one model input as a 3xHxW uint8 RGB tensor (on the CPU unless
+    given elsewhere): ``inputs["original_image"]`` (3xHxW uint8 in ``input_format``), else the file
+    ``inputs["file_name"]`` read as ``tools/build_crops.py`` reads it (OpenCV, BGR)."""
+    if "original_image" in inputs:
+        image = torch.as_tensor(inputs["original_image"])
+        if image.dim() != 3 or image.shape[0] != 3 or image.dtype != torch.uint8:
+            raise ValueError(f'"original_image" must be a 3xHxW uint8 tensor in INPUT.FORMAT '
+                             f"({input_format}), got {image.dtype} of shape {tuple(image.shape)}")
+    elif "file_name" in inputs:
+        bgr = cv2.imread(inputs["file_name"], cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise FileNotFoundError(f"cell classifier: cannot read image {inputs['file_name']}")
+        image, input_format = torch.from_numpy(np.ascontiguousarray(bgr.transpose(2, 0, 1))), "BGR"
+    else:
+        raise ValueError("MODEL.CELL_CLASSIFIER needs the full-resolution image of each input: an "
+                         '"original_image" entry (as detectron2_myeloma.predictor.OriginalImagePredictor '
+                         'gives) or a "file_name" to read it from')
+    return image.flip(0) if input_format == "BGR" else image
+
+
+class CellClassifierHook:
+    """Adds ``pred_cell_probs`` (float32 myeloma probability) and ``pred_cell_labels`` (int64: 1 myeloma,
+    0 non-myeloma) to every result's ``Instances``; with ``keep_non_myeloma=False``, drops the cells
+    labelled 0.
+
+    Only detections of ``cell_class`` are classified. The others (nuclei of a cell + nucleus model) are
+    labelled -1 with probability NaN and always kept: a nucleus is no cell to call myeloma, and the
+    submission writer pairs nuclei with the cells that remain, ignoring the rest.
+    """
+
+    @configurable
+    def __init__(self, *, classifier: CellClassifier, cell_class: int = 0, batch_size: int = 32,
+                 keep_non_myeloma: bool = True, input_format: str = "RGB"):
+        if input_format not in ("RGB", "BGR"):
+            raise ValueError(f"MODEL.CELL_CLASSIFIER needs INPUT.FORMAT RGB or BGR, got {input_format!r}")
+        self.classifier = classifier.eval()
+        self.cell_class = cell_class
+        self.batch_size = batch_size
+        self.keep_non_myeloma = keep_non_myeloma
+        self.input_format = input_format
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode) -> Dict[str, Any]:
+        config = cfg.MODEL.CELL_CLASSIFIER
+        if not config.WEIGHTS:
+            raise ValueError("MODEL.CELL_CLASSIFIER.ENABLED is True but MODEL.CELL_CLASSIFIER.WEIGHTS is "
+                             "empty: give a checkpoint of tools/train_classifier.py (model_best.pth)")
+        if not os.path.isfile(config.WEIGHTS):
+            raise FileNotFoundError(f"MODEL.CELL_CLASSIFIER.WEIGHTS: no such file {config.WEIGHTS!r}")
+        return {
+            "classifier": load_classifier(config.WEIGHTS, cfg.MODEL.DEVICE),
+            "cell_class": config.CELL_CLASS,
+            "batch_size": config.BATCH_SIZE,
+            "keep_non_myeloma": config.KEEP_NON_MYELOMA,
+            "input_format": cfg.INPUT.FORMAT,
+        }
+
+    def __call__(self, batched_inputs: List[Dict[str, Any]], results: List[Dict[str, Any]]
+                 ) -> List[Dict[str, Any]]:
+        with torch.no_grad():
+            return [{**result, "instances": self.classify(inputs, result["instances"])}
+                    for inputs, result in zip(batched_inputs, results)]
+
+    def classify(self, inputs: Dict[str, Any], instances: Instances) -> Instances:
+        """``instances`` (in original image coordinates) of one input with the classifier's fields."""
+        device = instances.pred_classes.device
+        is_cell = instances.pred_classes == self.cell_class
+        probs = torch.full((len(instances),), math.nan, device=device)
+        labels = torch.full((len(instances),), NOT_CLASSIFIED, dtype=torch.int64, device=device)
+        if is_cell.any():
+            cell_probs = self.cell_probs(inputs, instances.pred_boxes.tensor[is_cell], instances.image_size)
+            probs[is_cell] = cell_probs
+            labels[is_cell] = (probs[is_cell] > self.classifier.threshold).long()
+        instances.pred_cell_probs = probs
+        instances.pred_cell_labels = labels
+        return instances if self.keep_non_myeloma else instances[labels != 0]
+
+    def cell_probs(self, inputs: Dict[str, Any], boxes: torch.Tensor, image_size: Tuple[int, int]
+                   ) -> torch.Tensor:
+        """Myeloma probabilities of the XYXY ``boxes`` (original image pixels), on the boxes' device."""
+        device = boxes.device
+        if self.classifier.device != device:  # follows the detector, e.g. after model.to(device)
+            self.classifier.to(device)
+        image = original_rgb_image(inputs, self.input_format)
+        if tuple(image.shape[1:]) != tuple(image_size):
+            raise ValueError(f"the full-resolution image is {tuple(image.shape[1:])} but the detections are "
+                             f'in a {tuple(image_size)} frame (the input\'s "height" and "width")')
+        crops = crop_and_resize_batch(image.to(device), boxes, self.classifier.crop_margin,
+                                      self.classifier.input_size)
+        return self.classifier.classify(crops, self.batch_size)
