@@ -19,7 +19,13 @@ class RMaskROIHeads(StandardROIHeads):
       all ``ROI_HEADS.IN_FEATURES``, fused by ``MODEL.RMASK.ADAPTIVE_FUSION`` after the first conv.
 
     Only the mask branch's construction differs; ``StandardROIHeads._forward_mask`` runs both.
+    Features are pooled in float32 even under autocast: Detectron2's ``ROIAlign`` casts the boxes to
+    the features' dtype, and bfloat16 boxes are off by up to 2 px at 512 px.
     """
+
+    def forward(self, images, features, proposals, targets=None):
+        features = {name: feature.float() for name, feature in features.items()}
+        return super().forward(images, features, proposals, targets)
 
     @classmethod
     def _init_mask_head(cls, cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> Dict[str, Any]:

@@ -42,8 +42,9 @@ def test_training_sample_from_bundled_image():
     for _ in range(3):
         sample = mapper(dict(record))
         image, inst = sample["image"], sample["instances"]
-        assert tuple(image.shape) == (3, 512, 512)
-        assert len(inst) > 0 and inst.gt_masks.tensor.shape[1:] == (512, 512)
+        crop = tuple(cfg.INPUT.CROP.SIZE)
+        assert tuple(image.shape) == (3, *crop)
+        assert len(inst) > 0 and inst.gt_masks.tensor.shape[1:] == crop
         # Boxes are recomputed from the cropped masks: each box is its mask's tight box.
         for box, mask in zip(inst.gt_boxes.tensor, inst.gt_masks.tensor):
             ys, xs = torch.nonzero(mask, as_tuple=True)

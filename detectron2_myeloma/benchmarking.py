@@ -1,0 +1,224 @@
+"""Measuring code of the benchmarks (``tools/benchmark.py``): timed calls after warm-up, medians and
+spreads, peak memory of a measurement run in a fresh process, a description of the machine, markdown.
+
+On a shared machine absolute seconds drift with other people's load, so variants are compared by ratios
+of medians measured side by side in one run, each over several repeats, with their spread reported so
+that a noisy run shows as one.
+"""
+import datetime
+import itertools
+import logging
+import multiprocessing
+import os
+import platform
+import statistics
+import subprocess
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
+
+import torch
+from detectron2.config import CfgNode
+from detectron2.engine import DefaultTrainer
+from detectron2.utils.events import EventStorage
+from tqdm import tqdm
+
+from .predictor import OriginalImagePredictor, read_image
+
+logger = logging.getLogger(__name__)
+
+
+def time_calls(fn: Callable[[], Any], repeats: int, warmup: int, desc: str = "") -> List[float]:
+    """Seconds of each of ``repeats`` calls of ``fn``, after ``warmup`` untimed calls: first calls pay
+    for lazy set-up (oneDNN prepares kernels for each new input shape, data-loader workers start)."""
+    seconds = []
+    for i in tqdm(range(warmup + repeats), desc=desc, unit="call"):
+        start = time.perf_counter()
+        fn()
+        if i >= warmup:
+            seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB, from ``VmHWM`` in ``/proc/self/status`` (Linux).
+
+    Not ``getrusage``'s ``ru_maxrss``: in a spawned child that includes the parent's resident memory at
+    the fork (measured: a child of an 800 MiB parent reported 814 MiB, VmHWM 15 MiB).
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("/proc/self/status has no VmHWM line")
+
+
+def run_in_fresh_process(fn: Callable[..., Dict[str, Any]], *args: Any) -> Dict[str, Any]:
+    """``fn(*args)`` in a new interpreter ("spawn"), so that its peak memory is its own and no earlier
+    measurement warmed its caches; returns fn's dict with ``"peak_rss_mb"`` added.
+
+    ``fn`` and ``args`` must pickle (a module-level function). The process is not a daemon, so it may
+    start workers of its own (Detectron2's data loader); it shows warnings and progress bars only.
+    """
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_fresh_process_main, args=(fn, args, sender))
+    process.start()
+    sender.close()
+    try:
+        status, payload = receiver.recv()
+    except EOFError:  # killed (e.g. out of memory) before it could answer
+        status, payload = "died", "no result"
+    process.join()
+    if status != "ok":
+        raise RuntimeError(f"{fn.__name__} failed in its process (exit code {process.exitcode}):\n{payload}")
+    return payload
+
+
+def _fresh_process_main(fn: Callable[..., Dict[str, Any]], args: Tuple, sender) -> None:
+    # With INFO enabled but no handler, Detectron2's INFO records go nowhere (warnings still reach
+    # stderr), and DefaultTrainer, seeing INFO enabled, does not install its stdout logger.
+    logging.getLogger("detectron2").setLevel(logging.INFO)
+    try:
+        sender.send(("ok", {**fn(*args), "peak_rss_mb": peak_rss_mb()}))
+    except Exception:
+        sender.send(("error", traceback.format_exc()))
+
+
+def time_inference(cfg: CfgNode, image_paths: Sequence[str], repeats: int, warmup: int,
+                   desc: str = "") -> Dict[str, Any]:
+    """Seconds per image as ``tools/predict.py`` spends them: read the file, the predictor's forward
+    at the config's test scale (with its post-hooks), masks pasted at the image's full resolution,
+    results on the CPU. Images are taken in turn, starting again when ``image_paths`` runs out.
+    Returns ``{"seconds": [...], "detections": [...]}``, one entry per timed image."""
+    predictor = OriginalImagePredictor(cfg)
+    paths = itertools.cycle(image_paths)
+    detections = []
+
+    def predict() -> None:
+        image = read_image(next(paths))
+        instances = predictor(image)["instances"].to("cpu")
+        if instances.pred_masks.shape[1:] != image.shape[:2]:
+            raise RuntimeError(f"masks of shape {tuple(instances.pred_masks.shape)} for a {image.shape} image")
+        detections.append(len(instances))
+
+    seconds = time_calls(predict, repeats, warmup, desc)
+    return {"seconds": seconds, "detections": detections[warmup:]}
+
+
+def time_training(trainer_class: Type[DefaultTrainer], cfg: CfgNode, repeats: int, warmup: int,
+                  desc: str = "") -> Dict[str, Any]:
+    """Seconds per training iteration of ``trainer_class(cfg)``: its step object's ``run_step`` (data
+    wait, forward, backward, optimiser step; AMP as the trainer chose), as ``train()`` runs it but
+    without the hooks (checkpoints, evaluation, metric writers). Returns ``{"seconds": [...],
+    "data_seconds": [...]}``, the latter the part of each iteration spent waiting for its batch."""
+    trainer = trainer_class(cfg)
+    cuda = torch.device(cfg.MODEL.DEVICE).type == "cuda"
+
+    def step() -> None:
+        trainer._trainer.run_step()
+        if cuda:  # kernels run asynchronously: the step ends when they do
+            torch.cuda.synchronize()
+
+    with EventStorage(trainer.start_iter) as storage:
+        seconds = time_calls(step, repeats, warmup, desc)
+        data_seconds = [value for value, _ in storage.history("data_time").values()][warmup:]
+    return {"seconds": seconds, "data_seconds": data_seconds}
+
+
+@dataclass
+class Measurement:
+    """The timed repeats of one variant, its peak memory, and further columns of its table row."""
+
+    name: str
+    seconds: List[float]
+    peak_rss_mb: Optional[float] = None
+    columns: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+
+def format_number(value: float) -> str:
+    """Three significant digits, without exponents for the values benchmarks see."""
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def results_table(measurements: Sequence[Measurement], unit: str,
+                  baseline: Optional[Measurement] = None) -> str:
+    """Markdown table: name, median, spread (min-max), ratio of medians to ``baseline`` (when given),
+    peak RSS, then every measurement's extra ``columns``."""
+    extra = list(dict.fromkeys(key for m in measurements for key in m.columns))
+    headers = ["", f"median ({unit})", "spread (min–max)"]
+    headers += ["ratio to baseline"] if baseline is not None else []
+    headers += ["peak RSS (MiB)", *extra]
+    rows = []
+    for m in measurements:
+        row = [m.name, format_number(m.median), f"{format_number(min(m.seconds))}–{format_number(max(m.seconds))}"]
+        row += [f"{m.median / baseline.median:.2f}"] if baseline is not None else []
+        row += [f"{m.peak_rss_mb:.0f}" if m.peak_rss_mb is not None else "–"]
+        rows.append(row + [m.columns.get(key, "") for key in extra])
+    return markdown_table(headers, rows)
+
+
+def _git(repo: str, *args: str) -> str:
+    return subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def machine_info(repo: str) -> List[Tuple[str, str]]:
+    """(item, value) rows that tell whether two reports can be compared: CPU, cores, memory, load,
+    library versions, threads, date and the code's git commit."""
+    import detectron2
+    import timm
+
+    def proc_value(path: str, key: str) -> str:
+        with open(path) as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith(key)), "unknown")
+
+    try:
+        commit = _git(repo, "rev-parse", "--short", "HEAD")
+        if _git(repo, "status", "--porcelain", "--untracked-files=no"):
+            commit += " + uncommitted changes"
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown (not a git checkout)"
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return [
+        ("CPU", proc_value("/proc/cpuinfo", "model name")),
+        ("cores", f"{os.cpu_count()} ({len(os.sched_getaffinity(0))} usable by this process)"),
+        ("memory", f"{int(proc_value('/proc/meminfo', 'MemTotal').split()[0]) / 2 ** 20:.1f} GiB"),
+        ("load average at start (1, 5, 15 min)", load),
+        ("python", platform.python_version()),
+        ("torch", f"{torch.__version__} ({torch.get_num_threads()} threads)"),
+        ("detectron2", detectron2.__version__),
+        ("timm", timm.__version__),
+        ("date", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+        ("git commit", commit),
+    ]
+
+
+class MarkdownReport:
+    """A results file rewritten (atomically) after every section, so that an interrupted run keeps
+    what it measured."""
+
+    def __init__(self, path: str, title: str, preamble: str):
+        self.path = path
+        self.parts = [f"# {title}", preamble]
+
+    def add_section(self, title: str, body: str) -> None:
+        self.parts.append(f"## {title}\n\n{body}")
+        self.write()
+
+    def write(self, footer: str = "") -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        temporary = f"{self.path}.tmp"
+        with open(temporary, "w") as f:
+            f.write("\n\n".join(self.parts + ([footer] if footer else [])) + "\n")
+        os.replace(temporary, self.path)

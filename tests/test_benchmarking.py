@@ -1,0 +1,63 @@
+"""The benchmark harness: warm-up calls are not timed, a fresh process reports its own peak memory and
+its errors, tables show medians, spreads and ratios, and the report survives an interrupted run."""
+import numpy as np
+import pytest
+
+from detectron2_myeloma.benchmarking import (
+    MarkdownReport,
+    Measurement,
+    results_table,
+    run_in_fresh_process,
+    time_calls,
+)
+
+
+def allocate(megabytes: int) -> dict:
+    """Touch ``megabytes`` MiB so that they are resident."""
+    block = np.ones(megabytes * 2 ** 20, np.uint8)
+    return {"seconds": [0.5], "sum": int(block.sum())}
+
+
+def fail() -> dict:
+    raise ValueError("broken measurement")
+
+
+def test_time_calls_skips_warmup():
+    calls = []
+    seconds = time_calls(lambda: calls.append(len(calls)), repeats=3, warmup=2)
+    assert len(calls) == 5 and len(seconds) == 3 and all(s >= 0 for s in seconds)
+
+
+def test_fresh_process_peak_is_its_own():
+    """A child touching 100 MiB more reports ~100 MiB more, and 300 MiB held by the parent do not show
+    in the child's peak (getrusage's ru_maxrss would count them)."""
+    small = run_in_fresh_process(allocate, 1)
+    parent_block = np.ones(300 * 2 ** 20, np.uint8)
+    large = run_in_fresh_process(allocate, 101)
+    assert large["sum"] == 101 * 2 ** 20 and parent_block[-1] == 1
+    assert 90 < large["peak_rss_mb"] - small["peak_rss_mb"] < 130
+
+
+def test_fresh_process_errors_are_raised():
+    with pytest.raises(RuntimeError, match="broken measurement"):
+        run_in_fresh_process(fail)
+
+
+def test_results_table():
+    baseline = Measurement("base", [2.0, 1.0, 3.0], 100.0, {"detections": "100"})
+    other = Measurement("other", [3.0, 4.0], None)
+    lines = results_table([baseline, other], "s/image", baseline).splitlines()
+    assert lines[0] == ("|  | median (s/image) | spread (min–max) | ratio to baseline | peak RSS (MiB) "
+                        "| detections |")
+    assert lines[2] == "| base | 2 | 1–3 | 1.00 | 100 | 100 |"
+    assert lines[3] == "| other | 3.5 | 3–4 | 1.75 | – |  |"
+    assert "ratio" not in results_table([other], "s")
+
+
+def test_report_is_written_after_each_section(tmp_path):
+    path = tmp_path / "out" / "RESULTS.md"
+    report = MarkdownReport(str(path), "Benchmarks", "Command: `x`")
+    report.add_section("A", "first")
+    assert path.read_text() == "# Benchmarks\n\nCommand: `x`\n\n## A\n\nfirst\n"
+    report.write(footer="done")
+    assert path.read_text().endswith("first\n\ndone\n")

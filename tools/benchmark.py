@@ -1,0 +1,299 @@
+#!/usr/bin/env python
+"""Benchmarks (``make bench``): costs of the project's models and tools as ratios measured side by side
+in one run, several repeats each, written as markdown with the machine's description.
+
+    tools/benchmark.py --output benchmarks/RESULTS.md [--sections inference training ...] [--repeats 5]
+
+Sections:
+  inference   seconds and peak memory per full-size image: plain Mask R-CNN (baseline), each R-Mask
+              R-CNN part switched on alone, and R-Mask R-CNN
+  training    seconds per iteration of the same models, each config's own training settings
+  classifier  the cell-classifier post-hook over detection alone
+  scorer      the vectorised SegPC scorer over a loop transcription of the official algorithm
+  converters  images/s of convert_to_coco on SegPC folders and PowerPoint decks
+
+Every measurement runs in a fresh process (its own peak memory, nothing warmed by an earlier one); the
+report is rewritten after each section. Models are untrained (timing does not depend on the weights).
+"""
+import argparse
+import logging
+import os
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+import torch
+from detectron2.config import CfgNode, get_cfg
+
+from detectron2_myeloma import add_myeloma_config
+from detectron2_myeloma.benchmarking import (
+    MarkdownReport,
+    Measurement,
+    format_number,
+    machine_info,
+    markdown_table,
+    results_table,
+    run_in_fresh_process,
+    time_calls,
+    time_inference,
+    time_training,
+)
+from detectron2_myeloma.predictor import setup_cfg
+
+REPO = Path(__file__).resolve().parents[1]
+# tools.train_net and the tests' helpers are imported from the checkout (as pytest.ini puts tests/ on
+# the path); spawned measurement processes inherit this path.
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "evaluation"), str(REPO / "tests" / "data")]
+
+SEGPC_MINI = REPO / "datasets" / "segpc_mini" / "train"
+FULL_SIZE = (1536, 2040)  # rows, columns of SegPC-2021 images
+BASELINE = "configs/SegPC/mask_rcnn_lite2_fpn.yaml"
+RMASK = "configs/SegPC/rmask_rcnn_lite2_fpn.yaml"
+CLASSIFIER = "configs/Classifier/lite2.yaml"
+# The ablations are overrides of the baseline; R-Mask R-CNN is all of them (its own config).
+MODELS: Dict[str, Tuple[str, List[Any]]] = {
+    "Mask R-CNN (baseline)": (BASELINE, []),
+    "+ bottom-up path": (BASELINE, ["MODEL.RMASK.BOTTOM_UP_PATH", True]),
+    "+ attention (FPN)": (BASELINE, ["MODEL.RMASK.FPN_ATTENTION", "CA-SA"]),
+    "+ bottom-up path + attention": (BASELINE, ["MODEL.RMASK.BOTTOM_UP_PATH", True, "MODEL.RMASK.FPN_ATTENTION",
+                                                "CA-SA", "MODEL.RMASK.BU_ATTENTION", "CA-SA"]),
+    "+ adaptive pooling": (BASELINE, ["MODEL.RMASK.MASK_POOLING", "adaptive"]),
+    "R-Mask R-CNN": (RMASK, []),
+}
+
+logger = logging.getLogger("benchmark")
+
+
+def measure_all(variants: Sequence[Tuple[str, Callable[..., Dict[str, Any]], Tuple]]) -> List[Measurement]:
+    """``(name, fn, args)`` measured one after the other, each in a fresh process; fn returns
+    ``{"seconds": [...], ...}`` and the other keys stay in the measurement's ``columns`` for the caller."""
+    measurements = []
+    for name, fn, args in variants:
+        logger.info("measuring %s", name)
+        result = run_in_fresh_process(fn, *args, name)
+        measurements.append(Measurement(name, result.pop("seconds"), result.pop("peak_rss_mb"), result))
+    return measurements
+
+
+def measure_models(make_cfg: Callable[[str, List[Any]], CfgNode], worker: Callable[..., Dict[str, Any]],
+                   *args: Any) -> List[Measurement]:
+    """``worker(make_cfg(config_file, opts), *args, name)`` for every model of MODELS."""
+    return measure_all([(name, worker, (make_cfg(*model), *args)) for name, model in MODELS.items()])
+
+
+# --- inference and classifier --------------------------------------------------------------------
+def full_size_bmps(folder: Path, count: int) -> List[str]:
+    """Up to ``count`` of the bundled 2040x1536 images written as BMP: SegPC-2021 ships BMP (about 9 MB
+    each) while the sample stores JPEG, and a user's run reads BMP."""
+    paths = []
+    for source in sorted((SEGPC_MINI / "x").iterdir()):
+        if len(paths) == count:
+            break
+        image = cv2.imread(str(source))
+        if image is not None and image.shape[:2] == FULL_SIZE:
+            paths.append(str(folder / f"{source.stem}.bmp"))
+            cv2.imwrite(paths[-1], image)
+    return paths
+
+
+def inference_worker(cfg: CfgNode, paths: List[str], repeats: int, warmup: int, desc: str) -> Dict[str, Any]:
+    result = time_inference(cfg, paths, repeats, warmup, desc)
+    result["detections"] = f"{np.median(result['detections']):.0f}"
+    return result
+
+
+def inference_cfg(config_file: str, opts: List[Any]) -> CfgNode:
+    """The config as tools/predict.py builds it, untrained, with score threshold 0: every model returns
+    its config's TEST.DETECTIONS_PER_IMAGE detections, so mask pasting costs what it can cost."""
+    return setup_cfg(config_file, [*opts, "MODEL.WEIGHTS", ""], score_threshold=0.0)
+
+
+def inference_section(args: argparse.Namespace, workdir: Path) -> str:
+    paths = full_size_bmps(workdir, args.warmup + args.repeats)
+    cfg = inference_cfg(BASELINE, [])
+    measurements = measure_models(inference_cfg, inference_worker, paths, args.repeats, args.warmup)
+    return (f"Seconds per full-size {FULL_SIZE[1]}x{FULL_SIZE[0]} image as `tools/predict.py` spends them: "
+            f"read the BMP, forward at the test scale (short edge {cfg.INPUT.MIN_SIZE_TEST}), masks pasted at "
+            f"full resolution, results on the CPU. Untrained models with score threshold 0, so each returns "
+            f"`TEST.DETECTIONS_PER_IMAGE` detections (column `detections`: median per image). {len(paths)} "
+            f"images taken in turn; warm-up: {args.warmup} images, not timed. Peak RSS: the model's own process "
+            f"(model, image, full-size masks).\n\n" + results_table(measurements, "s/image", measurements[0]))
+
+
+def write_classifier_checkpoint(path: Path) -> Path:
+    """A classifier checkpoint as tools/train_classifier.py writes it: the Lite2 config (128 px crops),
+    ImageNet weights and an untrained head; its cost does not depend on the weights."""
+    from detectron2_myeloma.classifier_config import get_classifier_cfg
+    from detectron2_myeloma.modeling.classifier import build_classifier, classifier_checkpoint
+
+    cfg = get_classifier_cfg()
+    cfg.merge_from_file(str(REPO / CLASSIFIER))
+    torch.save(classifier_checkpoint(build_classifier(cfg), cfg), path)
+    return path
+
+
+def classifier_section(args: argparse.Namespace, workdir: Path) -> str:
+    paths = full_size_bmps(workdir, args.warmup + args.repeats)
+    checkpoint = write_classifier_checkpoint(workdir / "classifier.pth")
+    hook = ["MODEL.CELL_CLASSIFIER.ENABLED", True, "MODEL.CELL_CLASSIFIER.WEIGHTS", str(checkpoint)]
+    measurements = measure_all([
+        (name, inference_worker, (inference_cfg(RMASK, opts), paths, args.repeats, args.warmup))
+        for name, opts in (("R-Mask R-CNN alone", []), ("R-Mask R-CNN + cell classifier hook", hook))])
+    return (f"The `MODEL.CELL_CLASSIFIER` post-hook (`{CLASSIFIER}`: EfficientNet-Lite2 on 128 px crops cut "
+            f"from the full-resolution image) on every detection, measured as in Inference: every detection "
+            f"is a cell of an untrained one-class detector, so the hook classifies `detections` crops per image "
+            f"(the bundled images hold 2-12 cells, 6.4 on average: a trained detector's hook classifies "
+            f"far fewer).\n\n" + results_table(measurements, "s/image", measurements[0]))
+
+
+# --- training ------------------------------------------------------------------------------------
+def training_worker(cfg: CfgNode, repeats: int, warmup: int, desc: str) -> Dict[str, Any]:
+    from tools.train_net import Trainer
+
+    result = time_training(Trainer, cfg, repeats, warmup, desc)
+    result["data wait (s, median)"] = format_number(np.median(result.pop("data_seconds")))
+    return result
+
+
+def training_cfg(config_file: str, opts: List[Any], output_dir: str) -> CfgNode:
+    """The config's own training settings on the bundled ``segpc_mini_train``; writers go to ``output_dir``."""
+    cfg = get_cfg()
+    add_myeloma_config(cfg)
+    cfg.merge_from_file(str(REPO / config_file))
+    cfg.merge_from_list([*opts, "DATASETS.TRAIN", ("segpc_mini_train",), "OUTPUT_DIR", output_dir])
+    return cfg
+
+
+def training_section(args: argparse.Namespace, workdir: Path) -> str:
+    def make_cfg(config_file: str, opts: List[Any]) -> CfgNode:
+        return training_cfg(config_file, opts, tempfile.mkdtemp(dir=workdir))
+
+    cfg = training_cfg(BASELINE, [], "")
+    measurements = measure_models(make_cfg, training_worker, args.training_repeats, args.training_warmup)
+    return (f"Seconds per iteration of `tools.train_net.Trainer`'s step object (`run_step`: data wait, forward, "
+            f"backward, optimiser step; hooks excluded) on `segpc_mini_train` with each config's own settings: "
+            f"{cfg.SOLVER.IMS_PER_BATCH} images per batch, {cfg.INPUT.CROP.SIZE[0]}x{cfg.INPUT.CROP.SIZE[1]} crops, "
+            f"{cfg.DATALOADER.NUM_WORKERS} data-loader workers, AMP {'on' if cfg.SOLVER.AMP.ENABLED else 'off'}. "
+            f"Warm-up: {args.training_warmup} iterations, not timed. `data wait`: the part of an iteration spent "
+            f"waiting for its batch. Peak RSS: the main process (data-loader workers not counted).\n\n"
+            + results_table(measurements, "s/iteration", measurements[0]))
+
+
+# --- SegPC scorer --------------------------------------------------------------------------------
+def scorer_worker(scorer: str, repeats: int, warmup: int, desc: str) -> Dict[str, Any]:
+    """Time one scorer on the bundled ground truth with predictions that find every cell 9x13 px off,
+    plus the three false positives per image of the tests' "extra" predictions."""
+    from test_segpc_score import _perturbations, official_miou
+
+    from detectron2_myeloma.data.segpc_format import resize_to_submission
+    from detectron2_myeloma.evaluation.segpc_score import load_gt_dir, score_segpc
+
+    gt = load_gt_dir(str(SEGPC_MINI / "y"))
+    cells = {image_id: [resize_to_submission(m) for m in masks] for image_id, masks in gt.items()}
+    perturbed = _perturbations(cells)
+    predictions = {i: perturbed["shifted"][i] + perturbed["extra"][i][len(cells[i]):] for i in cells}
+    score = {"official": lambda: official_miou(gt, predictions),
+             "vectorised": lambda: score_segpc(gt, predictions).miou}[scorer]
+    miou = []
+    seconds = time_calls(lambda: miou.append(score()), repeats, warmup, desc)
+    return {"seconds": seconds, "mIoU": f"{miou[-1]:.6f}", "images": str(len(gt)),
+            "GT cells": str(sum(map(len, gt.values()))), "predictions": str(sum(map(len, predictions.values())))}
+
+
+def scorer_section(args: argparse.Namespace, workdir: Path) -> str:
+    official, vectorised = measure_all([
+        (name, scorer_worker, (scorer, args.repeats, args.warmup))
+        for name, scorer in (("loop transcription of the official scorer", "official"),
+                             ("`score_segpc` (vectorised)", "vectorised"))])
+    agree = abs(float(official.columns["mIoU"]) - float(vectorised.columns["mIoU"])) < 1e-6
+    return (f"One scoring of every bundled image (`datasets/segpc_mini/train/y`) by `official_miou` of "
+            f"`tests/evaluation/test_segpc_score.py` (baseline) and by `score_segpc` (which also computes "
+            f"Dice, semantic metrics, P/R and AP), on the same predictions. Speed-up: "
+            f"{official.median / vectorised.median:.1f}x; the mIoUs {'agree' if agree else 'DISAGREE'} "
+            f"(to 1e-6).\n\n" + results_table([official, vectorised], "s/scoring", official))
+
+
+# --- converters ----------------------------------------------------------------------------------
+def converter_worker(fmt: str, workdir: str, repeats: int, warmup: int, desc: str) -> Dict[str, Any]:
+    """Time ``convert_to_coco`` (what tools/convert_to_coco.py runs) on the bundled SegPC sample, or on
+    the tests' main PowerPoint deck holding a full-size picture."""
+    from detectron2_myeloma.data.convert import convert_to_coco
+
+    folder = Path(workdir) / fmt
+    folder.mkdir()
+    source = SEGPC_MINI
+    if fmt == "pptx":
+        from test_pptx import build_main_deck, write_png
+
+        source = folder / "deck.pptx"
+        build_main_deck(source, write_png(folder / "picture.png", width=FULL_SIZE[1], height=FULL_SIZE[0]))
+    images = []
+
+    def convert() -> None:
+        coco, _ = convert_to_coco(fmt, str(source), str(folder / "coco.json"))
+        images.append(len(coco["images"]))
+
+    seconds = time_calls(convert, repeats, warmup, desc)
+    return {"seconds": seconds, "images/run": str(images[-1]),
+            "images/s": format_number(images[-1] / np.median(seconds))}
+
+
+def converters_section(args: argparse.Namespace, workdir: Path) -> str:
+    measurements = measure_all([
+        (name, converter_worker, (fmt, str(workdir), args.repeats, args.warmup))
+        for name, fmt in (("SegPC folder (`datasets/segpc_mini/train`)", "segpc"),
+                          (f"PowerPoint deck (`build_main_deck`, {FULL_SIZE[1]}x{FULL_SIZE[0]} picture)", "pptx"))])
+    return ("`convert_to_coco` (what `tools/convert_to_coco.py` runs: read, validate with pycocotools, write "
+            "the json) on the bundled SegPC sample and on the main deck of `tests/data/test_pptx.py` (4 "
+            "slides' pictures, every kind of mark) built with a full-size picture.\n\n"
+            + results_table(measurements, "s/run"))
+
+
+SECTION_FUNCTIONS: Dict[str, Tuple[str, Callable[[argparse.Namespace, Path], str]]] = {
+    "inference": ("Inference", inference_section),
+    "training": ("Training", training_section),
+    "classifier": ("Cell classifier hook", classifier_section),
+    "scorer": ("SegPC scorer", scorer_section),
+    "converters": ("Converters", converters_section),
+}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sections", nargs="+", choices=list(SECTION_FUNCTIONS),
+                        default=list(SECTION_FUNCTIONS), help="what to measure (default: everything)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per variant (default: 5)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls before them (default: 2)")
+    parser.add_argument("--training-repeats", type=int, help="timed training iterations per model "
+                        "(default: --repeats; one costs 5-10 inference images on a CPU)")
+    parser.add_argument("--training-warmup", type=int, help="untimed iterations before them (default: --warmup)")
+    parser.add_argument("--output", default="benchmarks/RESULTS.md", help="markdown report to write")
+    args = parser.parse_args(argv)
+    args.training_repeats = args.repeats if args.training_repeats is None else args.training_repeats
+    args.training_warmup = args.warmup if args.training_warmup is None else args.training_warmup
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+
+    command = shlex.join([os.path.relpath(sys.executable), os.path.relpath(sys.argv[0]), *sys.argv[1:]])
+    preamble = (f"Command: `{command}`\n\nMachine (the CPU is shared: absolute times move with other users' "
+                f"load, ratios within one run much less):\n\n"
+                + markdown_table(["item", "value"], machine_info(str(REPO))))
+    report = MarkdownReport(args.output, "Benchmarks", preamble)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="benchmark-") as workdir:
+        for section in args.sections:
+            title, run_section = SECTION_FUNCTIONS[section]
+            logger.info("section %s", section)
+            report.add_section(title, run_section(args, Path(workdir)))
+    minutes = (time.perf_counter() - start) / 60
+    report.write(footer=f"Wall time of the run: {minutes:.1f} min.")
+    logger.info("wrote %s (%.1f min)", args.output, minutes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
