@@ -7,6 +7,9 @@ def add_myeloma_config(cfg: CN) -> None:
     """Add the project's keys to a Detectron2 config (call before merging a project YAML)."""
     _C = cfg
     _C.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # Detectron2 assumes cuda; fall back to CPU
+    _C.MODEL.CHANNELS_LAST = False  # RMaskRCNN weights and inputs in channels-last format (faster convolutions)
+    _C.TEST.AMP = CN()
+    _C.TEST.AMP.ENABLED = False  # RMaskRCNN detection under autocast: bfloat16 on CPU, float16 on CUDA
 
     # timm bottom-up of BACKBONE.NAME "build_timm_rmask_fpn_backbone" (features named res2..res5).
     _C.MODEL.TIMM = CN()

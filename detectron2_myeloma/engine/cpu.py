@@ -7,12 +7,12 @@ bfloat16 keeps float32's exponent range, so gradients cannot underflow the way f
 the plain SGD step is correct; on CPUs with AMX-BF16 convolutions and matrix products run several
 times faster than in float32.
 """
-import contextlib
 import time
-from typing import ContextManager
 
 import torch
 from detectron2.engine import SimpleTrainer
+
+from ..modeling.precision import autocast
 
 
 def configure_cpu_math() -> None:
@@ -20,15 +20,6 @@ def configure_cpu_math() -> None:
     denormals, which x86 CPUs compute on a microcode path tens of times slower; one profiled backward
     pass of the SegPC model took 9.1 s with them and 5.5 s without. No effect on CUDA."""
     torch.set_flush_denormal(True)
-
-
-def autocast(device: torch.device, enabled: bool) -> ContextManager:
-    """Autocast for ``device``: float16 on CUDA, bfloat16 on the CPU; a no-op when not ``enabled``."""
-    if not enabled:
-        return contextlib.nullcontext()
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
-    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 class CPUAMPTrainer(SimpleTrainer):

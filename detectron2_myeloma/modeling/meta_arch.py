@@ -4,9 +4,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 import torch
 from detectron2.config import CfgNode, configurable
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
-from detectron2.structures import Instances
+from detectron2.structures import ImageList, Instances
 
 from .cell_classifier_hook import CellClassifierHook
+from .precision import autocast, float32_fields
 
 # (batched_inputs, results) -> results, where results are GeneralizedRCNN's post-processed outputs:
 # one {"instances": Instances} dict per input image, in original image coordinates.
@@ -23,19 +24,37 @@ class RMaskRCNN(GeneralizedRCNN):
     a network moves and checkpoints it itself. Without hooks this model is ``GeneralizedRCNN``.
 
     From a config, ``MODEL.CELL_CLASSIFIER.ENABLED`` adds a :class:`CellClassifierHook`.
+
+    Two speed switches leave the computation as it is: ``channels_last`` keeps weights and input
+    batches in channels-last memory format (oneDNN's native layout on the CPU, tensor cores' on CUDA),
+    and ``inference_amp`` runs detection (not the post-hooks) under autocast, its outputs cast back to
+    float32.
     """
 
     @configurable
-    def __init__(self, *, post_hooks: Sequence[PostHook] = (), **kwargs):
+    def __init__(self, *, post_hooks: Sequence[PostHook] = (), channels_last: bool = False,
+                 inference_amp: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.post_hooks: List[PostHook] = list(post_hooks)
+        self.channels_last = channels_last
+        self.inference_amp = inference_amp
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> Dict[str, Any]:
         ret = super().from_config(cfg)
+        ret["channels_last"] = cfg.MODEL.CHANNELS_LAST
+        ret["inference_amp"] = cfg.TEST.AMP.ENABLED
         if cfg.MODEL.CELL_CLASSIFIER.ENABLED:
             ret["post_hooks"] = [CellClassifierHook(cfg)]
         return ret
+
+    def preprocess_image(self, batched_inputs: List[Dict[str, torch.Tensor]]) -> ImageList:
+        images = super().preprocess_image(batched_inputs)
+        if self.channels_last:
+            images.tensor = images.tensor.contiguous(memory_format=torch.channels_last)
+        return images
 
     def add_post_hook(self, hook: PostHook) -> None:
         """Append ``hook``: it runs after the hooks added before it."""
@@ -47,7 +66,11 @@ class RMaskRCNN(GeneralizedRCNN):
         detected_instances: Optional[List[Instances]] = None,
         do_postprocess: bool = True,
     ) -> Union[List[Dict[str, Any]], List[Instances]]:
-        results = super().inference(batched_inputs, detected_instances, do_postprocess)
+        with autocast(self.device, self.inference_amp):
+            results = super().inference(batched_inputs, detected_instances, do_postprocess)
+        if self.inference_amp:
+            for result in results:
+                float32_fields(result["instances"] if do_postprocess else result)
         if do_postprocess:
             for hook in self.post_hooks:
                 results = hook(batched_inputs, results)

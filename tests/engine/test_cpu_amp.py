@@ -5,7 +5,8 @@ import torch
 from detectron2.utils.events import EventStorage
 from torch import nn
 
-from detectron2_myeloma.engine.cpu import CPUAMPTrainer, autocast
+from detectron2_myeloma.engine.cpu import CPUAMPTrainer
+from detectron2_myeloma.modeling.precision import autocast
 
 
 class _Regression(nn.Module):
