@@ -86,15 +86,36 @@ def _fresh_process_main(fn: Callable[..., Dict[str, Any]], args: Tuple, sender) 
         sender.send(("error", traceback.format_exc()))
 
 
-def time_inference(cfg: CfgNode, image_paths: Sequence[str], repeats: int, warmup: int,
-                   desc: str = "") -> Dict[str, Any]:
-    """Seconds per image as ``tools/predict.py`` spends them: read the file, the predictor's forward
-    at the config's test scale (with its post-hooks), masks pasted at the image's full resolution,
-    results on the CPU. Images are taken in turn, starting again when ``image_paths`` runs out.
-    Returns ``{"seconds": [...], "detections": [...]}``, one entry per timed image."""
+def profile_call(fn: Callable[[], Any], warmup: int, desc: str = "", rows: int = 30) -> Dict[str, Any]:
+    """One call of ``fn`` under ``torch.profiler`` (CPU activity), after ``warmup`` untimed calls.
+
+    Returns ``{"seconds": [wall time], "table": profiler table sorted by self CPU time, "top":
+    [(op, self seconds, calls), ...]}``. The profiler's own overhead makes "seconds" an upper bound.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    time_calls(fn, 0, warmup, desc)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        fn()
+        seconds = time.perf_counter() - start
+    averages = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    return {
+        "seconds": [seconds],
+        "table": prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows,
+                                           max_name_column_width=70),
+        "top": [(e.key, e.self_cpu_time_total / 1e6, e.count) for e in averages[:rows]],
+    }
+
+
+def inference_step(cfg: CfgNode, image_paths: Sequence[str]) -> Tuple[Callable[[], None], List[int]]:
+    """A call that predicts the next image of ``image_paths`` (cycling) as ``tools/predict.py`` does:
+    read the file, the predictor's forward at the config's test scale (with its post-hooks), masks
+    pasted at the image's full resolution, results on the CPU; and the list it appends each image's
+    detection count to."""
     predictor = OriginalImagePredictor(cfg)
     paths = itertools.cycle(image_paths)
-    detections = []
+    detections: List[int] = []
 
     def predict() -> None:
         image = read_image(next(paths))
@@ -103,16 +124,13 @@ def time_inference(cfg: CfgNode, image_paths: Sequence[str], repeats: int, warmu
             raise RuntimeError(f"masks of shape {tuple(instances.pred_masks.shape)} for a {image.shape} image")
         detections.append(len(instances))
 
-    seconds = time_calls(predict, repeats, warmup, desc)
-    return {"seconds": seconds, "detections": detections[warmup:]}
+    return predict, detections
 
 
-def time_training(trainer_class: Type[DefaultTrainer], cfg: CfgNode, repeats: int, warmup: int,
-                  desc: str = "") -> Dict[str, Any]:
-    """Seconds per training iteration of ``trainer_class(cfg)``: its step object's ``run_step`` (data
+def training_step(trainer_class: Type[DefaultTrainer], cfg: CfgNode) -> Callable[[], None]:
+    """A call of one training iteration of ``trainer_class(cfg)``: its step object's ``run_step`` (data
     wait, forward, backward, optimiser step; AMP as the trainer chose), as ``train()`` runs it but
-    without the hooks (checkpoints, evaluation, metric writers). Returns ``{"seconds": [...],
-    "data_seconds": [...]}``, the latter the part of each iteration spent waiting for its batch."""
+    without the hooks (checkpoints, evaluation, metric writers). Call it inside an ``EventStorage``."""
     trainer = trainer_class(cfg)
     cuda = torch.device(cfg.MODEL.DEVICE).type == "cuda"
 
@@ -121,7 +139,24 @@ def time_training(trainer_class: Type[DefaultTrainer], cfg: CfgNode, repeats: in
         if cuda:  # kernels run asynchronously: the step ends when they do
             torch.cuda.synchronize()
 
-    with EventStorage(trainer.start_iter) as storage:
+    return step
+
+
+def time_inference(cfg: CfgNode, image_paths: Sequence[str], repeats: int, warmup: int,
+                   desc: str = "") -> Dict[str, Any]:
+    """Seconds per image of :func:`inference_step`. Returns ``{"seconds": [...], "detections": [...]}``,
+    one entry per timed image."""
+    predict, detections = inference_step(cfg, image_paths)
+    seconds = time_calls(predict, repeats, warmup, desc)
+    return {"seconds": seconds, "detections": detections[warmup:]}
+
+
+def time_training(trainer_class: Type[DefaultTrainer], cfg: CfgNode, repeats: int, warmup: int,
+                  desc: str = "") -> Dict[str, Any]:
+    """Seconds per iteration of :func:`training_step`. Returns ``{"seconds": [...], "data_seconds":
+    [...]}``, the latter the part of each iteration spent waiting for its batch."""
+    step = training_step(trainer_class, cfg)
+    with EventStorage(0) as storage:
         seconds = time_calls(step, repeats, warmup, desc)
         data_seconds = [value for value, _ in storage.history("data_time").values()][warmup:]
     return {"seconds": seconds, "data_seconds": data_seconds}
@@ -153,17 +188,20 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 
 
 def results_table(measurements: Sequence[Measurement], unit: str,
-                  baseline: Optional[Measurement] = None) -> str:
+                  baseline: Optional[Measurement] = None, stepwise: bool = False) -> str:
     """Markdown table: name, median, spread (min-max), ratio of medians to ``baseline`` (when given),
-    peak RSS, then every measurement's extra ``columns``."""
+    to the row before (``stepwise``: each row adds one change to the one before it), peak RSS, then
+    every measurement's extra ``columns``."""
     extra = list(dict.fromkeys(key for m in measurements for key in m.columns))
     headers = ["", f"median ({unit})", "spread (min–max)"]
     headers += ["ratio to baseline"] if baseline is not None else []
+    headers += ["ratio to previous row"] if stepwise else []
     headers += ["peak RSS (MiB)", *extra]
     rows = []
-    for m in measurements:
+    for i, m in enumerate(measurements):
         row = [m.name, format_number(m.median), f"{format_number(min(m.seconds))}–{format_number(max(m.seconds))}"]
         row += [f"{m.median / baseline.median:.2f}"] if baseline is not None else []
+        row += [f"{m.median / measurements[i - 1].median:.2f}" if i else "–"] if stepwise else []
         row += [f"{m.peak_rss_mb:.0f}" if m.peak_rss_mb is not None else "–"]
         rows.append(row + [m.columns.get(key, "") for key in extra])
     return markdown_table(headers, rows)

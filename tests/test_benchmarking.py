@@ -61,3 +61,28 @@ def test_report_is_written_after_each_section(tmp_path):
     assert path.read_text() == "# Benchmarks\n\nCommand: `x`\n\n## A\n\nfirst\n"
     report.write(footer="done")
     assert path.read_text().endswith("first\n\ndone\n")
+
+
+def test_stepwise_table_gives_each_row_over_the_one_before():
+    rows = [Measurement("a", [4.0]), Measurement("b", [2.0]), Measurement("c", [3.0])]
+    lines = results_table(rows, "s", rows[0], stepwise=True).splitlines()
+    assert lines[0].startswith("|  | median (s) | spread (min–max) | ratio to baseline | ratio to previous row |")
+    assert [line.split(" | ")[3:5] for line in lines[2:]] == [["1.00", "–"], ["0.50", "0.50"], ["0.75", "1.50"]]
+
+
+def test_speedup_steps_go_from_detectron2_settings_to_the_shipped_config():
+    """Each row restores shipped settings only (no row sets a value the shipped config lacks, except
+    the one-scale side step), and the last row is the shipped config itself."""
+    from tools.benchmark import RMASK, coco_settings, speedup_steps, training_cfg
+
+    steps = speedup_steps()
+    shipped = training_cfg(RMASK, [], "")
+    configs = [training_cfg(RMASK, opts, "") for _, opts in steps]
+    assert configs[-1] == shipped and steps[-1][1] == []
+    first = configs[0]
+    assert first.MODEL.FPN.OUT_CHANNELS == 256 and not first.SOLVER.AMP.ENABLED and not first.INPUT.CROP.ENABLED
+    assert len(steps[0][1]) == len(coco_settings()) + 2
+    keys = [set(opts[::2]) for _, opts in steps]
+    assert keys[1] == keys[0] | {"INPUT.MIN_SIZE_TRAIN"}
+    for (name, _), now, before in zip(steps[2:], keys[2:], keys[1:]):
+        assert now < before, name  # restores some settings, sets nothing new

@@ -11,6 +11,13 @@ Sections:
   classifier  the cell-classifier post-hook over detection alone
   scorer      the vectorised SegPC scorer over a loop transcription of the official algorithm
   converters  images/s of convert_to_coco on SegPC folders and PowerPoint decks
+  speedups    R-Mask R-CNN from Detectron2's COCO-tuned settings to the shipped ones, one change at a
+              time: training s/iteration and inference s/image, each as a ratio to the step before
+  profile     where one training iteration and one inference of R-Mask R-CNN spend their time
+              (torch.profiler tables written beside the report as profile_training.txt and
+              profile_inference.txt)
+  equal-time  training loss reached in the same wall-clock time (--budget) with Detectron2's settings
+              and with the shipped ones
 
 Every measurement runs in a fresh process (its own peak memory, nothing warmed by an earlier one); the
 report is rewritten after each section. Models are untrained (timing does not depend on the weights).
@@ -31,17 +38,22 @@ import torch
 from detectron2.config import CfgNode, get_cfg
 
 from detectron2_myeloma import add_myeloma_config
+from detectron2.utils.events import EventStorage
+
 from detectron2_myeloma.benchmarking import (
     MarkdownReport,
     Measurement,
     format_number,
+    inference_step,
     machine_info,
     markdown_table,
+    profile_call,
     results_table,
     run_in_fresh_process,
     time_calls,
     time_inference,
     time_training,
+    training_step,
 )
 from detectron2_myeloma.predictor import setup_cfg
 
@@ -254,12 +266,153 @@ def converters_section(args: argparse.Namespace, workdir: Path) -> str:
             + results_table(measurements, "s/run"))
 
 
+# --- speed-ups, one at a time ---------------------------------------------------------------------
+def coco_settings() -> List[Any]:
+    """Detectron2's settings for the keys the shipped configs tune: its defaults, and the RPN counts of
+    its Base-RCNN-FPN.yaml (the FPN configs every Detectron2 user starts from)."""
+    defaults = get_cfg()
+    return ["MODEL.RPN.PRE_NMS_TOPK_TRAIN", 2000, "MODEL.RPN.POST_NMS_TOPK_TRAIN", 1000,
+            "MODEL.RPN.PRE_NMS_TOPK_TEST", 1000, "MODEL.RPN.POST_NMS_TOPK_TEST", 1000,
+            "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", defaults.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE,
+            "MODEL.FPN.OUT_CHANNELS", defaults.MODEL.FPN.OUT_CHANNELS,
+            "MODEL.ROI_MASK_HEAD.CONV_DIM", defaults.MODEL.ROI_MASK_HEAD.CONV_DIM,
+            "MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO", defaults.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO,
+            "MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO", defaults.MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO,
+            "MODEL.CHANNELS_LAST", False, "SOLVER.AMP.ENABLED", False, "TEST.AMP.ENABLED", False]
+
+
+def speedup_steps() -> List[Tuple[str, List[Any]]]:
+    """``(name, opts)``: R-Mask R-CNN's config with Detectron2's settings, then each shipped setting
+    put back in turn (opts shrink), ending at the shipped config itself (empty opts). The second row is
+    a side step (one training scale, so every batch has one shape) that the third row undoes again."""
+    shipped = get_cfg()
+    add_myeloma_config(shipped)
+    shipped.merge_from_file(str(REPO / RMASK))
+    coco = coco_settings()
+    overrides = {**dict(zip(coco[::2], coco[1::2])), "INPUT.CROP.ENABLED": False}
+    steps = [("Detectron2 settings (multi-scale full images, COCO counts and widths, fp32)", dict(overrides)),
+             (f"+ one training scale ({shipped.INPUT.MIN_SIZE_TEST}): every batch has the same shape",
+              {**overrides, "INPUT.MIN_SIZE_TRAIN": (shipped.INPUT.MIN_SIZE_TEST,)})]
+    for name, keys in [
+        (f"+ {shipped.INPUT.CROP.SIZE[0]} px training crops (multi-scale as shipped)", ["INPUT.CROP.ENABLED"]),
+        ("+ cell-sized proposal and RoI counts", ["MODEL.RPN.PRE_NMS_TOPK_TRAIN", "MODEL.RPN.POST_NMS_TOPK_TRAIN",
+                                                  "MODEL.RPN.PRE_NMS_TOPK_TEST", "MODEL.RPN.POST_NMS_TOPK_TEST",
+                                                  "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE"]),
+        ("+ FPN width 128", ["MODEL.FPN.OUT_CHANNELS"]),
+        ("+ mask head width 128", ["MODEL.ROI_MASK_HEAD.CONV_DIM"]),
+        ("+ fixed RoIAlign sampling (2x2)", ["MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO",
+                                             "MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO"]),
+        ("+ channels-last", ["MODEL.CHANNELS_LAST"]),
+        ("+ bf16 autocast, training and inference (= shipped config)", ["SOLVER.AMP.ENABLED", "TEST.AMP.ENABLED"]),
+    ]:
+        for key in keys:
+            del overrides[key]
+        steps.append((name, dict(overrides)))
+    assert not steps[-1][1], f"settings left over: {steps[-1][1]}"
+    return [(name, [item for pair in opts.items() for item in pair]) for name, opts in steps]
+
+
+def speedups_section(args: argparse.Namespace, workdir: Path) -> str:
+    steps = speedup_steps()
+    training = measure_all([(name, training_worker, (training_cfg(RMASK, opts, tempfile.mkdtemp(dir=workdir)),
+                                                     args.training_repeats, args.training_warmup))
+                            for name, opts in steps])
+    paths = full_size_bmps(workdir, args.warmup + args.repeats)
+    inference = measure_all([(name, inference_worker, (inference_cfg(RMASK, opts), paths, args.repeats, args.warmup))
+                             for name, opts in steps])
+    overall = training[0].median / training[-1].median, inference[0].median / inference[-1].median
+    options = "\n".join(f"- {name}: `{' '.join(map(str, opts))}`" for name, opts in steps)
+    return (f"`{RMASK}` with Detectron2's settings for the keys it tunes, then each shipped setting in turn; "
+            f"every row keeps the changes above it. Training as in Training (batch of 4, "
+            f"{args.training_warmup} warm-up and {args.training_repeats} timed iterations), inference as in "
+            f"Inference. Shipped config over Detectron2 settings: {overall[0]:.1f}x faster training, "
+            f"{overall[1]:.1f}x faster inference.\n\n### Training (s/iteration)\n\n"
+            + results_table(training, "s/iteration", training[0], stepwise=True)
+            + "\n\n### Inference (s/full-size image)\n\n"
+            + results_table(inference, "s/image", inference[0], stepwise=True)
+            + f"\n\nOverrides of each row (on top of the shipped config):\n\n{options}")
+
+
+# --- loss at equal wall-clock time ---------------------------------------------------------------
+def equal_time_worker(cfg: CfgNode, budget_s: float, desc: str) -> Dict[str, Any]:
+    """Train from the ImageNet start for ``budget_s`` seconds (the iteration under way at the budget
+    finishes); the loss reached is the median total loss of the last 5 iterations."""
+    from detectron2.utils.env import seed_all_rng
+
+    from tools.train_net import Trainer
+
+    seed_all_rng(1)
+    step = training_step(Trainer, cfg)
+    start = time.perf_counter()
+    with EventStorage(0) as storage:
+        while time.perf_counter() - start < budget_s:
+            step()
+            storage.iter += 1
+        losses = [value for value, _ in storage.history("total_loss").values()]
+    elapsed = time.perf_counter() - start
+    return {"seconds": [elapsed / len(losses)], "iterations": str(len(losses)),
+            "total loss (median of last 5)": f"{np.median(losses[-5:]):.3f}", "first loss": f"{losses[0]:.3f}"}
+
+
+def equal_time_section(args: argparse.Namespace, workdir: Path) -> str:
+    steps = speedup_steps()
+    variants = [("Detectron2 settings", steps[0][1]), ("shipped config", steps[-1][1])]
+    measurements = measure_all([
+        (name, equal_time_worker, (training_cfg(RMASK, opts, tempfile.mkdtemp(dir=workdir)), args.budget))
+        for name, opts in variants])
+    return (f"`{RMASK}` trained on `segpc_mini_train` for {args.budget:.0f} s of wall-clock time each, from "
+            f"the same ImageNet start and seed, with Detectron2's settings (first row of Speed-ups) and as "
+            f"shipped; the median column is seconds per iteration.\n\n"
+            + results_table(measurements, "s/iteration", measurements[0]))
+
+
+# --- profiles ------------------------------------------------------------------------------------
+def profile_training_worker(cfg: CfgNode, warmup: int, desc: str) -> Dict[str, Any]:
+    from tools.train_net import Trainer
+
+    step = training_step(Trainer, cfg)
+    with EventStorage(0):
+        return profile_call(step, warmup, desc)
+
+
+def profile_inference_worker(cfg: CfgNode, paths: List[str], warmup: int, desc: str) -> Dict[str, Any]:
+    return profile_call(inference_step(cfg, paths)[0], warmup, desc)
+
+
+def profile_section(args: argparse.Namespace, workdir: Path) -> str:
+    paths = full_size_bmps(workdir, 1)
+    jobs = {
+        "training": (profile_training_worker, (training_cfg(RMASK, [], tempfile.mkdtemp(dir=workdir)),
+                                               max(args.training_warmup, 2))),
+        "inference": (profile_inference_worker, (inference_cfg(RMASK, []), paths, max(args.warmup, 2))),
+    }
+    parts = []
+    for name, (worker, worker_args) in jobs.items():
+        logger.info("profiling %s", name)
+        result = run_in_fresh_process(worker, *worker_args, f"profile {name}")
+        path = Path(args.output).parent / f"profile_{name}.txt"
+        path.write_text(f"{RMASK}, one {name} call after warm-up, {result['seconds'][0]:.2f} s under the "
+                        f"profiler (self CPU time per op):\n\n{result['table']}\n")
+        total = sum(seconds for _, seconds, _ in result["top"])
+        rows = [(f"`{op}`", format_number(seconds), f"{100 * seconds / total:.0f}%", calls)
+                for op, seconds, calls in result["top"][:8]]
+        parts.append(f"### {name.capitalize()}: {result['seconds'][0]:.2f} s under the profiler "
+                     f"([full table]({path.name}))\n\n"
+                     + markdown_table(["op", "self CPU (s)", "share of the top 30", "calls"], rows))
+    return (f"`{RMASK}` as shipped: one training iteration (batch of 4 crops) and one full-size inference "
+            f"(untrained, score threshold 0: {inference_cfg(RMASK, []).TEST.DETECTIONS_PER_IMAGE} detections), "
+            f"after warm-up, under `torch.profiler`.\n\n" + "\n\n".join(parts))
+
+
 SECTION_FUNCTIONS: Dict[str, Tuple[str, Callable[[argparse.Namespace, Path], str]]] = {
     "inference": ("Inference", inference_section),
     "training": ("Training", training_section),
     "classifier": ("Cell classifier hook", classifier_section),
     "scorer": ("SegPC scorer", scorer_section),
     "converters": ("Converters", converters_section),
+    "speedups": ("Speed-ups one at a time", speedups_section),
+    "profile": ("Where the time goes", profile_section),
+    "equal-time": ("Loss at equal training time", equal_time_section),
 }
 
 
@@ -272,6 +425,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--training-repeats", type=int, help="timed training iterations per model "
                         "(default: --repeats; one costs 5-10 inference images on a CPU)")
     parser.add_argument("--training-warmup", type=int, help="untimed iterations before them (default: --warmup)")
+    parser.add_argument("--budget", type=float, default=300, help="equal-time: seconds of training per config")
     parser.add_argument("--output", default="benchmarks/RESULTS.md", help="markdown report to write")
     args = parser.parse_args(argv)
     args.training_repeats = args.repeats if args.training_repeats is None else args.training_repeats

@@ -1,45 +1,147 @@
 #!/usr/bin/env python
-"""`make demo`: the project's job on the bundled real SegPC-2021 sample, step by step.
+"""`make demo`: the whole job on the bundled real SegPC-2021 sample (10 train / 4 val images), on CPU.
 
-Steps so far: convert the sample to COCO json (lossless RLE), draw ground-truth overlays and measure the
-cells. Each step prints what it wrote.
+Steps: convert the sample to COCO json and draw its ground truth; train R-Mask R-CNN on
+segpc_mini_train (short schedule) and evaluate it on segpc_mini_val (COCO bbox/segm AP, SegPC mIoU);
+cut cell crops and train the myeloma cell classifier; predict the val images with detector +
+classifier (overlays, colour splash, CSV, COCO json); write the val split's submission.txt and score it
+locally. Ends by printing where each result is and the headline numbers.
+
+    python -m tools.demo --output output/demo [--iters 300] [--classifier-epochs 6]
 """
 import argparse
+import json
 import os
+import shutil
 import sys
 import time
+from typing import Dict, List
 
-from tools.convert_to_coco import main as convert_main
-from tools.visualize_data import main as visualize_main
+from detectron2.data import DatasetCatalog
+from detectron2.engine import default_argument_parser
+
+from detectron2_myeloma.data.builtin import SEGPC_MINI_VAL_IDS
+from tools import build_crops, convert_to_coco, make_submission, predict, score_segpc, train_classifier
+from tools import train_net, visualize_data
 
 SAMPLE = os.path.join("datasets", "segpc_mini", "train")
+DETECTOR = os.path.join("configs", "SegPC", "rmask_rcnn_lite2_fpn.yaml")
+CLASSIFIER = os.path.join("configs", "Classifier", "lite2.yaml")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+def val_folder(output: str) -> str:
+    """The val images and masks of segpc_mini_val as a SegPC folder of their own (``x/``, ``y/``), for
+    the tools that take folders: the sample keeps all 14 images in one folder."""
+    root = os.path.join(output, "val")
+    for sub in ("x", "y"):
+        os.makedirs(os.path.join(root, sub), exist_ok=True)
+    for record in DatasetCatalog.get("segpc_mini_val"):
+        shutil.copy(record["file_name"], os.path.join(root, "x"))
+    ids = set(SEGPC_MINI_VAL_IDS)
+    for name in os.listdir(os.path.join(SAMPLE, "y")):
+        if name.rsplit("_", 1)[0] in ids:
+            shutil.copy(os.path.join(SAMPLE, "y", name), os.path.join(root, "y"))
+    return root
+
+
+def train_detector(output: str, iters: int) -> Dict:
+    """tools/train_net.py's training on segpc_mini_train; returns its evaluation on segpc_mini_val, run
+    once at the end (COCO bbox/segm and the SegPC scorer)."""
+    args = default_argument_parser().parse_args([
+        "--config-file", DETECTOR,
+        "DATASETS.TRAIN", '("segpc_mini_train",)', "DATASETS.TEST", '("segpc_mini_val",)',
+        "SOLVER.MAX_ITER", str(iters), "SOLVER.STEPS", f"({int(iters * 0.8)},)",
+        "SOLVER.WARMUP_ITERS", str(min(50, iters // 4)), "SOLVER.CHECKPOINT_PERIOD", str(iters),
+        "TEST.EVAL_PERIOD", "0", "SEED", "1", "OUTPUT_DIR", output])
+    trainer = train_net.Trainer(train_net.setup(args))
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    return trainer._last_eval_results  # set by DefaultTrainer's evaluation hook after the last iteration
+
+
+def main(argv: List[str] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="output/demo")
+    parser.add_argument("--iters", type=int, default=300, help="detector training iterations (batch of 4)")
+    parser.add_argument("--classifier-epochs", type=int, default=6, help="cell classifier epochs")
     args = parser.parse_args(argv)
-    os.makedirs(args.output, exist_ok=True)
+    out = args.output
+    os.makedirs(out, exist_ok=True)
+    paths = {name: os.path.join(out, name) for name in
+             ("detector", "crops", "classifier", "predictions", "submission.txt", "masks", "score.json")}
+    weights = os.path.join(paths["detector"], "model_final.pth")
+    classifier_weights = os.path.join(paths["classifier"], "model_best.pth")
+    results: Dict[str, object] = {}
+    val = val_folder(out)
+
     steps = [
-        ("convert the bundled SegPC sample to COCO json",
-         lambda: convert_main(["--format", "segpc", "--input", SAMPLE,
-                               "--output", os.path.join(args.output, "segpc_mini_coco.json")])),
-        ("ground-truth overlays and cell sizes (train split)",
-         lambda: visualize_main(["segpc_mini_train", "--output", os.path.join(args.output, "gt_train"),
-                                 "--max-images", "10"])),
+        ("convert the bundled SegPC sample to COCO json (lossless RLE)",
+         lambda: convert_to_coco.main(["--format", "segpc", "--input", SAMPLE,
+                                       "--output", os.path.join(out, "segpc_mini_coco.json")])),
         ("ground-truth overlays and cell sizes (val split)",
-         lambda: visualize_main(["segpc_mini_val", "--output", os.path.join(args.output, "gt_val"),
-                                 "--max-images", "10"])),
+         lambda: visualize_data.main(["segpc_mini_val", "--output", os.path.join(out, "gt_val")])),
+        (f"train R-Mask R-CNN on segpc_mini_train ({args.iters} iterations), evaluate on segpc_mini_val",
+         lambda: results.__setitem__("detector", train_detector(paths["detector"], args.iters))),
+        ("cut cell crops (annotated cells, stain-blob and detector negatives)",
+         lambda: build_crops.main(["--dataset", "segpc_mini_train", "--val-dataset", "segpc_mini_val",
+                                   "--output", paths["crops"], "--detector-config", DETECTOR,
+                                   "--detector-weights", weights])),
+        (f"train the cell classifier ({args.classifier_epochs} epochs)",
+         lambda: results.__setitem__("classifier", train_classifier.main([
+             "--config-file", CLASSIFIER, "--crops", paths["crops"], "--output", paths["classifier"],
+             "SOLVER.EPOCHS", str(args.classifier_epochs)]))),
+        ("detect and classify the val images: overlays, colour splash, CSV, COCO json",
+         lambda: predict.main(["--config-file", DETECTOR, "--input", os.path.join(val, "x"),
+                               "--output", paths["predictions"], "MODEL.WEIGHTS", weights,
+                               "MODEL.CELL_CLASSIFIER.ENABLED", "True",
+                               "MODEL.CELL_CLASSIFIER.WEIGHTS", classifier_weights])),
+        ("write the SegPC-2021 submission of the val images",
+         lambda: make_submission.main(["--config-file", DETECTOR, "--input", os.path.join(val, "x"),
+                                       "--output", paths["submission.txt"], "--masks-out", paths["masks"],
+                                       "MODEL.WEIGHTS", weights])),
+        ("score the submission with the SegPC-2021 scorer",
+         lambda: score_segpc.main(["--gt", os.path.join(val, "y"), "--submission", paths["submission.txt"],
+                                   "--output", paths["score.json"]])),
     ]
+    start = time.time()
     for i, (title, run) in enumerate(steps, 1):
         print(f"\n=== demo step {i}/{len(steps)}: {title}", flush=True)
-        start = time.time()
-        if run() != 0:
-            print(f"demo step {i} failed", file=sys.stderr)
+        step_start = time.time()
+        status = run()
+        if isinstance(status, int) and status != 0:
+            print(f"demo step {i} failed (exit status {status})", file=sys.stderr)
             return 1
-        print(f"(step {i} took {time.time() - start:.1f} s)")
-    print(f"\nDemo outputs in {args.output}/: segpc_mini_coco.json, gt_train/ and gt_val/ "
-          "(overlay PNGs, summary.json, sizes.png)")
+        print(f"=== step {i} took {time.time() - step_start:.0f} s", flush=True)
+
+    evaluation = results["detector"]
+    classifier = results["classifier"]
+    with open(paths["score.json"]) as f:
+        miou = json.load(f)["metrics"]["mIoU"]
+    headline = {  # COCO APs in percent as Detectron2 reports them, the rest as fractions
+        "segm AP (%)": evaluation["segm"]["AP"], "segm AP50 (%)": evaluation["segm"]["AP50"],
+        "bbox AP (%)": evaluation["bbox"]["AP"], "SegPC mIoU (val submission)": miou,
+        "classifier accuracy": classifier["accuracy"],
+        "classifier balanced accuracy": classifier["balanced_accuracy"],
+        "classifier ROC AUC": classifier["roc_auc"],
+    }
+    with open(os.path.join(out, "headline.json"), "w") as f:
+        json.dump(headline, f, indent=1)
+    print(f"\nDemo done in {(time.time() - start) / 60:.1f} min. Results in {out}/:")
+    for where, what in [
+        ("segpc_mini_coco.json", "the bundled sample as COCO json"),
+        ("gt_val/", "ground-truth overlays and cell sizes"),
+        ("detector/", "R-Mask R-CNN checkpoint, log, metrics.json; inference/ holds the COCO and SegPC evaluation"),
+        ("crops/", "classifier crops (ImageFolder) and manifest.csv"),
+        ("classifier/", "classifier checkpoint, metrics.json, confusion_matrix.png, roc_curve.png"),
+        ("predictions/", "overlays, colour splash, summary.csv, cells.csv, COCO results json"),
+        ("submission.txt, masks/", "SegPC-2021 submission of the val images and its masks"),
+        ("score.json", "its local SegPC-2021 score"),
+        ("headline.json", "the numbers below"),
+    ]:
+        print(f"  {where:<24}{what}")
+    print("\nHeadline numbers (4 val images, 26 cells; a short CPU schedule on 10 training images):")
+    for name, value in headline.items():
+        print(f"  {name:<32}{'n/a' if value is None else f'{value:.3f}'}")
     return 0
 
 

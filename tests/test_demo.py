@@ -1,0 +1,26 @@
+"""`make demo` end to end with a 2-iteration detector and a 1-epoch classifier (slow: ~3 minutes)."""
+import json
+
+import pytest
+
+from detectron2_myeloma.data.builtin import SEGPC_MINI_VAL_IDS
+from detectron2_myeloma.data.segpc_format import read_submission
+from tools.demo import main as demo
+
+
+@pytest.mark.slow
+def test_demo_writes_every_result(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert demo(["--output", str(out), "--iters", "2", "--classifier-epochs", "1"]) == 0
+    headline = json.loads((out / "headline.json").read_text())
+    score = json.loads((out / "score.json").read_text())
+    assert headline["SegPC mIoU (val submission)"] == score["metrics"]["mIoU"]
+    assert set(score["per_image"]) == set(SEGPC_MINI_VAL_IDS)
+    assert set(read_submission(str(out / "submission.txt"))) == set(SEGPC_MINI_VAL_IDS)
+    assert 0 <= headline["classifier balanced accuracy"] <= 1
+    assert {"segm AP (%)", "bbox AP (%)"} <= set(headline)
+    for image_id in SEGPC_MINI_VAL_IDS:
+        assert (out / "predictions" / f"{image_id}_overlay.png").is_file()
+    assert (out / "classifier" / "confusion_matrix.png").is_file()
+    assert (out / "detector" / "model_final.pth").is_file()
+    assert "Headline numbers" in capsys.readouterr().out
