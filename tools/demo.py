@@ -7,7 +7,7 @@ cut cell crops and train the myeloma cell classifier; predict the val images wit
 classifier (overlays, colour splash, CSV, COCO json); write the val split's submission.txt and score it
 locally. Ends by printing where each result is and the headline numbers.
 
-    python -m tools.demo --output output/demo [--iters 300] [--classifier-epochs 6]
+    python -m tools.demo --output output/demo [--iters 250] [--classifier-epochs 5]
 """
 import argparse
 import json
@@ -62,8 +62,8 @@ def train_detector(output: str, iters: int) -> Dict:
 def main(argv: List[str] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="output/demo")
-    parser.add_argument("--iters", type=int, default=300, help="detector training iterations (batch of 4)")
-    parser.add_argument("--classifier-epochs", type=int, default=6, help="cell classifier epochs")
+    parser.add_argument("--iters", type=int, default=250, help="detector training iterations (batch of 4)")
+    parser.add_argument("--classifier-epochs", type=int, default=5, help="cell classifier epochs")
     args = parser.parse_args(argv)
     out = args.output
     os.makedirs(out, exist_ok=True)
