@@ -331,7 +331,7 @@ def speedups_section(args: argparse.Namespace, workdir: Path) -> str:
     inference = measure_all([(name, inference_worker, (inference_cfg(RMASK, opts), paths, args.repeats, args.warmup))
                              for name, opts in steps])
     overall = training[0].median / training[-1].median, inference[0].median / inference[-1].median
-    options = "\n".join(f"- {name}: `{' '.join(map(str, opts))}`" for name, opts in steps)
+    options = "\n".join(f"- {name}: " + (f"`{' '.join(map(str, opts))}`" if opts else "none") for name, opts in steps)
     return (f"`{RMASK}` with Detectron2's settings for the keys it tunes, then each shipped setting in turn; "
             f"every row keeps the changes above it. Training as in Training (batch of 4, "
             f"{args.training_warmup} warm-up and {args.training_repeats} timed iterations), inference as in "
