@@ -127,15 +127,20 @@ def inference_step(cfg: CfgNode, image_paths: Sequence[str]) -> Tuple[Callable[[
     return predict, detections
 
 
-def training_step(trainer_class: Type[DefaultTrainer], cfg: CfgNode) -> Callable[[], None]:
+def training_step(trainer_class: Type[DefaultTrainer], cfg: CfgNode,
+                  schedule_lr: bool = False) -> Callable[[], None]:
     """A call of one training iteration of ``trainer_class(cfg)``: its step object's ``run_step`` (data
     wait, forward, backward, optimiser step; AMP as the trainer chose), as ``train()`` runs it but
-    without the hooks (checkpoints, evaluation, metric writers). Call it inside an ``EventStorage``."""
+    without the hooks (checkpoints, evaluation, metric writers). With ``schedule_lr`` it also advances
+    the learning-rate schedule as the trainer's ``LRScheduler`` hook does, for runs whose loss counts.
+    Call it inside an ``EventStorage``."""
     trainer = trainer_class(cfg)
     cuda = torch.device(cfg.MODEL.DEVICE).type == "cuda"
 
     def step() -> None:
         trainer._trainer.run_step()
+        if schedule_lr:
+            trainer.scheduler.step()
         if cuda:  # kernels run asynchronously: the step ends when they do
             torch.cuda.synchronize()
 

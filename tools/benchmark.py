@@ -345,14 +345,15 @@ def speedups_section(args: argparse.Namespace, workdir: Path) -> str:
 
 # --- loss at equal wall-clock time ---------------------------------------------------------------
 def equal_time_worker(cfg: CfgNode, budget_s: float, desc: str) -> Dict[str, Any]:
-    """Train from the ImageNet start for ``budget_s`` seconds (the iteration under way at the budget
-    finishes); the loss reached is the median total loss of the last 5 iterations."""
+    """Train from the ImageNet start for ``budget_s`` seconds with the config's learning-rate schedule
+    (the iteration under way at the budget finishes); the loss reached is the median total loss of
+    the last 5 iterations."""
     from detectron2.utils.env import seed_all_rng
 
     from tools.train_net import Trainer
 
     seed_all_rng(1)
-    step = training_step(Trainer, cfg)
+    step = training_step(Trainer, cfg, schedule_lr=True)
     start = time.perf_counter()
     with EventStorage(0) as storage:
         while time.perf_counter() - start < budget_s:
