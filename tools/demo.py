@@ -45,12 +45,10 @@ def val_folder(output: str) -> str:
 
 
 def train_detector(output: str, iters: int) -> Dict:
-    """tools/train_net.py's training on segpc_mini_train; returns its evaluation on segpc_mini_val, run
-    once at the end (COCO bbox/segm and the SegPC scorer)."""
+    """tools/train_net.py's training on the config's datasets (segpc_mini_train); returns its
+    evaluation on segpc_mini_val, run once at the end (COCO bbox/segm and the SegPC scorer)."""
     args = default_argument_parser().parse_args([
-        "--config-file", DETECTOR,
-        "DATASETS.TRAIN", '("segpc_mini_train",)', "DATASETS.TEST", '("segpc_mini_val",)',
-        "SOLVER.MAX_ITER", str(iters), "SOLVER.STEPS", f"({int(iters * 0.8)},)",
+        "--config-file", DETECTOR, "SOLVER.MAX_ITER", str(iters), "SOLVER.STEPS", f"({int(iters * 0.8)},)",
         "SOLVER.WARMUP_ITERS", str(min(50, iters // 4)), "SOLVER.CHECKPOINT_PERIOD", str(iters),
         "TEST.EVAL_PERIOD", "0", "SEED", "1", "OUTPUT_DIR", output])
     trainer = train_net.Trainer(train_net.setup(args))
