@@ -40,6 +40,7 @@ from detectron2.config import CfgNode, get_cfg
 from detectron2_myeloma import add_myeloma_config
 from detectron2.utils.events import EventStorage
 
+from detectron2_myeloma.ablations import BASELINE_CONFIG, RMASK_CONFIG, VARIANTS
 from detectron2_myeloma.benchmarking import (
     MarkdownReport,
     Measurement,
@@ -64,20 +65,12 @@ sys.path[:0] = [str(REPO), str(REPO / "tests" / "evaluation"), str(REPO / "tests
 
 SEGPC_MINI = REPO / "datasets" / "segpc_mini" / "train"
 FULL_SIZE = (1536, 2040)  # rows, columns of SegPC-2021 images
-BASELINE = "configs/SegPC/mask_rcnn_lite2_fpn.yaml"
-RMASK = "configs/SegPC/rmask_rcnn_lite2_fpn.yaml"
+BASELINE = f"configs/SegPC/{BASELINE_CONFIG}.yaml"
+RMASK = f"configs/SegPC/{RMASK_CONFIG}.yaml"
 CLASSIFIER = "configs/Classifier/lite2.yaml"
 CELLS_PER_IMAGE = 10  # detections a trained SegPC detector keeps per image, for the classifier hook's cost
-# The ablations are overrides of the baseline; R-Mask R-CNN is all of them (its own config).
 MODELS: Dict[str, Tuple[str, List[Any]]] = {
-    "Mask R-CNN (baseline)": (BASELINE, []),
-    "+ bottom-up path": (BASELINE, ["MODEL.RMASK.BOTTOM_UP_PATH", True]),
-    "+ attention (FPN)": (BASELINE, ["MODEL.RMASK.FPN_ATTENTION", "CA-SA"]),
-    "+ bottom-up path + attention": (BASELINE, ["MODEL.RMASK.BOTTOM_UP_PATH", True, "MODEL.RMASK.FPN_ATTENTION",
-                                                "CA-SA", "MODEL.RMASK.BU_ATTENTION", "CA-SA"]),
-    "+ adaptive pooling": (BASELINE, ["MODEL.RMASK.MASK_POOLING", "adaptive"]),
-    "R-Mask R-CNN": (RMASK, []),
-}
+    v.name: (f"configs/SegPC/{v.config}.yaml", v.overrides) for v in VARIANTS.values()}
 
 logger = logging.getLogger("benchmark")
 

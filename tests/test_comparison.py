@@ -1,0 +1,152 @@
+"""The seed-repeated comparison: every variant differs from the baseline only in its R-Mask R-CNN
+switches under one schedule per dataset, the tables compute mean ± std over seeds, and the runner
+resumes (skips what is done) and does not start a job whose prerequisite failed."""
+import json
+import os
+
+import pytest
+from detectron2.config import get_cfg
+
+from detectron2_myeloma import add_myeloma_config
+from detectron2_myeloma.ablations import VARIANTS
+from detectron2_myeloma.comparison import (SCHEDULES, Run, classifier_metrics, classifier_table, detection_metrics,
+                                           detection_table, grid, load_records, plot_detection, replace_section,
+                                           summarize)
+from tools.compare import Job, jobs_for, main, run_jobs
+
+
+def flat_cfg(run: Run) -> dict:
+    cfg = get_cfg()
+    add_myeloma_config(cfg)
+    cfg.merge_from_file(run.config_file)
+    cfg.merge_from_list(run.opts("out"))
+    flat = {}
+
+    def walk(node, prefix):
+        for k, v in node.items():
+            if isinstance(v, dict):
+                walk(v, prefix + k + ".")
+            else:
+                flat[prefix + k] = v
+    walk(cfg, "")
+    return flat
+
+
+@pytest.mark.parametrize("dataset", list(SCHEDULES))
+def test_variants_differ_from_baseline_only_in_rmask_switches(dataset):
+    base = flat_cfg(Run(dataset, "baseline", 1))
+    assert base["SOLVER.MAX_ITER"] == SCHEDULES[dataset].opts[1] and base["SEED"] == 1
+    for variant in VARIANTS:
+        if variant == "baseline":
+            continue
+        other = flat_cfg(Run(dataset, variant, 1))
+        changed = {k for k in base if base[k] != other[k]} - {"OUTPUT_DIR"}
+        assert changed and all(k.startswith("MODEL.RMASK.") for k in changed), (variant, changed)
+    assert base["OUTPUT_DIR"] == os.path.join("out", dataset, "baseline", "seed1")
+
+
+def test_grid_is_seed_major():
+    runs = grid(["segpc", "dsb2018"], ["baseline", "rmask"], [1, 2])
+    assert [r.seed for r in runs] == [1, 1, 1, 1, 2, 2, 2, 2]
+    assert runs[1] == Run("segpc", "rmask", 1) and runs[2] == Run("dsb2018", "baseline", 1)
+
+
+def test_summarize_uses_sample_std():
+    s = summarize([1.0, 2.0, 3.0])
+    assert (s.mean, s.std, s.n) == (2.0, 1.0, 3)
+    assert s.format() == "2.0 ± 1.0"
+    assert summarize([4.0]).std is None and summarize([4.0]).format() == "4.0 (n=1)"
+
+
+def test_detection_metrics_skips_nan_and_missing_tasks():
+    results = {"segm": {"AP": 50.0, "AP50": float("nan"), "AP75": 40.0}, "bbox": {"AP": 45.0}}
+    assert detection_metrics(results) == {"segm_AP": 50.0, "segm_AP75": 40.0, "bbox_AP": 45.0}
+
+
+def detection_record(dataset, variant, seed, ap, miou=None):
+    metrics = {"segm_AP": ap, "segm_AP50": ap + 10, "segm_AP75": ap + 5, "bbox_AP": ap - 5}
+    if miou is not None:
+        metrics["mIoU"] = miou
+    return {"kind": "detection", "dataset": dataset, "variant": variant, "seed": seed, "metrics": metrics}
+
+
+def test_detection_table_rows_means_and_deltas():
+    records = [detection_record("segpc", "rmask", s, ap, 0.8) for s, ap in ((1, 60.0), (2, 62.0), (3, 64.0))]
+    records += [detection_record("segpc", "baseline", s, ap, 0.7) for s, ap in ((2, 51.0), (1, 49.0))]
+    records.append(detection_record("dsb2018", "baseline", 1, 30.0))
+    table = detection_table(records, "segpc").splitlines()
+    assert "mIoU" in table[0] and len(table) == 4
+    assert table[2].startswith("| Mask R-CNN (baseline) | 1, 2 | 50.0 ± 1.4 |")
+    assert table[3].startswith("| R-Mask R-CNN | 1, 2, 3 | 62.0 ± 2.0 | 72.0 ± 2.0 |")
+    assert "0.800 ± 0.000" in table[3] and table[3].endswith("| +12.0 |")
+    dsb = detection_table(records, "dsb2018")
+    assert "mIoU" not in dsb and "30.0 (n=1)" in dsb
+    assert "no finished runs" in detection_table(records[:0], "segpc")
+
+
+def classifier_record(seed, best, last):
+    metrics = {"accuracy": best, "balanced_accuracy": best, "roc_auc": best, "majority_rate": 0.75,
+               "best_epoch": 3, "history": [{"val_accuracy": 0.1, "val_balanced_accuracy": 0.1, "val_roc_auc": 0.1},
+                                            {"val_accuracy": last, "val_balanced_accuracy": last,
+                                             "val_roc_auc": last}]}
+    return {"kind": "classifier", "seed": seed, "metrics": classifier_metrics(metrics)}
+
+
+def test_classifier_table_reports_best_and_last_epoch():
+    records = [classifier_record(1, 0.8, 0.7), classifier_record(2, 0.9, 0.7)]
+    assert records[0]["metrics"]["last_accuracy"] == 0.7 and records[0]["metrics"]["accuracy"] == 0.8
+    lines = classifier_table(records).splitlines()
+    assert "| 1, 2 | 85.0 ± 7.1 |" in lines[2] and "| 70.0 ± 0.0 |" in lines[3]
+    assert "75.0% accuracy" in lines[-1]
+
+
+def test_replace_section_only_touches_the_markers():
+    text = "head\n<!-- t:begin -->\nold\n<!-- t:end -->\ntail\n"
+    assert replace_section(text, "t", "new\n") == "head\n<!-- t:begin -->\nnew\n<!-- t:end -->\ntail\n"
+    with pytest.raises(ValueError, match="no <!-- u:begin -->"):
+        replace_section(text, "u", "x")
+
+
+def test_load_records_names_a_broken_file(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps(detection_record("segpc", "baseline", 1, 1.0)))
+    assert len(load_records(str(tmp_path))) == 1
+    (tmp_path / "b.json").write_text("{")
+    with pytest.raises(ValueError, match="b.json"):
+        load_records(str(tmp_path))
+
+
+def test_classifier_jobs_follow_their_detector(tmp_path):
+    args = type("Args", (), {"output": str(tmp_path / "out"), "results": str(tmp_path / "res"),
+                             "datasets": ["dsb2018"], "variants": ["baseline"], "seeds": [1, 2],
+                             "classifier": True})()
+    keys = [job.key for job in jobs_for(args)]
+    assert keys == ["segpc-rmask-seed1", "classifier-crops", "classifier-lite2-seed1", "classifier-lite2-seed2",
+                    "dsb2018-baseline-seed1", "dsb2018-baseline-seed2"]
+
+
+def test_run_jobs_skips_done_and_dependents_of_failures(tmp_path):
+    done = tmp_path / "done.json"
+    done.write_text("{}")
+    jobs = [Job("done", ["--never-run"], str(done), None),
+            Job("broken", ["--no-such-option"], str(tmp_path / "broken.json"), None),
+            Job("after-broken", ["--never-run"], str(tmp_path / "after.json"), "broken")]
+    assert run_jobs(jobs, 2, str(tmp_path)) == ["broken", "after-broken"]
+    assert "unrecognized arguments: --no-such-option" in (tmp_path / "broken.log").read_text()
+    assert not (tmp_path / "after-broken.log").exists()
+
+
+def test_report_fills_markdown_and_draws_figure(tmp_path):
+    results = tmp_path / "records"
+    results.mkdir()
+    for i, r in enumerate([detection_record("segpc", "baseline", 1, 50.0, 0.8),
+                           detection_record("segpc", "rmask", 1, 55.0, 0.82)]):
+        (results / f"{i}.json").write_text(json.dumps(r))
+    report = tmp_path / "RESULTS.md"
+    report.write_text("".join(f"<!-- comparison-{n}:begin -->\n<!-- comparison-{n}:end -->\n"
+                              for n in ("segpc", "dsb2018", "classifier")))
+    assert main(["--report-only", "--results", str(results), "--report", str(report)]) == 0
+    text = report.read_text()
+    assert "| R-Mask R-CNN | 1 | 55.0 (n=1) |" in text and text.count("no finished runs") == 2
+    assert (tmp_path / "comparison.png").stat().st_size > 10_000
+    plot_detection([], str(tmp_path / "empty.png"))
+    assert not (tmp_path / "empty.png").exists()

@@ -1,0 +1,234 @@
+#!/usr/bin/env python
+"""The seed-repeated comparison: plain Mask R-CNN, the R-Mask R-CNN ablations and R-Mask R-CNN trained
+with identical schedules (detectron2_myeloma/comparison.py) on the SegPC sample and DSB2018, plus the
+cell classifier over seeds; the mean ± std tables go into docs/RESULTS.md.
+
+    python -m tools.compare --seeds 1 2 3 --jobs 2                       # everything still missing
+    python -m tools.compare --datasets segpc --variants baseline rmask   # a part of the grid
+    python -m tools.compare --report-only                                # tables from the records
+
+Each finished run writes one record (metrics, command, commit) to --results; runs with a record are
+skipped, an interrupted run resumes from its last checkpoint, and a run whose final weights exist is only
+evaluated. --jobs runs that many trainings at once with the cores split between them (on 2 cores, two
+one-thread runs finished 1.3x more iterations per second than one two-thread run).
+"""
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Dict, List, NamedTuple, Optional, Sequence
+
+from detectron2_myeloma.ablations import VARIANTS
+from detectron2_myeloma.comparison import (CLASSIFIER_CONFIG, CLASSIFIER_DETECTOR, CLASSIFIER_OPTS, SCHEDULES, Run,
+                                           classifier_metrics, classifier_table, detection_metrics,
+                                           detection_table, grid, load_records, plot_detection, replace_section,
+                                           write_json_atomic)
+
+logger = logging.getLogger("compare")
+
+
+class Job(NamedTuple):
+    key: str
+    argv: List[str]  # arguments of this module's worker mode
+    done: str  # the file whose existence means the job is done
+    needs: Optional[str]  # key of a job that must be done first
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def record(kind: str, metrics: Dict[str, float], command: str, seconds: float, **fields) -> Dict:
+    return {"kind": kind, **fields, "metrics": metrics, "command": command, "seconds": round(seconds, 1),
+            "commit": git_commit(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or os.cpu_count()}
+
+
+# --- worker mode: one job in this process -------------------------------------------------------------
+
+def run_detection(run: Run, root: str, results_dir: str) -> None:
+    """Train ``run`` (resuming) and evaluate it once at the end; only evaluate when its final weights
+    exist already."""
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.engine import default_argument_parser
+    from tools import train_net
+
+    start = time.perf_counter()
+    cfg = train_net.setup(default_argument_parser().parse_args(["--config-file", run.config_file, *run.opts(root)]))
+    final = os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
+    trained = not os.path.exists(final)
+    if trained:
+        trainer = train_net.Trainer(cfg)
+        trainer.resume_or_load(resume=True)
+        trainer.train()
+        results = trainer._last_eval_results  # DefaultTrainer's evaluation after the last iteration
+    else:
+        model = train_net.Trainer.build_model(cfg)
+        DetectionCheckpointer(model).load(final)
+        results = train_net.Trainer.test(cfg, model)
+    write_json_atomic(os.path.join(results_dir, run.key + ".json"), record(
+        "detection", detection_metrics(results), run.command(root), time.perf_counter() - start,
+        dataset=run.dataset, variant=run.variant, seed=run.seed, trained_here=trained,
+        iterations=cfg.SOLVER.MAX_ITER))
+
+
+def crops_dir(root: str) -> str:
+    return os.path.join(root, "classifier", "crops")
+
+
+def run_crops(root: str) -> None:
+    from tools import build_crops
+
+    detector = Run(*CLASSIFIER_DETECTOR)
+    build_crops.main(["--dataset", "segpc_mini_train", "--val-dataset", "segpc_mini_val", "--output",
+                      crops_dir(root), "--detector-config", detector.config_file, "--detector-weights",
+                      os.path.join(detector.output_dir(root), "model_final.pth")])
+
+
+def run_classifier(seed: int, root: str, results_dir: str) -> None:
+    from tools import train_classifier
+
+    start = time.perf_counter()
+    argv = ["--config-file", CLASSIFIER_CONFIG, "--crops", crops_dir(root), "--output",
+            os.path.join(root, "classifier", f"seed{seed}"), *map(str, CLASSIFIER_OPTS), "SEED", str(seed)]
+    metrics = train_classifier.main(argv)
+    write_json_atomic(os.path.join(results_dir, f"classifier-lite2-seed{seed}.json"), record(
+        "classifier", classifier_metrics(metrics), " ".join(["tools/train_classifier.py", *argv]),
+        time.perf_counter() - start, dataset="segpc", variant="lite2", seed=seed))
+
+
+# --- scheduler ------------------------------------------------------------------------------------------
+
+def jobs_for(args: argparse.Namespace) -> List[Job]:
+    common = ["--output", args.output, "--results", args.results]
+    jobs = [Job(run.key, ["--run-detection", run.dataset, run.variant, str(run.seed), *common],
+                os.path.join(args.results, run.key + ".json"), None)
+            for run in grid(args.datasets, args.variants, args.seeds)]
+    if args.classifier:
+        detector = Run(*CLASSIFIER_DETECTOR)
+        if all(job.key != detector.key for job in jobs):
+            jobs.insert(0, Job(detector.key, ["--run-detection", *map(str, detector), *common],
+                               os.path.join(args.results, detector.key + ".json"), None))
+        crops = Job("classifier-crops", ["--run-crops", *common], os.path.join(crops_dir(args.output), "crops.json"),
+                    detector.key)
+        classifier = [crops] + [Job(f"classifier-lite2-seed{s}", ["--run-classifier", str(s), *common],
+                                    os.path.join(args.results, f"classifier-lite2-seed{s}.json"), crops.key)
+                                for s in args.seeds]
+        # Right after their detector: they are short and should not wait for the whole grid.
+        at = next(i for i, job in enumerate(jobs) if job.key == detector.key) + 1
+        jobs[at:at] = classifier
+    return jobs
+
+
+def run_jobs(jobs: Sequence[Job], parallel: int, log_dir: str) -> List[str]:
+    """Run the jobs not done yet, ``parallel`` at a time, each in its own process with its share of the
+    cores; each one's output goes to ``log_dir/<key>.log``. Returns the keys of the jobs that failed."""
+    pending = [j for j in jobs if not os.path.exists(j.done)]
+    total = len(pending)
+    logger.info("%d of %d jobs to run, %d at a time", total, len(jobs), parallel)
+    threads = str(max(1, (os.cpu_count() or 1) // parallel))
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    running: Dict[str, tuple] = {}
+    failed: List[str] = []
+    started = 0
+    done_keys = {j.key for j in jobs if os.path.exists(j.done)}
+    while pending or running:
+        for job in list(pending):
+            if len(running) >= parallel:
+                break
+            if job.needs is not None and job.needs not in done_keys:
+                if job.needs in failed:
+                    pending.remove(job)
+                    failed.append(job.key)
+                    logger.error("%s skipped: %s did not finish", job.key, job.needs)
+                continue
+            pending.remove(job)
+            log = open(os.path.join(log_dir, job.key + ".log"), "w")
+            process = subprocess.Popen([sys.executable, "-m", "tools.compare", *job.argv], env=env,
+                                       stdout=log, stderr=subprocess.STDOUT)
+            running[job.key] = (process, log, time.time())
+            started += 1
+            logger.info("[%d/%d] started %s (log: %s)", started, total, job.key, log.name)
+        time.sleep(5)
+        for key, (process, log, started) in list(running.items()):
+            if process.poll() is None:
+                continue
+            log.close()
+            del running[key]
+            minutes = (time.time() - started) / 60
+            if process.returncode == 0:
+                done_keys.add(key)
+                logger.info("finished %s in %.1f min", key, minutes)
+            else:
+                failed.append(key)
+                logger.error("%s failed (exit %d) after %.1f min, see %s", key, process.returncode, minutes,
+                             log.name)
+    return failed
+
+
+
+def write_report(results_dir: str, report: str) -> None:
+    """Fill the comparison sections of ``report`` and draw the figure beside it."""
+    records = load_records(results_dir)
+    with open(report) as f:
+        text = f.read()
+    for dataset in SCHEDULES:
+        text = replace_section(text, f"comparison-{dataset}", detection_table(records, dataset))
+    text = replace_section(text, "comparison-classifier", classifier_table(records))
+    tmp = report + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, report)
+    plot_detection(records, os.path.join(os.path.dirname(report), "comparison.png"))
+    logger.info("wrote %s from %d records", report, len(records))
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=list(SCHEDULES), choices=list(SCHEDULES))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--no-classifier", dest="classifier", action="store_false",
+                        help="skip the classifier runs (crops from the seed-1 SegPC R-Mask R-CNN)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once (the cores are split between them)")
+    parser.add_argument("--output", default="output/compare", help="checkpoints and logs")
+    parser.add_argument("--results", default="docs/comparison", help="one JSON record per finished run")
+    parser.add_argument("--report", default="docs/RESULTS.md", help="markdown file whose tables are filled")
+    parser.add_argument("--report-only", action="store_true")
+    worker = parser.add_mutually_exclusive_group()
+    worker.add_argument("--run-detection", nargs=3, metavar=("DATASET", "VARIANT", "SEED"), help=argparse.SUPPRESS)
+    worker.add_argument("--run-crops", action="store_true", help=argparse.SUPPRESS)
+    worker.add_argument("--run-classifier", type=int, metavar="SEED", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+    if args.run_detection:
+        dataset, variant, seed = args.run_detection
+        run_detection(Run(dataset, variant, int(seed)), args.output, args.results)
+        return 0
+    if args.run_crops:
+        run_crops(args.output)
+        return 0
+    if args.run_classifier is not None:
+        run_classifier(args.run_classifier, args.output, args.results)
+        return 0
+    failed = []
+    if not args.report_only:
+        log_dir = os.path.join(args.output, "logs")
+        os.makedirs(log_dir, exist_ok=True)
+        failed = run_jobs(jobs_for(args), args.jobs, log_dir)
+    write_report(args.results, args.report)
+    if failed:
+        logger.error("failed: %s", ", ".join(failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
