@@ -217,3 +217,7 @@ def test_classifier_fields_fill_the_myeloma_columns(tmp_path):
     assert [r.get("myeloma_prob") for r in results] == pytest.approx([0.95, 0.2, 0.6, None])
     splash = cv2.imread(str(tmp_path / "slide_splash.png"))
     assert splash.shape == (120, 160, 3)
+    # the overlay colours cells by the classifier's answer: myeloma red, other green (BGR channels)
+    overlay = cv2.imread(str(tmp_path / "slide_overlay.png")).astype(int)
+    assert overlay[20, 20, 2] > overlay[20, 20, 1] + 40  # label 1
+    assert overlay[54, 60, 1] > overlay[54, 60, 2] + 40  # label 0
