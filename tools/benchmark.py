@@ -2,7 +2,7 @@
 """Benchmarks (``make bench``): costs of the project's models and tools as ratios measured side by side
 in one run, several repeats each, written as markdown with the machine's description.
 
-    tools/benchmark.py --output benchmarks/RESULTS.md [--sections inference training ...] [--repeats 5]
+    tools/benchmark.py --output benchmarks/RESULTS.md [--sections inference training ...] [--repeats 3]
 
 Sections:
   inference   seconds and peak memory per full-size image: plain Mask R-CNN (baseline), each R-Mask
@@ -424,15 +424,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sections", nargs="+", choices=list(SECTION_FUNCTIONS),
                         default=list(SECTION_FUNCTIONS), help="what to measure (default: everything)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per variant (default: 5)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed calls before them (default: 2)")
-    parser.add_argument("--training-repeats", type=int, help="timed training iterations per model "
-                        "(default: --repeats; one costs 5-10 inference images on a CPU)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per variant (default: 3)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls before them (default: 1)")
+    parser.add_argument("--training-repeats", type=int, default=2, help="timed training iterations per model "
+                        "(default: 2; one costs 5-10 inference images on a CPU)")
     parser.add_argument("--training-warmup", type=int, help="untimed iterations before them (default: --warmup)")
-    parser.add_argument("--budget", type=float, default=300, help="equal-time: seconds of training per config")
+    parser.add_argument("--budget", type=float, default=150, help="equal-time: seconds of training per config")
     parser.add_argument("--output", default="benchmarks/RESULTS.md", help="markdown report to write")
     args = parser.parse_args(argv)
-    args.training_repeats = args.repeats if args.training_repeats is None else args.training_repeats
     args.training_warmup = args.warmup if args.training_warmup is None else args.training_warmup
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
 
