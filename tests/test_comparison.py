@@ -3,6 +3,7 @@ switches under one schedule per dataset, the tables compute mean ± std over see
 resumes (skips what is done) and does not start a job whose prerequisite failed."""
 import json
 import os
+import sys
 
 import pytest
 from detectron2.config import get_cfg
@@ -12,7 +13,8 @@ from detectron2_myeloma.ablations import VARIANTS
 from detectron2_myeloma.comparison import (SCHEDULES, Run, classifier_metrics, classifier_table, detection_metrics,
                                            detection_table, grid, load_records, plot_detection, replace_section,
                                            summarize)
-from tools.compare import Job, jobs_for, main, run_jobs
+from detectron2_myeloma.parallel_jobs import Job, run_jobs
+from tools.compare import jobs_for, main
 
 
 def flat_cfg(run: Run) -> dict:
@@ -127,12 +129,20 @@ def test_classifier_jobs_follow_their_detector(tmp_path):
 def test_run_jobs_skips_done_and_dependents_of_failures(tmp_path):
     done = tmp_path / "done.json"
     done.write_text("{}")
-    jobs = [Job("done", ["--never-run"], str(done), None),
-            Job("broken", ["--no-such-option"], str(tmp_path / "broken.json"), None),
-            Job("after-broken", ["--never-run"], str(tmp_path / "after.json"), "broken")]
-    assert run_jobs(jobs, 2, str(tmp_path)) == ["broken", "after-broken"]
-    assert "unrecognized arguments: --no-such-option" in (tmp_path / "broken.log").read_text()
-    assert not (tmp_path / "after-broken.log").exists()
+    python = [sys.executable, "-c"]
+    write = "import os, sys; print(os.environ['OMP_NUM_THREADS']); open(sys.argv[1], 'w').write('x')"
+    jobs = [Job("done", [*python, "raise SystemExit(3)"], str(done)),
+            Job("broken", [*python, "raise SystemExit('broken job')"], str(tmp_path / "broken.json")),
+            Job("after-broken", [*python, write, str(tmp_path / "x")], str(tmp_path / "after.json"), "broken"),
+            Job("works", [*python, write, str(tmp_path / "works.json")], str(tmp_path / "works.json")),
+            Job("after-works", [*python, write, str(tmp_path / "w2")], str(tmp_path / "w2"), "works")]
+    assert run_jobs(jobs, 2, str(tmp_path / "logs"), poll_seconds=0.05) == ["broken", "after-broken"]
+    assert "broken job" in (tmp_path / "logs" / "broken.log").read_text()
+    assert not (tmp_path / "logs" / "after-broken.log").exists() and not (tmp_path / "logs" / "done.log").exists()
+    threads = str(max(1, (os.cpu_count() or 1) // 2))
+    assert (tmp_path / "logs" / "works.log").read_text().strip() == threads and (tmp_path / "w2").exists()
+    with pytest.raises(ValueError, match="needs nowhere"):
+        run_jobs([Job("a", [*python, "pass"], str(tmp_path / "a"), "nowhere")], 1, str(tmp_path))
 
 
 def test_report_fills_markdown_and_draws_figure(tmp_path):

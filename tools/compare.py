@@ -19,22 +19,16 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timezone
-from typing import Dict, List, NamedTuple, Optional, Sequence
+from typing import Dict, List, Optional
 
 from detectron2_myeloma.ablations import VARIANTS
 from detectron2_myeloma.comparison import (CLASSIFIER_CONFIG, CLASSIFIER_DETECTOR, CLASSIFIER_OPTS, SCHEDULES, Run,
                                            classifier_metrics, classifier_table, detection_metrics,
                                            detection_table, grid, load_records, plot_detection, replace_section,
                                            write_json_atomic)
+from detectron2_myeloma.parallel_jobs import Job, run_jobs
 
 logger = logging.getLogger("compare")
-
-
-class Job(NamedTuple):
-    key: str
-    argv: List[str]  # arguments of this module's worker mode
-    done: str  # the file whose existence means the job is done
-    needs: Optional[str]  # key of a job that must be done first
 
 
 def git_commit() -> str:
@@ -106,72 +100,29 @@ def run_classifier(seed: int, root: str, results_dir: str) -> None:
 
 # --- scheduler ------------------------------------------------------------------------------------------
 
+WORKER = [sys.executable, "-m", "tools.compare"]
+
+
 def jobs_for(args: argparse.Namespace) -> List[Job]:
+    """The grid's detection runs in grid order; with the classifier, its crops and seeds right after
+    the detector they take negatives from (they are short and should not wait for the whole grid)."""
     common = ["--output", args.output, "--results", args.results]
-    jobs = [Job(run.key, ["--run-detection", run.dataset, run.variant, str(run.seed), *common],
+    jobs = [Job(run.key, [*WORKER, "--run-detection", run.dataset, run.variant, str(run.seed), *common],
                 os.path.join(args.results, run.key + ".json"), None)
             for run in grid(args.datasets, args.variants, args.seeds)]
     if args.classifier:
         detector = Run(*CLASSIFIER_DETECTOR)
         if all(job.key != detector.key for job in jobs):
-            jobs.insert(0, Job(detector.key, ["--run-detection", *map(str, detector), *common],
+            jobs.insert(0, Job(detector.key, [*WORKER, "--run-detection", *map(str, detector), *common],
                                os.path.join(args.results, detector.key + ".json"), None))
-        crops = Job("classifier-crops", ["--run-crops", *common], os.path.join(crops_dir(args.output), "crops.json"),
+        crops = Job("classifier-crops", [*WORKER, "--run-crops", *common], os.path.join(crops_dir(args.output), "crops.json"),
                     detector.key)
-        classifier = [crops] + [Job(f"classifier-lite2-seed{s}", ["--run-classifier", str(s), *common],
+        classifier = [crops] + [Job(f"classifier-lite2-seed{s}", [*WORKER, "--run-classifier", str(s), *common],
                                     os.path.join(args.results, f"classifier-lite2-seed{s}.json"), crops.key)
                                 for s in args.seeds]
-        # Right after their detector: they are short and should not wait for the whole grid.
         at = next(i for i, job in enumerate(jobs) if job.key == detector.key) + 1
         jobs[at:at] = classifier
     return jobs
-
-
-def run_jobs(jobs: Sequence[Job], parallel: int, log_dir: str) -> List[str]:
-    """Run the jobs not done yet, ``parallel`` at a time, each in its own process with its share of the
-    cores; each one's output goes to ``log_dir/<key>.log``. Returns the keys of the jobs that failed."""
-    pending = [j for j in jobs if not os.path.exists(j.done)]
-    total = len(pending)
-    logger.info("%d of %d jobs to run, %d at a time", total, len(jobs), parallel)
-    threads = str(max(1, (os.cpu_count() or 1) // parallel))
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    running: Dict[str, tuple] = {}
-    failed: List[str] = []
-    started = 0
-    done_keys = {j.key for j in jobs if os.path.exists(j.done)}
-    while pending or running:
-        for job in list(pending):
-            if len(running) >= parallel:
-                break
-            if job.needs is not None and job.needs not in done_keys:
-                if job.needs in failed:
-                    pending.remove(job)
-                    failed.append(job.key)
-                    logger.error("%s skipped: %s did not finish", job.key, job.needs)
-                continue
-            pending.remove(job)
-            log = open(os.path.join(log_dir, job.key + ".log"), "w")
-            process = subprocess.Popen([sys.executable, "-m", "tools.compare", *job.argv], env=env,
-                                       stdout=log, stderr=subprocess.STDOUT)
-            running[job.key] = (process, log, time.time())
-            started += 1
-            logger.info("[%d/%d] started %s (log: %s)", started, total, job.key, log.name)
-        time.sleep(5)
-        for key, (process, log, started) in list(running.items()):
-            if process.poll() is None:
-                continue
-            log.close()
-            del running[key]
-            minutes = (time.time() - started) / 60
-            if process.returncode == 0:
-                done_keys.add(key)
-                logger.info("finished %s in %.1f min", key, minutes)
-            else:
-                failed.append(key)
-                logger.error("%s failed (exit %d) after %.1f min, see %s", key, process.returncode, minutes,
-                             log.name)
-    return failed
-
 
 
 def write_report(results_dir: str, report: str) -> None:
@@ -221,9 +172,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     failed = []
     if not args.report_only:
-        log_dir = os.path.join(args.output, "logs")
-        os.makedirs(log_dir, exist_ok=True)
-        failed = run_jobs(jobs_for(args), args.jobs, log_dir)
+        failed = run_jobs(jobs_for(args), args.jobs, os.path.join(args.output, "logs"))
     write_report(args.results, args.report)
     if failed:
         logger.error("failed: %s", ", ".join(failed))
