@@ -135,8 +135,8 @@ class Summary(NamedTuple):
     n: int
 
     def format(self, scale: float = 1.0, digits: int = 1) -> str:
-        if self.std is None:
-            return f"{self.mean * scale:.{digits}f} (n=1)"
+        if self.std is None:  # one run: the seeds column says so
+            return f"{self.mean * scale:.{digits}f}"
         return f"{self.mean * scale:.{digits}f} ± {self.std * scale:.{digits}f}"
 
 

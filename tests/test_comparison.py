@@ -57,7 +57,7 @@ def test_summarize_uses_sample_std():
     s = summarize([1.0, 2.0, 3.0])
     assert (s.mean, s.std, s.n) == (2.0, 1.0, 3)
     assert s.format() == "2.0 ± 1.0"
-    assert summarize([4.0]).std is None and summarize([4.0]).format() == "4.0 (n=1)"
+    assert summarize([4.0]).std is None and summarize([4.0]).format() == "4.0"
 
 
 def test_detection_metrics_skips_nan_and_missing_tasks():
@@ -82,7 +82,7 @@ def test_detection_table_rows_means_and_deltas():
     assert table[3].startswith("| R-Mask R-CNN | 1, 2, 3 | 62.0 ± 2.0 | 72.0 ± 2.0 |")
     assert "0.800 ± 0.000" in table[3] and table[3].endswith("| +12.0 |")
     dsb = detection_table(records, "dsb2018")
-    assert "mIoU" not in dsb and "30.0 (n=1)" in dsb
+    assert "mIoU" not in dsb and "| 1 | 30.0 | 40.0 | 35.0 | 25.0 |" in dsb
     assert "no finished runs" in detection_table(records[:0], "segpc")
 
 
@@ -156,7 +156,7 @@ def test_report_fills_markdown_and_draws_figure(tmp_path):
                               for n in ("segpc", "dsb2018", "classifier")))
     assert main(["--report-only", "--results", str(results), "--report", str(report)]) == 0
     text = report.read_text()
-    assert "| R-Mask R-CNN | 1 | 55.0 (n=1) |" in text and text.count("no finished runs") == 2
+    assert "| R-Mask R-CNN | 1 | 55.0 | 65.0 |" in text and text.count("no finished runs") == 2
     assert (tmp_path / "comparison.png").stat().st_size > 10_000
     plot_detection([], str(tmp_path / "empty.png"))
     assert not (tmp_path / "empty.png").exists()
