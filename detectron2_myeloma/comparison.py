@@ -147,6 +147,15 @@ def summarize(values: Sequence[float]) -> Summary:
     return Summary(mean, std, n)
 
 
+def difference(a: Summary, b: Summary) -> str:
+    """``a.mean - b.mean`` with its standard error (sqrt(sa^2/na + sb^2/nb)) when both have a spread: a
+    difference within about two standard errors is not evidence of one being better."""
+    text = f"{a.mean - b.mean:+.1f}"
+    if a.std is None or b.std is None:
+        return text
+    return text + f" ± {math.sqrt(a.std ** 2 / a.n + b.std ** 2 / b.n):.1f}"
+
+
 def group(records: Iterable[Mapping[str, Any]], kind: str) -> "OrderedDict[tuple, List[Mapping[str, Any]]]":
     """Records of one kind grouped by (dataset, variant), in VARIANTS order."""
     order = {name: i for i, name in enumerate(VARIANTS)}
@@ -166,7 +175,7 @@ def detection_table(records: Iterable[Mapping[str, Any]], dataset: str) -> str:
     present = [m for m in DETECTION_METRICS if any(m in r["metrics"] for rs in groups.values() for r in rs)]
     summaries = {v: {m: summarize([r["metrics"][m] for r in rs if m in r["metrics"]]) for m in present}
                  for v, rs in groups.items()}
-    header = ["model", "seeds", *[m.replace("_", " ") for m in present], "Δ segm AP vs baseline"]
+    header = ["model", "seeds", *[m.replace("_", " ") for m in present], "Δ segm AP vs baseline (± s.e.)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     base = summaries.get("baseline", {}).get("segm_AP")
     for variant, rs in groups.items():
@@ -174,8 +183,8 @@ def detection_table(records: Iterable[Mapping[str, Any]], dataset: str) -> str:
         for m in present:
             s = summaries[variant][m]
             cells.append(s.format(1.0, 3) if m == "mIoU" else s.format())
-        delta = summaries[variant].get("segm_AP")
-        delta_text = "" if base is None or delta is None or variant == "baseline" else f"{delta.mean - base.mean:+.1f}"
+        ours = summaries[variant].get("segm_AP")
+        delta_text = "" if base is None or ours is None or variant == "baseline" else difference(ours, base)
         seeds = ", ".join(str(r["seed"]) for r in rs)
         lines.append("| " + " | ".join([VARIANTS[variant].name, seeds, *cells, delta_text]) + " |")
     return "\n".join(lines) + "\n"

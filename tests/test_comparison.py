@@ -80,7 +80,7 @@ def test_detection_table_rows_means_and_deltas():
     assert "mIoU" in table[0] and len(table) == 4
     assert table[2].startswith("| Mask R-CNN (baseline) | 1, 2 | 50.0 ± 1.4 |")
     assert table[3].startswith("| R-Mask R-CNN | 1, 2, 3 | 62.0 ± 2.0 | 72.0 ± 2.0 |")
-    assert "0.800 ± 0.000" in table[3] and table[3].endswith("| +12.0 |")
+    assert "0.800 ± 0.000" in table[3] and table[3].endswith("| +12.0 ± 1.5 |")
     dsb = detection_table(records, "dsb2018")
     assert "mIoU" not in dsb and "| 1 | 30.0 | 40.0 | 35.0 | 25.0 |" in dsb
     assert "no finished runs" in detection_table(records[:0], "segpc")
