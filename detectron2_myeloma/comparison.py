@@ -21,23 +21,16 @@ from .ablations import VARIANTS
 class Schedule(NamedTuple):
     config_dir: str  # configs/<dataset>/ holding the two config stems of ablations.py
     opts: List[Any]  # identical for every variant and seed
-    description: str
 
 
 # Short schedules that fit the 2-core CPU (~14 min per SegPC model, ~15-20 min per DSB2018 model).
 SCHEDULES: Dict[str, Schedule] = {
-    "segpc": Schedule(
-        "configs/SegPC",
-        ["SOLVER.MAX_ITER", 400, "SOLVER.STEPS", "(300,)", "SOLVER.WARMUP_ITERS", 50,
-         "SOLVER.CHECKPOINT_PERIOD", 100, "TEST.EVAL_PERIOD", 0],
-        "`segpc_mini_train` (10 images, 64 cells) -> `segpc_mini_val` (4 images, 26 cells); 400 iterations "
-        "of 4 random 384 px crops, lr 0.01, 50 warm-up iterations, x0.1 at 300"),
-    "dsb2018": Schedule(
-        "configs/DSB2018",
-        ["SOLVER.MAX_ITER", 300, "SOLVER.STEPS", "(240,)", "SOLVER.WARMUP_ITERS", 50,
-         "SOLVER.CHECKPOINT_PERIOD", 100, "TEST.EVAL_PERIOD", 0],
-        "`dsb2018_train` (464 images, 19,828 nuclei) -> `dsb2018_val` (100 images, 4,491 nuclei); 300 "
-        "iterations of 4 random 384 px crops (2.6 epochs), lr 0.01, 50 warm-up iterations, x0.1 at 240"),
+    # segpc_mini_train (10 images) -> segpc_mini_val (4 images); x0.1 at 300
+    "segpc": Schedule("configs/SegPC", ["SOLVER.MAX_ITER", 400, "SOLVER.STEPS", "(300,)", "SOLVER.WARMUP_ITERS", 50,
+                                        "SOLVER.CHECKPOINT_PERIOD", 100, "TEST.EVAL_PERIOD", 0]),
+    # dsb2018_train (464 images) -> dsb2018_val (100 images); 2.6 epochs of 4 crops, x0.1 at 240
+    "dsb2018": Schedule("configs/DSB2018", ["SOLVER.MAX_ITER", 300, "SOLVER.STEPS", "(240,)", "SOLVER.WARMUP_ITERS", 50,
+                                            "SOLVER.CHECKPOINT_PERIOD", 100, "TEST.EVAL_PERIOD", 0]),
 }
 CLASSIFIER_CONFIG = "configs/Classifier/lite2.yaml"
 CLASSIFIER_OPTS: List[Any] = ["SOLVER.EPOCHS", 10]

@@ -115,8 +115,8 @@ def jobs_for(args: argparse.Namespace) -> List[Job]:
         if all(job.key != detector.key for job in jobs):
             jobs.insert(0, Job(detector.key, [*WORKER, "--run-detection", *map(str, detector), *common],
                                os.path.join(args.results, detector.key + ".json"), None))
-        crops = Job("classifier-crops", [*WORKER, "--run-crops", *common], os.path.join(crops_dir(args.output), "crops.json"),
-                    detector.key)
+        crops = Job("classifier-crops", [*WORKER, "--run-crops", *common],
+                    os.path.join(crops_dir(args.output), "crops.json"), detector.key)
         classifier = [crops] + [Job(f"classifier-lite2-seed{s}", [*WORKER, "--run-classifier", str(s), *common],
                                     os.path.join(args.results, f"classifier-lite2-seed{s}.json"), crops.key)
                                 for s in args.seeds]
