@@ -11,7 +11,6 @@ import math
 import os
 import re
 import shlex
-import tempfile
 from collections import OrderedDict
 from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence
 
@@ -23,7 +22,8 @@ class Schedule(NamedTuple):
     opts: List[Any]  # identical for every variant and seed
 
 
-# Short schedules that fit the 2-core CPU (~14 min per SegPC model, ~15-20 min per DSB2018 model).
+# Short schedules that fit the 2-core CPU (measured with one thread beside a second run: SegPC 17-24 min
+# per model, DSB2018 22-37 min).
 SCHEDULES: Dict[str, Schedule] = {
     # segpc_mini_train (10 images) -> segpc_mini_val (4 images); x0.1 at 300
     "segpc": Schedule("configs/SegPC", ["SOLVER.MAX_ITER", 400, "SOLVER.STEPS", "(300,)", "SOLVER.WARMUP_ITERS", 50,
@@ -66,8 +66,15 @@ class Run(NamedTuple):
                  "SEED", self.seed, "OUTPUT_DIR", self.output_dir(root)]
         return [str(v) for v in pairs]
 
+    def record_path(self, results_dir: str) -> str:
+        return os.path.join(results_dir, self.key + ".json")
+
     def command(self, root: str) -> str:
         return shlex.join(["tools/train_net.py", "--config-file", self.config_file, *self.opts(root)])
+
+
+def classifier_record_path(results_dir: str, seed: int) -> str:
+    return os.path.join(results_dir, f"classifier-lite2-seed{seed}.json")
 
 
 def grid(datasets: Iterable[str], variants: Iterable[str], seeds: Iterable[int]) -> List[Run]:
@@ -96,14 +103,6 @@ def classifier_metrics(metrics: Mapping[str, Any]) -> Dict[str, float]:
     flat["best_epoch"] = float(metrics["best_epoch"])
     flat["majority_rate"] = float(metrics["majority_rate"])
     return flat
-
-
-def write_json_atomic(path: str, data: Any) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
-    with os.fdopen(handle, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
 
 
 def load_records(results_dir: str) -> List[Dict[str, Any]]:

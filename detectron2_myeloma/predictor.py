@@ -227,12 +227,13 @@ def draw_overlay(image: np.ndarray, instances: Instances, metadata: Metadata, sc
     labels, probs = cell_labels(instances)
     if labels is None or not len(instances):
         return visualizer.draw_instance_predictions(instances).get_image()[:, :, ::-1]
+    thing_colours = metadata.get("thing_colors", None)
     captions, colours = [], []
     for index, (cls, score) in enumerate(zip(instances.pred_classes.tolist(), instances.scores.tolist())):
         label = int(labels[index])
         if label == NOT_CLASSIFIED:
             captions.append(f"{metadata.thing_classes[cls]} {score:.0%}")
-            colours.append(tuple(c / 255 for c in metadata.get("thing_colors", [UNLABELLED_COLOUR] * (cls + 1))[cls]))
+            colours.append(tuple(c / 255 for c in (thing_colours[cls] if thing_colours else UNLABELLED_COLOUR)))
         else:
             prob = f" {probs[index]:.0%}" if probs is not None else ""
             captions.append(("myeloma" if label == 1 else "other") + prob)

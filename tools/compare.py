@@ -24,8 +24,9 @@ from typing import Dict, List, Optional
 from detectron2_myeloma.ablations import VARIANTS
 from detectron2_myeloma.comparison import (CLASSIFIER_CONFIG, CLASSIFIER_DETECTOR, CLASSIFIER_OPTS, SCHEDULES, Run,
                                            classifier_metrics, classifier_table, detection_metrics,
-                                           detection_table, grid, load_records, plot_detection, replace_section,
-                                           write_json_atomic)
+                                           classifier_record_path, detection_table, grid, load_records,
+                                           plot_detection, replace_section)
+from detectron2_myeloma.data.coco_io import write_json_atomic
 from detectron2_myeloma.parallel_jobs import Job, run_jobs
 
 logger = logging.getLogger("compare")
@@ -67,10 +68,10 @@ def run_detection(run: Run, root: str, results_dir: str) -> None:
         model = train_net.Trainer.build_model(cfg)
         DetectionCheckpointer(model).load(final)
         results = train_net.Trainer.test(cfg, model)
-    write_json_atomic(os.path.join(results_dir, run.key + ".json"), record(
+    write_json_atomic(record(
         "detection", detection_metrics(results), run.command(root), time.perf_counter() - start,
         dataset=run.dataset, variant=run.variant, seed=run.seed, trained_here=trained,
-        iterations=cfg.SOLVER.MAX_ITER))
+        iterations=cfg.SOLVER.MAX_ITER), run.record_path(results_dir), indent=1)
 
 
 def crops_dir(root: str) -> str:
@@ -93,9 +94,10 @@ def run_classifier(seed: int, root: str, results_dir: str) -> None:
     argv = ["--config-file", CLASSIFIER_CONFIG, "--crops", crops_dir(root), "--output",
             os.path.join(root, "classifier", f"seed{seed}"), *map(str, CLASSIFIER_OPTS), "SEED", str(seed)]
     metrics = train_classifier.main(argv)
-    write_json_atomic(os.path.join(results_dir, f"classifier-lite2-seed{seed}.json"), record(
+    write_json_atomic(record(
         "classifier", classifier_metrics(metrics), " ".join(["tools/train_classifier.py", *argv]),
-        time.perf_counter() - start, dataset="segpc", variant="lite2", seed=seed))
+        time.perf_counter() - start, dataset="segpc", variant="lite2", seed=seed),
+        classifier_record_path(results_dir, seed), indent=1)
 
 
 # --- scheduler ------------------------------------------------------------------------------------------
@@ -107,18 +109,19 @@ def jobs_for(args: argparse.Namespace) -> List[Job]:
     """The grid's detection runs in grid order; with the classifier, its crops and seeds right after
     the detector they take negatives from (they are short and should not wait for the whole grid)."""
     common = ["--output", args.output, "--results", args.results]
-    jobs = [Job(run.key, [*WORKER, "--run-detection", run.dataset, run.variant, str(run.seed), *common],
-                os.path.join(args.results, run.key + ".json"), None)
-            for run in grid(args.datasets, args.variants, args.seeds)]
+
+    def detection_job(run: Run) -> Job:
+        return Job(run.key, [*WORKER, "--run-detection", *map(str, run), *common], run.record_path(args.results))
+
+    jobs = [detection_job(run) for run in grid(args.datasets, args.variants, args.seeds)]
     if args.classifier:
         detector = Run(*CLASSIFIER_DETECTOR)
         if all(job.key != detector.key for job in jobs):
-            jobs.insert(0, Job(detector.key, [*WORKER, "--run-detection", *map(str, detector), *common],
-                               os.path.join(args.results, detector.key + ".json"), None))
+            jobs.insert(0, detection_job(detector))
         crops = Job("classifier-crops", [*WORKER, "--run-crops", *common],
                     os.path.join(crops_dir(args.output), "crops.json"), detector.key)
         classifier = [crops] + [Job(f"classifier-lite2-seed{s}", [*WORKER, "--run-classifier", str(s), *common],
-                                    os.path.join(args.results, f"classifier-lite2-seed{s}.json"), crops.key)
+                                    classifier_record_path(args.results, s), crops.key)
                                 for s in args.seeds]
         at = next(i for i, job in enumerate(jobs) if job.key == detector.key) + 1
         jobs[at:at] = classifier

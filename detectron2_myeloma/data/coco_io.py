@@ -116,14 +116,14 @@ def validate_coco(coco: Dict[str, Any], source: str) -> None:
             raise DatasetError(source, f"{where}: area {ann['area']} disagrees with its mask")
 
 
-def write_json_atomic(obj: Any, path: str) -> None:
+def write_json_atomic(obj: Any, path: str, indent: Optional[int] = None) -> None:
     """Write json to a temporary file beside ``path`` and rename it into place."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, default=_json_default)
+            json.dump(obj, f, default=_json_default, indent=indent)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
