@@ -24,6 +24,7 @@ from detectron2.engine import DefaultTrainer
 from detectron2.utils.events import EventStorage
 from tqdm import tqdm
 
+from .atomic import write_atomic
 from .predictor import OriginalImagePredictor, read_image
 
 logger = logging.getLogger(__name__)
@@ -212,8 +213,17 @@ def results_table(measurements: Sequence[Measurement], unit: str,
     return markdown_table(headers, rows)
 
 
-def _git(repo: str, *args: str) -> str:
-    return subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True, check=True).stdout.strip()
+def git_commit(repo: str) -> str:
+    """The checkout's short commit, marked when tracked files differ from it, so that a result can be
+    traced to the code that produced it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return commit + (" + uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def machine_info(repo: str) -> List[Tuple[str, str]]:
@@ -226,12 +236,6 @@ def machine_info(repo: str) -> List[Tuple[str, str]]:
         with open(path) as f:
             return next((line.split(":", 1)[1].strip() for line in f if line.startswith(key)), "unknown")
 
-    try:
-        commit = _git(repo, "rev-parse", "--short", "HEAD")
-        if _git(repo, "status", "--porcelain", "--untracked-files=no"):
-            commit += " + uncommitted changes"
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown (not a git checkout)"
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return [
         ("CPU", proc_value("/proc/cpuinfo", "model name")),
@@ -243,7 +247,7 @@ def machine_info(repo: str) -> List[Tuple[str, str]]:
         ("detectron2", detectron2.__version__),
         ("timm", timm.__version__),
         ("date", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
-        ("git commit", commit),
+        ("git commit", git_commit(repo)),
     ]
 
 
@@ -260,8 +264,4 @@ class MarkdownReport:
         self.write()
 
     def write(self, footer: str = "") -> None:
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        temporary = f"{self.path}.tmp"
-        with open(temporary, "w") as f:
-            f.write("\n\n".join(self.parts + ([footer] if footer else [])) + "\n")
-        os.replace(temporary, self.path)
+        write_atomic(self.path, "\n\n".join(self.parts + ([footer] if footer else [])) + "\n")

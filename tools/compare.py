@@ -15,7 +15,6 @@ one-thread runs finished 1.3x more iterations per second than one two-thread run
 import argparse
 import logging
 import os
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -26,23 +25,18 @@ from detectron2_myeloma.comparison import (CLASSIFIER_CONFIG, CLASSIFIER_DETECTO
                                            classifier_metrics, classifier_table, detection_metrics,
                                            classifier_record_path, detection_table, grid, load_records,
                                            plot_detection, replace_section)
+from detectron2_myeloma.atomic import write_atomic
+from detectron2_myeloma.benchmarking import git_commit
 from detectron2_myeloma.data.coco_io import write_json_atomic
 from detectron2_myeloma.parallel_jobs import Job, run_jobs
 
 logger = logging.getLogger("compare")
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def record(kind: str, metrics: Dict[str, float], command: str, seconds: float, **fields) -> Dict:
     return {"kind": kind, **fields, "metrics": metrics, "command": command, "seconds": round(seconds, 1),
-            "commit": git_commit(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "commit": git_commit(REPO), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or os.cpu_count()}
 
 
@@ -136,10 +130,7 @@ def write_report(results_dir: str, report: str) -> None:
     for dataset in SCHEDULES:
         text = replace_section(text, f"comparison-{dataset}", detection_table(records, dataset))
     text = replace_section(text, "comparison-classifier", classifier_table(records))
-    tmp = report + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, report)
+    write_atomic(report, text)
     plot_detection(records, os.path.join(os.path.dirname(report), "comparison.png"))
     logger.info("wrote %s from %d records", report, len(records))
 

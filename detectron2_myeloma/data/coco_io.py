@@ -2,7 +2,6 @@
 validated COCO json, atomically (a failed conversion leaves no file behind)."""
 import json
 import os
-import tempfile
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -11,6 +10,7 @@ from detectron2.data.datasets import load_coco_json
 from detectron2.structures import BoxMode
 from pycocotools.coco import COCO
 
+from ..atomic import write_atomic
 from .masks import rle_area
 from .report import ConversionReport, DatasetError
 
@@ -118,19 +118,7 @@ def validate_coco(coco: Dict[str, Any], source: str) -> None:
 
 def write_json_atomic(obj: Any, path: str, indent: Optional[int] = None) -> None:
     """Write json to a temporary file beside ``path`` and rename it into place."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, default=_json_default, indent=indent)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomic(path, json.dumps(obj, default=_json_default, indent=indent))
 
 
 def _json_default(value: Any) -> Any:

@@ -9,7 +9,6 @@ picture's position, size and crop on the slide give the slide -> image mapping.
 import logging
 import math
 import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
@@ -26,6 +25,7 @@ from shapely.geometry import Polygon, box
 from shapely.ops import unary_union
 from shapely.validation import make_valid
 
+from ..atomic import write_atomic
 from .masks import annotation_from_mask
 from .report import ConversionReport, DatasetError
 from .segpc_format import IMAGE_EXTENSIONS
@@ -247,17 +247,6 @@ def _rasterise(geom, height: int, width: int) -> np.ndarray:
     return mask
 
 
-def _write_atomic(path: str, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 class _ImageFolder:
     """External images matched by stem or by pixel size (sizes read once, when first needed)."""
 
@@ -417,7 +406,7 @@ class _Reader:
             if size is None:
                 return None, "picture is linked, not embedded, and no image folder was given"
             path = os.path.abspath(os.path.join(self.extract_dir, f"{image_id}.{ext}"))
-            _write_atomic(path, blob)
+            write_atomic(path, blob)
             return _Image(path, image_id, *size), ""
         path, why = self.folder.match(names, size)
         if path is None:
