@@ -160,3 +160,14 @@ def test_report_fills_markdown_and_draws_figure(tmp_path):
     assert (tmp_path / "comparison.png").stat().st_size > 10_000
     plot_detection([], str(tmp_path / "empty.png"))
     assert not (tmp_path / "empty.png").exists()
+
+
+def test_second_runner_on_the_same_output_refuses(tmp_path):
+    from tools.compare import exclusive
+
+    with exclusive(str(tmp_path)):
+        with pytest.raises(SystemExit, match="already running"):
+            with exclusive(str(tmp_path)):
+                pass
+    with exclusive(str(tmp_path)):  # released on exit: a later runner may start
+        pass

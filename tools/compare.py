@@ -13,12 +13,14 @@ evaluated. --jobs runs that many trainings at once with the cores split between 
 one-thread runs finished 1.3x more iterations per second than one two-thread run).
 """
 import argparse
+import contextlib
+import fcntl
 import logging
 import os
 import sys
 import time
 from datetime import datetime, timezone
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 from detectron2_myeloma.ablations import VARIANTS
 from detectron2_myeloma.comparison import (CLASSIFIER_CONFIG, CLASSIFIER_DETECTOR, CLASSIFIER_OPTS, SCHEDULES, Run,
@@ -135,6 +137,21 @@ def write_report(results_dir: str, report: str) -> None:
     logger.info("wrote %s from %d records", report, len(records))
 
 
+@contextlib.contextmanager
+def exclusive(output: str) -> Iterator[None]:
+    """Hold a lock on ``output`` while its runs train: a second runner on the same folder would train the
+    same runs into the same checkpoints at once (and, on 2 cores, slow both to a crawl)."""
+    os.makedirs(output, exist_ok=True)
+    path = os.path.join(output, ".lock")
+    with open(path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(f"{path}: another tools.compare is already running on {output}; "
+                             "wait for it or stop it (pkill -f tools.compare)") from None
+        yield
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(SCHEDULES), choices=list(SCHEDULES))
@@ -166,7 +183,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     failed = []
     if not args.report_only:
-        failed = run_jobs(jobs_for(args), args.jobs, os.path.join(args.output, "logs"))
+        with exclusive(args.output):
+            failed = run_jobs(jobs_for(args), args.jobs, os.path.join(args.output, "logs"))
     write_report(args.results, args.report)
     if failed:
         logger.error("failed: %s", ", ".join(failed))
