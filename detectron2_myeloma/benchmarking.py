@@ -12,7 +12,6 @@ import multiprocessing
 import os
 import platform
 import statistics
-import subprocess
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from detectron2.utils.events import EventStorage
 from tqdm import tqdm
 
 from .atomic import write_atomic
+from .provenance import git_commit
 from .predictor import OriginalImagePredictor, read_image
 
 logger = logging.getLogger(__name__)
@@ -211,19 +211,6 @@ def results_table(measurements: Sequence[Measurement], unit: str,
         row += [f"{m.peak_rss_mb:.0f}" if m.peak_rss_mb is not None else "–"]
         rows.append(row + [m.columns.get(key, "") for key in extra])
     return markdown_table(headers, rows)
-
-
-def git_commit(repo: str) -> str:
-    """The checkout's short commit, marked when tracked files differ from it, so that a result can be
-    traced to the code that produced it."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True, check=True).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "--short", "HEAD")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-    return commit + (" + uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def machine_info(repo: str) -> List[Tuple[str, str]]:

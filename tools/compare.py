@@ -28,9 +28,9 @@ from detectron2_myeloma.comparison import (CLASSIFIER_CONFIG, CLASSIFIER_DETECTO
                                            classifier_record_path, detection_table, grid, load_records,
                                            plot_detection, replace_section)
 from detectron2_myeloma.atomic import write_atomic
-from detectron2_myeloma.benchmarking import git_commit
 from detectron2_myeloma.data.coco_io import write_json_atomic
 from detectron2_myeloma.parallel_jobs import Job, run_jobs
+from detectron2_myeloma.provenance import git_commit
 
 logger = logging.getLogger("compare")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
