@@ -226,7 +226,7 @@ def plot_detection(records: Iterable[Mapping[str, Any]], path: str, metric: str 
             ax.bar(x, s.mean, yerr=s.std or 0.0, capsize=4, color="#9ecae1" if variant != "rmask" else "#fc9272")
             ax.plot([x] * len(values), values, "k.", markersize=6)
         ax.set_xticks(range(len(rows)))
-        ax.set_xticklabels([VARIANTS[v].name.replace(" + ", "\n+ ") for v, _ in rows], fontsize=8)
+        ax.set_xticklabels([VARIANTS[v].name for v, _ in rows], fontsize=8, rotation=25, ha="right")
         low = min(min(vals) for _, vals in rows)
         ax.set_ylim(max(0.0, low - 10), None)
         ax.set_ylabel(metric.replace("_", " "))
