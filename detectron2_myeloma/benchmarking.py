@@ -24,6 +24,7 @@ from detectron2.utils.events import EventStorage
 from tqdm import tqdm
 
 from .atomic import write_atomic
+from .modeling.precision import cpu_features, resolve_precision
 from .provenance import git_commit
 from .predictor import OriginalImagePredictor, read_image
 
@@ -55,9 +56,11 @@ def peak_rss_mb() -> float:
     raise RuntimeError("/proc/self/status has no VmHWM line")
 
 
-def run_in_fresh_process(fn: Callable[..., Dict[str, Any]], *args: Any) -> Dict[str, Any]:
+def run_in_fresh_process(fn: Callable[..., Dict[str, Any]], *args: Any,
+                         env: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
     """``fn(*args)`` in a new interpreter ("spawn"), so that its peak memory is its own and no earlier
-    measurement warmed its caches; returns fn's dict with ``"peak_rss_mb"`` added.
+    measurement warmed its caches; returns fn's dict with ``"peak_rss_mb"`` added. ``env``: variables
+    set in the new interpreter only (e.g. ``ATEN_CPU_CAPABILITY``, read when torch loads).
 
     ``fn`` and ``args`` must pickle (a module-level function). The process is not a daemon, so it may
     start workers of its own (Detectron2's data loader); it shows warnings and progress bars only.
@@ -65,7 +68,16 @@ def run_in_fresh_process(fn: Callable[..., Dict[str, Any]], *args: Any) -> Dict[
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(target=_fresh_process_main, args=(fn, args, sender))
-    process.start()
+    saved = {key: os.environ.get(key) for key in env or {}}
+    os.environ.update(env or {})
+    try:
+        process.start()  # the spawned interpreter inherits os.environ as it is now
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                del os.environ[key]
+            else:
+                os.environ[key] = value
     sender.close()
     try:
         status, payload = receiver.recv()
@@ -226,6 +238,8 @@ def machine_info(repo: str) -> List[Tuple[str, str]]:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return [
         ("CPU", proc_value("/proc/cpuinfo", "model name")),
+        ("CPU capability (PyTorch)", cpu_features().describe()),
+        ("mixed precision 'auto' on this CPU", resolve_precision(None, "cpu").describe()),
         ("cores", f"{os.cpu_count()} ({len(os.sched_getaffinity(0))} usable by this process)"),
         ("memory", f"{int(proc_value('/proc/meminfo', 'MemTotal').split()[0]) / 2 ** 20:.1f} GiB"),
         ("load average at start (1, 5, 15 min)", load),

@@ -8,8 +8,11 @@ def add_myeloma_config(cfg: CN) -> None:
     _C = cfg
     _C.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # Detectron2 assumes cuda; fall back to CPU
     _C.MODEL.CHANNELS_LAST = False  # RMaskRCNN weights and inputs in channels-last format (faster convolutions)
+    # Mixed precision, None ("auto"): where the device runs it natively; True: always; False: never.
+    # What runs in which dtype: detectron2_myeloma/modeling/precision.py.
+    _C.SOLVER.AMP.ENABLED = None  # training: bf16 autocast on a CPU with AVX512-BF16/AMX, AMPTrainer on CUDA
     _C.TEST.AMP = CN()
-    _C.TEST.AMP.ENABLED = False  # RMaskRCNN detection under autocast: bfloat16 on CPU, float16 on CUDA
+    _C.TEST.AMP.ENABLED = None  # inference: body, RoI heads and post-hooks float32, FPN/PANet/RPN autocast
 
     # timm bottom-up of BACKBONE.NAME "build_timm_rmask_fpn_backbone" (features named res2..res5).
     _C.MODEL.TIMM = CN()

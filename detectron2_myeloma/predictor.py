@@ -30,6 +30,7 @@ from .data.report import DatasetError
 from .data.segpc_format import IMAGE_EXTENSIONS
 from .engine.cpu import configure_cpu_math
 from .modeling.cell_classifier_hook import NOT_CLASSIFIED
+from .modeling.precision import log_precision_policy
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ def setup_cfg(config_file: str, opts: Sequence[str], score_threshold: float,
         cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
     configure_cpu_math()
+    log_precision_policy(cfg, training=False)
     return cfg
 
 

@@ -86,3 +86,33 @@ def test_speedup_steps_go_from_detectron2_settings_to_the_shipped_config():
     assert keys[1] == keys[0] | {"INPUT.MIN_SIZE_TRAIN"}
     for (name, _), now, before in zip(steps[2:], keys[2:], keys[1:]):
         assert now < before, name  # restores some settings, sets nothing new
+
+
+def read_environment(key: str) -> dict:
+    import os
+    return {"seconds": [0.0], "value": os.environ.get(key)}
+
+
+def test_fresh_process_env_reaches_the_child_only(monkeypatch):
+    import os
+    monkeypatch.setenv("BENCH_TEST_KEEP", "parent")
+    monkeypatch.delenv("BENCH_TEST_NEW", raising=False)
+    env = {"BENCH_TEST_KEEP": "child", "BENCH_TEST_NEW": "child"}
+    assert run_in_fresh_process(read_environment, "BENCH_TEST_KEEP", env=env)["value"] == "child"
+    assert run_in_fresh_process(read_environment, "BENCH_TEST_NEW", env=env)["value"] == "child"
+    assert os.environ["BENCH_TEST_KEEP"] == "parent" and "BENCH_TEST_NEW" not in os.environ
+    assert run_in_fresh_process(read_environment, "BENCH_TEST_NEW")["value"] is None
+
+
+def test_avx2_restriction_makes_the_policy_pick_float32():
+    """The benchmark's AVX2 stand-in for a CPU without native bfloat16: PyTorch's queries see AVX2."""
+    from tools.benchmark import AVX2_ONLY
+
+    result = run_in_fresh_process(auto_precision_on_cpu, env=AVX2_ONLY)
+    assert result["capability"] == "AVX2" and result["dtype"] == "float32"
+
+
+def auto_precision_on_cpu() -> dict:
+    from detectron2_myeloma.modeling.precision import cpu_features, resolve_precision
+    return {"seconds": [0.0], "capability": cpu_features().capability,
+            "dtype": resolve_precision(None, "cpu").dtype_name}

@@ -13,6 +13,8 @@ Sections:
   converters  images/s of convert_to_coco on SegPC folders and PowerPoint decks
   speedups    R-Mask R-CNN from Detectron2's COCO-tuned settings to the shipped ones, one change at a
               time: training s/iteration and inference s/image, each as a ratio to the step before
+  precision   R-Mask R-CNN in float32, forced bfloat16 and as shipped (auto), training and inference, on
+              this CPU and, where it has native bfloat16, on the same CPU restricted to AVX2
   profile     where one training iteration and one inference of R-Mask R-CNN spend their time
               (torch.profiler tables written beside the report as profile_training.txt and
               profile_inference.txt)
@@ -56,6 +58,12 @@ from detectron2_myeloma.benchmarking import (
     time_training,
     training_step,
 )
+from detectron2_myeloma.modeling.precision import (
+    cpu_features,
+    inference_precision,
+    resolve_precision,
+    training_precision,
+)
 from detectron2_myeloma.predictor import setup_cfg
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,13 +83,14 @@ MODELS: Dict[str, Tuple[str, List[Any]]] = {
 logger = logging.getLogger("benchmark")
 
 
-def measure_all(variants: Sequence[Tuple[str, Callable[..., Dict[str, Any]], Tuple]]) -> List[Measurement]:
-    """``(name, fn, args)`` measured one after the other, each in a fresh process; fn returns
-    ``{"seconds": [...], ...}`` and the other keys stay in the measurement's ``columns`` for the caller."""
+def measure_all(variants: Sequence[Tuple[str, Callable[..., Dict[str, Any]], Tuple]],
+                env: Optional[Dict[str, str]] = None) -> List[Measurement]:
+    """``(name, fn, args)`` measured one after the other, each in a fresh process (with ``env``); fn
+    returns ``{"seconds": [...], ...}`` and the other keys stay in the measurement's ``columns``."""
     measurements = []
     for name, fn, args in variants:
         logger.info("measuring %s", name)
-        result = run_in_fresh_process(fn, *args, name)
+        result = run_in_fresh_process(fn, *args, name, env=env)
         measurements.append(Measurement(name, result.pop("seconds"), result.pop("peak_rss_mb"), result))
     return measurements
 
@@ -110,6 +119,7 @@ def full_size_bmps(folder: Path, count: int) -> List[str]:
 def inference_worker(cfg: CfgNode, paths: List[str], repeats: int, warmup: int, desc: str) -> Dict[str, Any]:
     result = time_inference(cfg, paths, repeats, warmup, desc)
     result["detections"] = f"{np.median(result['detections']):.0f}"
+    result["dtype"] = inference_precision(cfg).dtype_name
     return result
 
 
@@ -172,6 +182,7 @@ def training_worker(cfg: CfgNode, repeats: int, warmup: int, desc: str) -> Dict[
 
     result = time_training(Trainer, cfg, repeats, warmup, desc)
     result["data wait (s, median)"] = format_number(np.median(result.pop("data_seconds")))
+    result["dtype"] = training_precision(cfg).dtype_name
     return result
 
 
@@ -193,7 +204,8 @@ def training_section(args: argparse.Namespace, workdir: Path) -> str:
     return (f"Seconds per iteration of `tools.train_net.Trainer`'s step object (`run_step`: data wait, forward, "
             f"backward, optimiser step; hooks excluded) on `segpc_mini_train` with each config's own settings: "
             f"{cfg.SOLVER.IMS_PER_BATCH} images per batch, {cfg.INPUT.CROP.SIZE[0]}x{cfg.INPUT.CROP.SIZE[1]} crops, "
-            f"{cfg.DATALOADER.NUM_WORKERS} data-loader workers, AMP {'on' if cfg.SOLVER.AMP.ENABLED else 'off'}. "
+            f"{cfg.DATALOADER.NUM_WORKERS} data-loader workers, mixed precision as the config's "
+            f"`SOLVER.AMP.ENABLED` ({cfg.SOLVER.AMP.ENABLED}: auto) picks on this CPU (column `dtype`). "
             f"Warm-up: {args.training_warmup} iterations, not timed. `data wait`: the part of an iteration spent "
             f"waiting for its batch. Peak RSS: the main process (data-loader workers not counted).\n\n"
             + results_table(measurements, "s/iteration", measurements[0]))
@@ -306,7 +318,8 @@ def speedup_steps() -> List[Tuple[str, List[Any]]]:
         ("+ fixed RoIAlign sampling (2x2)", ["MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO",
                                              "MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO"]),
         ("+ channels-last", ["MODEL.CHANNELS_LAST"]),
-        ("+ bf16 autocast, training and inference (= shipped config)", ["SOLVER.AMP.ENABLED", "TEST.AMP.ENABLED"]),
+        (f"+ mixed precision 'auto', training and inference: {resolve_precision(None, 'cpu').dtype_name} on "
+         f"this CPU (= shipped config)", ["SOLVER.AMP.ENABLED", "TEST.AMP.ENABLED"]),
     ]:
         for key in keys:
             del overrides[key]
@@ -334,6 +347,48 @@ def speedups_section(args: argparse.Namespace, workdir: Path) -> str:
             + "\n\n### Inference (s/full-size image)\n\n"
             + results_table(inference, "s/image", inference[0], stepwise=True)
             + f"\n\nOverrides of each row (on top of the shipped config):\n\n{options}")
+
+
+# --- float32 and bfloat16 side by side -----------------------------------------------------------
+# An AVX-512 CPU with native bfloat16 made to run as an AVX2 one: ATen's kernels and oneDNN's are
+# restricted to AVX2, and PyTorch's capability queries (so the precision policy) see AVX2.
+AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+PRECISIONS = (("float32 (`AMP.ENABLED False`)", False), ("bfloat16 forced (`AMP.ENABLED True`)", True),
+              ("shipped config (`AMP.ENABLED` None: auto)", None))
+
+
+def precision_opts(setting: Optional[bool]) -> List[Any]:
+    return [] if setting is None else ["SOLVER.AMP.ENABLED", setting, "TEST.AMP.ENABLED", setting]
+
+
+def precision_section(args: argparse.Namespace, workdir: Path) -> str:
+    paths = full_size_bmps(workdir, args.warmup + args.repeats)
+    repeats = max(args.training_repeats, 4)
+    cpus = [(f"This CPU ({cpu_features().describe()})", None)]
+    if cpu_features().native_bf16:
+        cpus.append(("The same CPU restricted to AVX2 (`" + " ".join(f"{k}={v}" for k, v in AVX2_ONLY.items())
+                     + "`: no native bfloat16)", AVX2_ONLY))
+    parts = []
+    for label, env in cpus:
+        training = measure_all([(name, training_worker, (training_cfg(RMASK, precision_opts(setting),
+                                                                      tempfile.mkdtemp(dir=workdir)),
+                                                         repeats, args.training_warmup))
+                                for name, setting in PRECISIONS], env)
+        inference = measure_all([(name, inference_worker, (inference_cfg(RMASK, precision_opts(setting)), paths,
+                                                           args.repeats, args.warmup))
+                                 for name, setting in PRECISIONS], env)
+        ratios = [f"{m[1].median / m[0].median:.2f}x" for m in (training, inference)]
+        auto = [f"{m[2].median / m[0].median:.2f}x" for m in (training, inference)]
+        parts.append(f"### {label}\n\nbfloat16 over float32: {ratios[0]} the time per training iteration, "
+                     f"{ratios[1]} per image; the shipped config ('auto', column `dtype`): {auto[0]} and "
+                     f"{auto[1]} float32's.\n\nTraining (s/iteration):\n\n"
+                     + results_table(training, "s/iteration", training[0])
+                     + "\n\nInference (s/full-size image):\n\n" + results_table(inference, "s/image", inference[0]))
+    return (f"`{RMASK}` trained ({args.training_warmup} warm-up and {repeats} timed iterations, as in Training) "
+            f"and run on full-size images (as in Inference) in float32, in forced bfloat16 and as shipped, where "
+            f"`SOLVER.AMP.ENABLED` / `TEST.AMP.ENABLED` are None (auto): bfloat16 only where the CPU has it "
+            f"natively (`detectron2_myeloma/modeling/precision.py`). Ratios are to float32 on the same CPU."
+            f"\n\n" + "\n\n".join(parts))
 
 
 # --- loss at equal wall-clock time ---------------------------------------------------------------
@@ -415,6 +470,7 @@ SECTION_FUNCTIONS: Dict[str, Tuple[str, Callable[[argparse.Namespace, Path], str
     "scorer": ("SegPC scorer", scorer_section),
     "converters": ("Converters", converters_section),
     "speedups": ("Speed-ups one at a time", speedups_section),
+    "precision": ("Float32 and bfloat16 side by side", precision_section),
     "profile": ("Where the time goes", profile_section),
     "equal-time": ("Loss at equal training time", equal_time_section),
 }

@@ -11,7 +11,6 @@ dataset, plus the SegPC-2021 scorer on SegPC datasets.
 import os
 
 import detectron2.utils.comm as comm
-import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
@@ -20,19 +19,20 @@ from detectron2.evaluation import COCOEvaluator, DatasetEvaluators, verify_resul
 
 from detectron2_myeloma import add_myeloma_config
 from detectron2_myeloma.data.mapper import build_cell_mapper
-from detectron2_myeloma.engine.cpu import CPUAMPTrainer, configure_cpu_math
+from detectron2_myeloma.engine.cpu import configure_cpu_math
+from detectron2_myeloma.engine.train_step import build_train_step
+from detectron2_myeloma.modeling.precision import log_precision_policy
 from detectron2_myeloma.evaluation import SegPCEvaluator
 
 
 class Trainer(DefaultTrainer):
-    """DefaultTrainer with the cell mapper, the COCO + SegPC evaluators, and ``SOLVER.AMP`` on the CPU
-    (bfloat16 autocast; Detectron2's ``AMPTrainer`` is CUDA-only)."""
+    """DefaultTrainer with the cell mapper, the COCO + SegPC evaluators, and the training step the
+    precision policy chooses for ``SOLVER.AMP.ENABLED`` (Detectron2's ``AMPTrainer`` is CUDA-only)."""
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        if cfg.SOLVER.AMP.ENABLED and torch.device(cfg.MODEL.DEVICE).type == "cpu":
-            step = self._trainer
-            self._trainer = CPUAMPTrainer(step.model, step.data_loader, step.optimizer)
+        step = self._trainer
+        self._trainer = build_train_step(cfg, step.model, step.data_loader, step.optimizer)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -61,6 +61,7 @@ def setup(args):
     cfg.freeze()
     default_setup(cfg, args)
     configure_cpu_math()
+    log_precision_policy(cfg, training=not args.eval_only)
     return cfg
 
 

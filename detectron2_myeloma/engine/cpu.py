@@ -1,11 +1,9 @@
-"""CPU training and inference: denormal flushing and bfloat16 mixed precision.
-
-Mixed precision on the CPU is bfloat16 autocast, which needs no gradient scaler.
+"""CPU training: denormal flushing and the bfloat16 mixed-precision step.
 
 Detectron2's ``AMPTrainer`` asserts CUDA and scales float16 gradients with CUDA's ``GradScaler``.
 bfloat16 keeps float32's exponent range, so gradients cannot underflow the way float16 ones do and
-the plain SGD step is correct; on CPUs with AMX-BF16 convolutions and matrix products run several
-times faster than in float32.
+the plain SGD step is correct. Whether bfloat16 is used at all is the precision policy's choice
+(:mod:`detectron2_myeloma.modeling.precision`).
 """
 import time
 
@@ -36,7 +34,7 @@ class CPUAMPTrainer(SimpleTrainer):
         data_time = time.perf_counter() - start
         if self.zero_grad_before_forward:
             self.optimizer.zero_grad()
-        with autocast(torch.device("cpu"), enabled=True):
+        with autocast("cpu", torch.bfloat16):
             loss_dict = self.model(data)
         losses = sum(loss.float() for loss in loss_dict.values())
         if not self.zero_grad_before_forward:

@@ -7,7 +7,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.structures import ImageList, Instances
 
 from .cell_classifier_hook import CellClassifierHook
-from .precision import autocast, float32_fields
+from .precision import autocast, float32_fields, inference_precision
 
 # (batched_inputs, results) -> results, where results are GeneralizedRCNN's post-processed outputs:
 # one {"instances": Instances} dict per input image, in original image coordinates.
@@ -27,17 +27,17 @@ class RMaskRCNN(GeneralizedRCNN):
 
     Two speed switches leave the computation as it is: ``channels_last`` keeps weights and input
     batches in channels-last memory format (oneDNN's native layout on the CPU, tensor cores' on CUDA),
-    and ``inference_amp`` runs detection (not the post-hooks) under autocast, its outputs cast back to
-    float32.
+    and ``inference_dtype`` runs detection (not the post-hooks) under autocast to that dtype, its outputs
+    cast back to float32 (``TEST.AMP.ENABLED``, resolved by :mod:`.precision`).
     """
 
     @configurable
     def __init__(self, *, post_hooks: Sequence[PostHook] = (), channels_last: bool = False,
-                 inference_amp: bool = False, **kwargs):
+                 inference_dtype: Optional[torch.dtype] = None, **kwargs):
         super().__init__(**kwargs)
         self.post_hooks: List[PostHook] = list(post_hooks)
         self.channels_last = channels_last
-        self.inference_amp = inference_amp
+        self.inference_dtype = inference_dtype
         if channels_last:
             self.to(memory_format=torch.channels_last)
 
@@ -45,7 +45,7 @@ class RMaskRCNN(GeneralizedRCNN):
     def from_config(cls, cfg: CfgNode) -> Dict[str, Any]:
         ret = super().from_config(cfg)
         ret["channels_last"] = cfg.MODEL.CHANNELS_LAST
-        ret["inference_amp"] = cfg.TEST.AMP.ENABLED
+        ret["inference_dtype"] = inference_precision(cfg).dtype
         if cfg.MODEL.CELL_CLASSIFIER.ENABLED:
             ret["post_hooks"] = [CellClassifierHook(cfg)]
         return ret
@@ -66,9 +66,9 @@ class RMaskRCNN(GeneralizedRCNN):
         detected_instances: Optional[List[Instances]] = None,
         do_postprocess: bool = True,
     ) -> Union[List[Dict[str, Any]], List[Instances]]:
-        with autocast(self.device, self.inference_amp):
+        with autocast(self.device.type, self.inference_dtype):
             results = super().inference(batched_inputs, detected_instances, do_postprocess)
-        if self.inference_amp:
+        if self.inference_dtype is not None:
             for result in results:
                 float32_fields(result["instances"] if do_postprocess else result)
         if do_postprocess:

@@ -1,13 +1,12 @@
 """ROI heads of R-Mask R-CNN: Detectron2's standard heads, optionally with adaptive mask pooling."""
 from typing import Any, Dict
 
-import torch
-
 from detectron2.config import CfgNode
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_HEADS_REGISTRY, StandardROIHeads
 
 from .adaptive_pooling import AdaptiveFusionMaskHead, AllLevelsROIPooler
+from .precision import roi_heads_precision
 
 MASK_POOLINGS = ("standard", "adaptive")
 
@@ -21,16 +20,12 @@ class RMaskROIHeads(StandardROIHeads):
       all ``ROI_HEADS.IN_FEATURES``, fused by ``MODEL.RMASK.ADAPTIVE_FUSION`` after the first conv.
 
     Only the mask branch's construction differs; ``StandardROIHeads._forward_mask`` runs both.
-    Features are pooled in float32 even under autocast: Detectron2's ``ROIAlign`` casts the boxes to
-    the features' dtype, and bfloat16 boxes are off by up to 2 px at 512 px. At inference the heads
-    run in float32 altogether: under bfloat16 their scores and masks moved segm AP by 0.7 on
-    segpc_mini_val, in float32 by 0.1 (the same weights; docs/RESULTS.md).
+    Features are pooled in float32, and the heads run as :mod:`.precision` says.
     """
 
     def forward(self, images, features, proposals, targets=None):
         features = {name: feature.float() for name, feature in features.items()}
-        device = next(iter(features.values())).device
-        with torch.autocast(device.type, enabled=self.training and torch.is_autocast_enabled(device.type)):
+        with roi_heads_precision(next(iter(features.values())).device, self.training):
             return super().forward(images, features, proposals, targets)
 
     @classmethod

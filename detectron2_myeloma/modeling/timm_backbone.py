@@ -1,7 +1,6 @@
 """A timm ``features_only`` CNN as a Detectron2 bottom-up backbone, with offline weights and freezing."""
 import logging
 import math
-from contextlib import nullcontext
 from typing import Dict, List
 
 import timm
@@ -13,6 +12,7 @@ from timm.layers import freeze_batch_norm_2d
 from timm.utils import freeze
 from torch import nn
 
+from .precision import body_precision
 from .pretrained import LITE_PIXEL_MEAN_STD, load_timm_weights, packaged_weights_path
 
 logger = logging.getLogger(__name__)
@@ -34,10 +34,9 @@ class TimmBackbone(Backbone):
         self._out_feature_channels = dict(zip(self._out_features, body.feature_info.channels()))
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        # On the CPU the body runs in float32 even under autocast: bfloat16 depthwise convolutions take
-        # a slow per-group path there (one training step of the SegPC config: ~250 s instead of ~7 s).
-        # The FPN and heads after it, plain convolutions, still run in bfloat16.
-        with torch.autocast("cpu", enabled=False) if x.device.type == "cpu" else nullcontext():
+        # float32 on the CPU even under autocast (see .precision): one training step of the SegPC config
+        # with a bfloat16 body took ~250 s instead of ~7 s.
+        with body_precision(x.device):
             features = self.body(x.float())
         return dict(zip(self._out_features, features))
 

@@ -14,10 +14,11 @@ HEIGHT, WIDTH = 128, 160
 
 def tiny_cfg(overrides: Optional[Dict[str, Any]] = None) -> CfgNode:
     """R-Mask R-CNN on timm's 82k-parameter ``test_efficientnet`` (random weights), everything small,
-    every ``MODEL.RMASK`` switch off unless ``overrides`` ({"MODEL.RMASK.X": value}) says otherwise."""
+    float32, every ``MODEL.RMASK`` switch off unless ``overrides`` ({"MODEL.RMASK.X": value}) says otherwise."""
     cfg = get_cfg()
     add_myeloma_config(cfg)
     cfg.MODEL.DEVICE = "cpu"
+    cfg.SOLVER.AMP.ENABLED = cfg.TEST.AMP.ENABLED = False  # the same dtypes on every CPU; tests opt in
     cfg.MODEL.META_ARCHITECTURE = "RMaskRCNN"
     cfg.MODEL.BACKBONE.NAME = "build_timm_rmask_fpn_backbone"
     cfg.MODEL.TIMM.NAME = "test_efficientnet"
