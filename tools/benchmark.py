@@ -362,8 +362,10 @@ def precision_opts(setting: Optional[bool]) -> List[Any]:
 
 
 def precision_section(args: argparse.Namespace, workdir: Path) -> str:
-    paths = full_size_bmps(workdir, args.warmup + args.repeats)
-    repeats = max(args.training_repeats, 4)
+    # More repeats than elsewhere: 'auto' and its forced twin are the same computation, so their ratio
+    # shows this run's noise, which should stay well under the 10% that would hide a wrong choice.
+    repeats, image_repeats = max(args.training_repeats, 6), max(args.repeats, 5)
+    paths = full_size_bmps(workdir, args.warmup + image_repeats)
     cpus = [(f"This CPU ({cpu_features().describe()})", None)]
     if cpu_features().native_bf16:
         cpus.append(("The same CPU restricted to AVX2 (`" + " ".join(f"{k}={v}" for k, v in AVX2_ONLY.items())
@@ -375,7 +377,7 @@ def precision_section(args: argparse.Namespace, workdir: Path) -> str:
                                                          repeats, args.training_warmup))
                                 for name, setting in PRECISIONS], env)
         inference = measure_all([(name, inference_worker, (inference_cfg(RMASK, precision_opts(setting)), paths,
-                                                           args.repeats, args.warmup))
+                                                           image_repeats, args.warmup))
                                  for name, setting in PRECISIONS], env)
         ratios = [f"{m[1].median / m[0].median:.2f}x" for m in (training, inference)]
         auto = [f"{m[2].median / m[0].median:.2f}x" for m in (training, inference)]
@@ -385,7 +387,7 @@ def precision_section(args: argparse.Namespace, workdir: Path) -> str:
                      + results_table(training, "s/iteration", training[0])
                      + "\n\nInference (s/full-size image):\n\n" + results_table(inference, "s/image", inference[0]))
     return (f"`{RMASK}` trained ({args.training_warmup} warm-up and {repeats} timed iterations, as in Training) "
-            f"and run on full-size images (as in Inference) in float32, in forced bfloat16 and as shipped, where "
+            f"and run on full-size images ({args.warmup} warm-up and {image_repeats} timed, as in Inference) in float32, in forced bfloat16 and as shipped, where "
             f"`SOLVER.AMP.ENABLED` / `TEST.AMP.ENABLED` are None (auto): bfloat16 only where the CPU has it "
             f"natively (`detectron2_myeloma/modeling/precision.py`). Ratios are to float32 on the same CPU."
             f"\n\n" + "\n\n".join(parts))

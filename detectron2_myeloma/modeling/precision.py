@@ -1,9 +1,9 @@
 """The precision policy: which stage of R-Mask R-CNN runs in which dtype, on which hardware.
 
-Mixed precision is a speed switch, and it is only one where the hardware has native low-precision
-arithmetic; elsewhere it is much slower (a 3x3 convolution under bfloat16 autocast on a CPU with AVX2
-only: 15.6x float32's time, issue #14). ``SOLVER.AMP.ENABLED`` (training) and ``TEST.AMP.ENABLED``
-(inference) therefore take three values:
+Mixed precision is a speed switch only where the hardware has native low-precision arithmetic;
+elsewhere it is emulated and several times slower than float32 (benchmarks/RESULTS.md, "Float32 and
+bfloat16 side by side"). ``SOLVER.AMP.ENABLED`` (training) and ``TEST.AMP.ENABLED`` (inference)
+therefore take three values:
 
 - ``None`` or ``"auto"`` (the default): mixed precision where the device runs it natively:
   CUDA with tensor cores (compute capability 7.0 or higher): bfloat16 where the GPU supports it,
@@ -25,8 +25,8 @@ FPN, PANet path, attention,   bfloat16                     autocast dtype
 RPN
 RoI pooling                   float32 (``ROIAlign`` casts boxes to the features' dtype: bfloat16
                               boxes are off by up to 2 px at 512 px)
-box and mask heads            training: autocast dtype; inference: float32 (their bfloat16 scores
-                              and masks moved segm AP by 0.7 on segpc_mini_val)
+box and mask heads            training: autocast dtype; inference: float32 (in bfloat16 their
+                              scores and masks cost segm AP: docs/RESULTS.md)
 post-hooks (cell classifier)  float32
 what inference returns        float32
 ============================  ===========================  ===========================
@@ -117,9 +117,6 @@ class Precision:
     def dtype_name(self) -> str:
         return _name(self.dtype)
 
-    def autocast(self) -> ContextManager:
-        return autocast(self.device_type, self.dtype)
-
     def describe(self) -> str:
         return f"{self.dtype_name} ({self.reason})"
 
@@ -186,6 +183,11 @@ def autocast(device_type: str, dtype: Optional[torch.dtype]) -> ContextManager:
 def body_precision(device: torch.device) -> ContextManager:
     """Around the timm bottom-up body: autocast off on the CPU, unchanged elsewhere."""
     return torch.autocast("cpu", enabled=False) if device.type == "cpu" else contextlib.nullcontext()
+
+
+def pooled_features(features: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The feature maps the RoI heads pool from, in float32."""
+    return {name: feature.float() for name, feature in features.items()}
 
 
 def roi_heads_precision(device: torch.device, training: bool) -> ContextManager:

@@ -6,7 +6,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_HEADS_REGISTRY, StandardROIHeads
 
 from .adaptive_pooling import AdaptiveFusionMaskHead, AllLevelsROIPooler
-from .precision import roi_heads_precision
+from .precision import pooled_features, roi_heads_precision
 
 MASK_POOLINGS = ("standard", "adaptive")
 
@@ -24,7 +24,7 @@ class RMaskROIHeads(StandardROIHeads):
     """
 
     def forward(self, images, features, proposals, targets=None):
-        features = {name: feature.float() for name, feature in features.items()}
+        features = pooled_features(features)
         with roi_heads_precision(next(iter(features.values())).device, self.training):
             return super().forward(images, features, proposals, targets)
 
