@@ -16,6 +16,7 @@ from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators, verify_results
+from detectron2.utils.logger import setup_logger
 
 from detectron2_myeloma import add_myeloma_config
 from detectron2_myeloma.data.mapper import build_cell_mapper
@@ -60,6 +61,7 @@ def setup(args):
     cfg.merge_from_list(args.opts)
     cfg.freeze()
     default_setup(cfg, args)
+    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="detectron2_myeloma")
     configure_cpu_math()
     log_precision_policy(cfg, training=not args.eval_only)
     return cfg
