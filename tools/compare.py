@@ -29,6 +29,7 @@ from detectron2_myeloma.comparison import (CLASSIFIER_CONFIG, CLASSIFIER_DETECTO
                                            plot_detection, replace_section)
 from detectron2_myeloma.atomic import write_atomic
 from detectron2_myeloma.data.coco_io import write_json_atomic
+from detectron2_myeloma.modeling.precision import cpu_features
 from detectron2_myeloma.parallel_jobs import Job, run_jobs
 from detectron2_myeloma.provenance import git_commit
 
@@ -39,7 +40,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def record(kind: str, metrics: Dict[str, float], command: str, seconds: float, **fields) -> Dict:
     return {"kind": kind, **fields, "metrics": metrics, "command": command, "seconds": round(seconds, 1),
             "commit": git_commit(REPO), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or os.cpu_count()}
+            "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or os.cpu_count(),
+            "cpu": cpu_features().describe()}  # with the command's AMP setting, says what precision trained
 
 
 # --- worker mode: one job in this process -------------------------------------------------------------
