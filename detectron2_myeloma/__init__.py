@@ -3,8 +3,8 @@
 Importing the package registers the builtin datasets (lazily: nothing is read until a dataset is used)
 and the project's models in Detectron2's registries.
 """
-from .config import add_myeloma_config
+from .config import add_myeloma_config, load_config
 from . import modeling  # noqa: F401  registers backbones, heads and the meta-architecture
 from .data import builtin as _builtin  # noqa: F401  registers datasets
 
-__all__ = ["add_myeloma_config"]
+__all__ = ["add_myeloma_config", "load_config"]

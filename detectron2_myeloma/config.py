@@ -1,6 +1,9 @@
 """Every config key this project adds to Detectron2's defaults, each with a one-line comment."""
+from typing import Any, Sequence
+
 import torch
 from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
 
 
 def add_myeloma_config(cfg: CN) -> None:
@@ -55,3 +58,13 @@ def add_myeloma_config(cfg: CN) -> None:
     _C.MODEL.CELL_CLASSIFIER.CELL_CLASS = 0  # class index of cells: "cell", or a one-class model's class
     _C.MODEL.CELL_CLASSIFIER.KEEP_NON_MYELOMA = True  # True: keep and label them; False: drop them
     _C.MODEL.CELL_CLASSIFIER.BATCH_SIZE = 32  # crops per classifier forward pass
+
+
+def load_config(config_file: str, opts: Sequence[Any] = ()) -> CN:
+    """Detectron2's defaults, the project's keys, ``config_file`` and then ``opts`` (KEY VALUE pairs, as
+    on a command line); not frozen."""
+    cfg = get_cfg()
+    add_myeloma_config(cfg)
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    return cfg

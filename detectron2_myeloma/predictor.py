@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 import cv2
 import numpy as np
 import torch
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 from detectron2.data import Metadata, MetadataCatalog
 from detectron2.engine import DefaultPredictor
 from detectron2.evaluation.coco_evaluation import instances_to_coco_json
@@ -25,7 +25,7 @@ from detectron2.utils.visualizer import Visualizer
 from tqdm import tqdm
 
 from . import modeling as _modeling  # noqa: F401  registers the project's models
-from .config import add_myeloma_config
+from .config import load_config
 from .data.report import DatasetError
 from .data.segpc_format import IMAGE_EXTENSIONS
 from .engine.cpu import configure_cpu_math
@@ -101,10 +101,7 @@ def setup_cfg(config_file: str, opts: Sequence[str], score_threshold: float,
     """Project config from ``config_file`` + ``opts``. The score threshold is applied inside the
     model; ``TEST.DETECTIONS_PER_IMAGE`` is raised to ``max_cells`` per class, room for that many
     cells and their nuclei. Falls back to CPU when CUDA is asked for but absent."""
-    cfg = get_cfg()
-    add_myeloma_config(cfg)
-    cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts))
+    cfg = load_config(config_file, opts)
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = score_threshold
     cfg.TEST.DETECTIONS_PER_IMAGE = max(cfg.TEST.DETECTIONS_PER_IMAGE,
                                         max_cells * cfg.MODEL.ROI_HEADS.NUM_CLASSES)

@@ -8,7 +8,7 @@ from detectron2.utils.env import seed_all_rng
 
 from detectron2_myeloma import add_myeloma_config
 from detectron2_myeloma.data.builtin import register_segpc
-from tools.train_net import Trainer
+from detectron2_myeloma.engine.trainer import Trainer
 
 ONE_IMAGE = "test_segpc_one_image"
 

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from detectron2.config import CfgNode, get_cfg
 
-from detectron2_myeloma import add_myeloma_config
+from detectron2_myeloma import load_config
 from detectron2.utils.events import EventStorage
 
 from detectron2_myeloma.ablations import BASELINE_CONFIG, RMASK_CONFIG, VARIANTS
@@ -58,6 +58,7 @@ from detectron2_myeloma.benchmarking import (
     time_training,
     training_step,
 )
+from detectron2_myeloma.engine.trainer import Trainer
 from detectron2_myeloma.modeling.precision import (
     cpu_features,
     inference_precision,
@@ -67,7 +68,7 @@ from detectron2_myeloma.modeling.precision import (
 from detectron2_myeloma.predictor import setup_cfg
 
 REPO = Path(__file__).resolve().parents[1]
-# tools.train_net and the tests' helpers are imported from the checkout (as pytest.ini puts tests/ on
+# the tests' helpers are imported from the checkout (as pytest.ini puts tests/ on
 # the path); spawned measurement processes inherit this path.
 sys.path[:0] = [str(REPO), str(REPO / "tests" / "evaluation"), str(REPO / "tests" / "data")]
 
@@ -178,8 +179,6 @@ def classifier_section(args: argparse.Namespace, workdir: Path) -> str:
 
 # --- training ------------------------------------------------------------------------------------
 def training_worker(cfg: CfgNode, repeats: int, warmup: int, desc: str) -> Dict[str, Any]:
-    from tools.train_net import Trainer
-
     result = time_training(Trainer, cfg, repeats, warmup, desc)
     result["data wait (s, median)"] = format_number(np.median(result.pop("data_seconds")))
     result["dtype"] = training_precision(cfg).dtype_name
@@ -188,11 +187,7 @@ def training_worker(cfg: CfgNode, repeats: int, warmup: int, desc: str) -> Dict[
 
 def training_cfg(config_file: str, opts: List[Any], output_dir: str) -> CfgNode:
     """The config's own training settings on the bundled ``segpc_mini_train``; writers go to ``output_dir``."""
-    cfg = get_cfg()
-    add_myeloma_config(cfg)
-    cfg.merge_from_file(str(REPO / config_file))
-    cfg.merge_from_list([*opts, "DATASETS.TRAIN", ("segpc_mini_train",), "OUTPUT_DIR", output_dir])
-    return cfg
+    return load_config(str(REPO / config_file), [*opts, "DATASETS.TRAIN", ("segpc_mini_train",), "OUTPUT_DIR", output_dir])
 
 
 def training_section(args: argparse.Namespace, workdir: Path) -> str:
@@ -201,7 +196,7 @@ def training_section(args: argparse.Namespace, workdir: Path) -> str:
 
     cfg = training_cfg(BASELINE, [], "")
     measurements = measure_models(make_cfg, training_worker, args.training_repeats, args.training_warmup)
-    return (f"Seconds per iteration of `tools.train_net.Trainer`'s step object (`run_step`: data wait, forward, "
+    return (f"Seconds per iteration of `detectron2_myeloma.engine.trainer.Trainer`'s step object (`run_step`: data wait, forward, "
             f"backward, optimiser step; hooks excluded) on `segpc_mini_train` with each config's own settings: "
             f"{cfg.SOLVER.IMS_PER_BATCH} images per batch, {cfg.INPUT.CROP.SIZE[0]}x{cfg.INPUT.CROP.SIZE[1]} crops, "
             f"{cfg.DATALOADER.NUM_WORKERS} data-loader workers, mixed precision as the config's "
@@ -300,9 +295,7 @@ def speedup_steps() -> List[Tuple[str, List[Any]]]:
     """``(name, opts)``: R-Mask R-CNN's config with Detectron2's settings, then each shipped setting
     put back in turn (opts shrink), ending at the shipped config itself (empty opts). The second row is
     a side step (one training scale, so every batch has one shape) that the third row undoes again."""
-    shipped = get_cfg()
-    add_myeloma_config(shipped)
-    shipped.merge_from_file(str(REPO / RMASK))
+    shipped = load_config(str(REPO / RMASK))
     coco = coco_settings()
     overrides = {**dict(zip(coco[::2], coco[1::2])), "INPUT.CROP.ENABLED": False}
     steps = [("Detectron2 settings (multi-scale full images, COCO counts and widths, fp32)", dict(overrides)),
@@ -400,8 +393,6 @@ def equal_time_worker(cfg: CfgNode, budget_s: float, desc: str) -> Dict[str, Any
     the last 5 iterations."""
     from detectron2.utils.env import seed_all_rng
 
-    from tools.train_net import Trainer
-
     seed_all_rng(1)
     step = training_step(Trainer, cfg, schedule_lr=True)
     start = time.perf_counter()
@@ -429,8 +420,6 @@ def equal_time_section(args: argparse.Namespace, workdir: Path) -> str:
 
 # --- profiles ------------------------------------------------------------------------------------
 def profile_training_worker(cfg: CfgNode, warmup: int, desc: str) -> Dict[str, Any]:
-    from tools.train_net import Trainer
-
     step = training_step(Trainer, cfg)
     with EventStorage(0):
         return profile_call(step, warmup, desc)

@@ -51,6 +51,7 @@ def run_detection(run: Run, root: str, results_dir: str) -> None:
     exist already."""
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.engine import default_argument_parser
+    from detectron2_myeloma.engine.trainer import Trainer
     from tools import train_net
 
     start = time.perf_counter()
@@ -58,14 +59,14 @@ def run_detection(run: Run, root: str, results_dir: str) -> None:
     final = os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
     trained = not os.path.exists(final)
     if trained:
-        trainer = train_net.Trainer(cfg)
+        trainer = Trainer(cfg)
         trainer.resume_or_load(resume=True)
         trainer.train()
         results = trainer._last_eval_results  # DefaultTrainer's evaluation after the last iteration
     else:
-        model = train_net.Trainer.build_model(cfg)
+        model = Trainer.build_model(cfg)
         DetectionCheckpointer(model).load(final)
-        results = train_net.Trainer.test(cfg, model)
+        results = Trainer.test(cfg, model)
     write_json_atomic(record(
         "detection", detection_metrics(results), run.command(root), time.perf_counter() - start,
         dataset=run.dataset, variant=run.variant, seed=run.seed, trained_here=trained,

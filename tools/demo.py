@@ -21,6 +21,7 @@ from detectron2.data import DatasetCatalog
 from detectron2.engine import default_argument_parser
 
 from detectron2_myeloma.data.builtin import SEGPC_MINI_VAL_IDS
+from detectron2_myeloma.engine.trainer import Trainer
 from tools import build_crops, convert_to_coco, make_submission, predict, score_segpc, train_classifier
 from tools import train_net, visualize_data
 
@@ -51,7 +52,7 @@ def train_detector(output: str, iters: int) -> Dict:
         "--config-file", DETECTOR, "SOLVER.MAX_ITER", str(iters), "SOLVER.STEPS", f"({int(iters * 0.8)},)",
         "SOLVER.WARMUP_ITERS", str(min(50, iters // 4)), "SOLVER.CHECKPOINT_PERIOD", str(iters),
         "TEST.EVAL_PERIOD", "0", "SEED", "1", "OUTPUT_DIR", output])
-    trainer = train_net.Trainer(train_net.setup(args))
+    trainer = Trainer(train_net.setup(args))
     trainer.resume_or_load(resume=False)
     trainer.train()
     return trainer._last_eval_results  # set by DefaultTrainer's evaluation hook after the last iteration

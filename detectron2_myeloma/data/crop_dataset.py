@@ -190,15 +190,11 @@ def detector_negatives(predictor: BoxPredictor, image_bgr: np.ndarray, annotatio
 
 def detectron2_box_predictor(config_file: str, weights: str, device: Optional[str] = None) -> BoxPredictor:
     """A trained project detector as a :data:`BoxPredictor` (Detectron2's ``DefaultPredictor``)."""
-    from detectron2.config import get_cfg
     from detectron2.engine import DefaultPredictor
 
-    from ..config import add_myeloma_config
+    from ..config import load_config
 
-    cfg = get_cfg()
-    add_myeloma_config(cfg)
-    cfg.merge_from_file(config_file)
-    cfg.MODEL.WEIGHTS = weights
+    cfg = load_config(config_file, ["MODEL.WEIGHTS", weights])
     if device is not None:
         cfg.MODEL.DEVICE = device
     cfg.freeze()

@@ -1,1 +1,1 @@
-"""Training loops beside Detectron2's: the cell classifier's, and the CPU pieces of the detector's."""
+"""Training: the detector's ``Trainer`` and the step its precision policy picks, the cell classifier's loop."""

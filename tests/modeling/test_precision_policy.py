@@ -5,11 +5,10 @@ import warnings
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.engine import AMPTrainer, SimpleTrainer
 from detectron2.modeling import build_model
 
-from detectron2_myeloma import add_myeloma_config
+from detectron2_myeloma import load_config
 from detectron2_myeloma.engine.cpu import CPUAMPTrainer
 from detectron2_myeloma.engine.train_step import build_train_step
 from detectron2_myeloma.modeling import precision
@@ -48,11 +47,7 @@ def fake_gpu(monkeypatch):
 
 def project_cfg(*opts):
     """The shipped SegPC config with command-line style ``opts``, as tools/train_net.py merges them."""
-    cfg = get_cfg()
-    add_myeloma_config(cfg)
-    cfg.merge_from_file("configs/SegPC/rmask_rcnn_lite2_fpn.yaml")
-    cfg.merge_from_list(["MODEL.DEVICE", "cpu", *opts])
-    return cfg
+    return load_config("configs/SegPC/rmask_rcnn_lite2_fpn.yaml", ["MODEL.DEVICE", "cpu", *opts])
 
 
 @pytest.mark.parametrize("name", list(CPUS))
