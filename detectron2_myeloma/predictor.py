@@ -28,7 +28,6 @@ from . import modeling as _modeling  # noqa: F401  registers the project's model
 from .config import load_config
 from .data.report import DatasetError
 from .data.segpc_format import IMAGE_EXTENSIONS
-from .engine.cpu import configure_cpu_math
 from .modeling.cell_classifier_hook import NOT_CLASSIFIED
 from .modeling.precision import log_precision_policy
 
@@ -109,7 +108,6 @@ def setup_cfg(config_file: str, opts: Sequence[str], score_threshold: float,
         logger.warning("MODEL.DEVICE is %s but CUDA is not available: running on CPU", cfg.MODEL.DEVICE)
         cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
-    configure_cpu_math()
     log_precision_policy(cfg, training=False)
     return cfg
 

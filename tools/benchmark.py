@@ -58,6 +58,7 @@ from detectron2_myeloma.benchmarking import (
     time_training,
     training_step,
 )
+from detectron2_myeloma.engine.cpu import configure_cpu_math
 from detectron2_myeloma.engine.trainer import Trainer
 from detectron2_myeloma.modeling.precision import (
     cpu_features,
@@ -118,6 +119,7 @@ def full_size_bmps(folder: Path, count: int) -> List[str]:
 
 
 def inference_worker(cfg: CfgNode, paths: List[str], repeats: int, warmup: int, desc: str) -> Dict[str, Any]:
+    configure_cpu_math()  # as tools/predict.py does
     result = time_inference(cfg, paths, repeats, warmup, desc)
     result["detections"] = f"{np.median(result['detections']):.0f}"
     result["dtype"] = inference_precision(cfg).dtype_name
@@ -179,6 +181,7 @@ def classifier_section(args: argparse.Namespace, workdir: Path) -> str:
 
 # --- training ------------------------------------------------------------------------------------
 def training_worker(cfg: CfgNode, repeats: int, warmup: int, desc: str) -> Dict[str, Any]:
+    configure_cpu_math()  # as tools/train_net.py does
     result = time_training(Trainer, cfg, repeats, warmup, desc)
     result["data wait (s, median)"] = format_number(np.median(result.pop("data_seconds")))
     result["dtype"] = training_precision(cfg).dtype_name

@@ -14,6 +14,7 @@ import argparse
 import logging
 from typing import List, Optional
 
+from detectron2_myeloma.engine.cpu import configure_cpu_math
 from detectron2_myeloma.evaluation.submission import (
     SubmissionWriter,
     submission_parts,
@@ -56,6 +57,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not (args.config_file and args.input):
         parser.error("give --config-file and --input (model), or --masks-in (masks)")
 
+    configure_cpu_math()
     cfg = setup_cfg(args.config_file, args.opts, args.score_threshold, max_cells=args.max_instances)
     cell_class, nucleus_class = cell_and_nucleus_classes(model_metadata(cfg, args.classes).thing_classes)
     predictor = build_predictor(cfg, cell_class)

@@ -19,6 +19,7 @@ import argparse
 import logging
 from typing import List, Optional
 
+from detectron2_myeloma.engine.cpu import configure_cpu_math
 from detectron2_myeloma.predictor import (
     Failure,
     PredictionWriter,
@@ -42,6 +43,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
+    configure_cpu_math()
     cfg = setup_cfg(args.config_file, args.opts, args.score_threshold)
     metadata = model_metadata(cfg, args.classes)
     cell_class, _ = cell_and_nucleus_classes(metadata.thing_classes)
