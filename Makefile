@@ -15,7 +15,7 @@ demo: setup
 	$(PY) -m tools.demo --output output/demo
 
 test: setup
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q --durations=15 -m "not slow" tests
 
 test-all: setup
 	$(PY) -m pytest -q tests
