@@ -1,12 +1,18 @@
 """The detector's trainer: Detectron2's ``DefaultTrainer`` with the project's data, evaluation and
-precision."""
+precision, and distributed training on CPU processes as well as GPUs."""
+import logging
 import os
+import weakref
 from typing import Optional
 
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
-from detectron2.engine import DefaultTrainer
+from detectron2.engine import DefaultTrainer, TrainerBase, create_ddp_model
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from ..data.mapper import build_cell_mapper
 from ..evaluation import SegPCEvaluator
@@ -15,12 +21,31 @@ from .train_step import build_train_step
 
 class Trainer(DefaultTrainer):
     """DefaultTrainer with the cell mapper, the COCO + SegPC evaluators, and the training step the
-    precision policy chooses for ``SOLVER.AMP.ENABLED`` (Detectron2's ``AMPTrainer`` is CUDA-only)."""
+    precision policy chooses for ``SOLVER.AMP.ENABLED`` (Detectron2's ``AMPTrainer`` is CUDA-only).
+
+    ``__init__`` is ``DefaultTrainer.__init__`` with two differences: the step object comes from
+    :func:`build_train_step`, and a CPU model is wrapped in ``DistributedDataParallel`` without
+    ``device_ids`` (which DDP accepts for GPU modules only), so that ``--num-gpus N`` on a machine
+    without GPUs trains N gloo processes.
+    """
 
     def __init__(self, cfg: CfgNode):
-        super().__init__(cfg)
-        step = self._trainer
-        self._trainer = build_train_step(cfg, step.model, step.data_loader, step.optimizer)
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        on_cpu = torch.device(cfg.MODEL.DEVICE).type == "cpu"
+        model = create_ddp_model(model, broadcast_buffers=False, **({"device_ids": None} if on_cpu else {}))
+        self._trainer = build_train_step(cfg, model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
 
     @classmethod
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None):
