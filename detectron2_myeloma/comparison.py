@@ -208,16 +208,14 @@ def replace_section(text: str, name: str, content: str) -> str:
 def plot_detection(records: Iterable[Mapping[str, Any]], path: str, metric: str = "segm_AP") -> None:
     """One panel per dataset: each variant's mean ``metric`` with its std as an error bar, and every
     seed's value as a dot (with 3 seeds the dots say more than the bar)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no backend to choose, no global figure state
 
     groups = group(records, "detection")
     datasets = [d for d in SCHEDULES if any(key[0] == d for key in groups)]
     if not datasets:
         return
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.2), squeeze=False)
+    fig = Figure(figsize=(6 * len(datasets), 4.2))
+    axes = fig.subplots(1, len(datasets), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
         rows = [(v, [r["metrics"][metric] for r in rs if metric in r["metrics"]])
                 for (d, v), rs in groups.items() if d == dataset]
@@ -233,4 +231,3 @@ def plot_detection(records: Iterable[Mapping[str, Any]], path: str, metric: str 
         ax.set_title(f"{dataset}: mean ± std over seeds (dots: single seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
