@@ -32,3 +32,22 @@ def write_tiny_classifier(path: Path, size: int = 32, seed: int = 0, threshold: 
         model.net.get_classifier().weight.mul_(300)
     torch.save(classifier_checkpoint(model, cfg), path)
     return path
+
+
+def assert_float32_fields(instances) -> None:
+    """Every floating field of ``instances`` (boxes included) is float32."""
+    for name, value in instances.get_fields().items():
+        tensor = getattr(value, "tensor", value)
+        assert not tensor.is_floating_point() or tensor.dtype == torch.float32, name
+
+
+def assert_twin_detections(other, reference, top: int = 5) -> torch.Tensor:
+    """Each of the ``top`` best detections of ``other`` (a reduced-precision or other-device run) has a
+    twin in ``reference`` (box IoU > 0.95, score within 0.02): half precision keeps ~3 significant
+    digits, and NMS near its threshold may keep one box more or less. Returns the twins' indices."""
+    from detectron2.structures import pairwise_iou
+
+    iou, twin = pairwise_iou(other.pred_boxes[:top], reference.pred_boxes).max(dim=1)
+    assert (iou > 0.95).all(), iou
+    torch.testing.assert_close(other.scores[:top], reference.scores[twin], rtol=0, atol=0.02)
+    return twin

@@ -4,9 +4,8 @@ giving the CPU's float32 answers within half-precision noise."""
 import pytest
 import torch
 from detectron2.modeling import build_model
-from detectron2.structures import pairwise_iou
 from test_cell_classifier_hook import hooked_cfg, model_input, original  # noqa: F401  (fixture)
-from testutils import write_tiny_classifier
+from testutils import assert_float32_fields, assert_twin_detections, write_tiny_classifier
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -20,17 +19,6 @@ def cpu_and_cuda_twins(cfg_cpu, cfg_cuda):
     return cpu, cuda
 
 
-def assert_same_detections(reference, other):
-    """Each of the 5 best detections of ``other`` has a float32 twin among ``reference``'s."""
-    for name, value in other.get_fields().items():
-        tensor = getattr(value, "tensor", value)
-        assert not tensor.is_floating_point() or tensor.dtype == torch.float32, name
-    iou, twin = pairwise_iou(other.pred_boxes[:5], reference.pred_boxes).max(dim=1)
-    assert (iou > 0.95).all(), iou
-    torch.testing.assert_close(other.scores[:5], reference.scores[twin], rtol=0, atol=0.02)
-    return twin
-
-
 def test_cuda_autocast_inference_matches_cpu_float32(make_cfg, batch):
     cpu, cuda = cpu_and_cuda_twins(make_cfg(), make_cfg({"MODEL.DEVICE": "cuda", "TEST.AMP.ENABLED": None}))
     if torch.cuda.get_device_capability() >= (7, 0):
@@ -38,7 +26,9 @@ def test_cuda_autocast_inference_matches_cpu_float32(make_cfg, batch):
     with torch.no_grad():
         for a, b in zip(cpu(batch), cuda(batch)):
             assert b["instances"].scores.device.type == "cuda"
-            assert_same_detections(a["instances"], b["instances"].to("cpu"))
+            other = b["instances"].to("cpu")
+            assert_float32_fields(other)
+            assert_twin_detections(other, a["instances"])
 
 
 def test_cell_classifier_hook_on_cuda_matches_cpu(make_cfg, original, tmp_path):  # noqa: F811
@@ -50,7 +40,8 @@ def test_cell_classifier_hook_on_cuda_matches_cpu(make_cfg, original, tmp_path):
         reference, = cpu([model_input(original)])
         labelled, = cuda([model_input(original)])
     reference, labelled = reference["instances"], labelled["instances"].to("cpu")
-    twin = assert_same_detections(reference, labelled)
+    assert_float32_fields(labelled)
+    twin = assert_twin_detections(labelled, reference)
     cells = labelled.pred_classes[:5] == 0
     torch.testing.assert_close(labelled.pred_cell_probs[:5][cells], reference.pred_cell_probs[twin][cells],
                                rtol=0, atol=0.02)

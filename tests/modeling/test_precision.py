@@ -2,8 +2,8 @@
 autocast inference (bfloat16 on the CPU)."""
 import torch
 from detectron2.modeling import build_model
-from detectron2.structures import pairwise_iou
 from detectron2.utils.events import EventStorage
+from testutils import assert_float32_fields, assert_twin_detections
 
 
 def twin_models(make_cfg, **overrides):
@@ -58,11 +58,5 @@ def test_inference_amp_runs_detection_in_bf16_and_returns_float32(make_cfg, batc
         a, b = a["instances"], b["instances"]
         assert len(a) > 0 and len(b) > 0
         for instances in (a, r):
-            for name, value in instances.get_fields().items():
-                tensor = getattr(value, "tensor", value)
-                assert not tensor.is_floating_point() or tensor.dtype == torch.float32, name
-        # bfloat16 keeps ~3 significant digits: each of the best detections has a float32 twin (NMS
-        # near the threshold may keep one box more or less).
-        iou, twin = pairwise_iou(a.pred_boxes[:5], b.pred_boxes).max(dim=1)
-        assert (iou > 0.95).all(), iou
-        torch.testing.assert_close(a.scores[:5], b.scores[twin], rtol=0, atol=0.02)
+            assert_float32_fields(instances)
+        assert_twin_detections(a, b)
