@@ -3,7 +3,8 @@
 #   1. set-up and the tests marked `cuda`;  2. the shipped SegPC config trained 300 iterations on CUDA and
 #   evaluated there (COCOEvaluator + SegPC scorer);  3. the same weights evaluated on CUDA and on the CPU,
 #   checked to agree within half-precision noise;  4. training and inference timings on that GPU.
-# Everything it prints and writes lands in $OUT; copy gpu_results/ into benchmarks/ afterwards.
+# Everything it prints and writes lands in $OUT; put the GPU name and RESULTS_cuda.md's numbers into
+# benchmarks/RESULTS.md afterwards.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-output/gpu_check}

@@ -362,8 +362,9 @@ def precision_section(args: argparse.Namespace, workdir: Path) -> str:
     # shows this run's noise, which should stay well under the 10% that would hide a wrong choice.
     repeats, image_repeats = max(args.training_repeats, 6), max(args.repeats, 5)
     paths = full_size_bmps(workdir, args.warmup + image_repeats)
-    cpus = [(f"This CPU ({cpu_features().describe()})", None)]
-    if cpu_features().native_bf16:
+    cpu = cpu_features()
+    cpus = [(f"This CPU ({cpu.describe()})", None)]
+    if cpu.native_bf16:
         cpus.append(("The same CPU restricted to AVX2 (`" + " ".join(f"{k}={v}" for k, v in AVX2_ONLY.items())
                      + "`: no native bfloat16)", AVX2_ONLY))
     parts = []

@@ -169,8 +169,8 @@ def log_precision_policy(cfg: CfgNode, training: bool = True) -> Dict[str, Preci
     choices["inference"] = inference_precision(cfg)
     logger.info("Precision on %s: %s", cfg.MODEL.DEVICE,
                 "; ".join(f"{stage} {choice.describe()}" for stage, choice in choices.items()))
-    for choice in dict.fromkeys(c.warning for c in choices.values() if c.warning):
-        logger.warning(choice)
+    for warning in dict.fromkeys(c.warning for c in choices.values() if c.warning):
+        logger.warning(warning)
     return choices
 
 
