@@ -3,7 +3,8 @@ R-Mask R-CNN part switched on alone over it, and R-Mask R-CNN with all of them.
 
 Each entry is ``(config stem, overrides)``; every dataset folder under ``configs/`` has the two stems
 ``mask_rcnn_lite2_fpn`` (all ``MODEL.RMASK`` switches off) and ``rmask_rcnn_lite2_fpn`` (all on), so one
-list serves every dataset and the ablations differ from the baseline only in the keys listed.
+list serves every dataset and the ablations differ from the baseline only in the keys listed
+(``MODEL.RMASK`` switches and the mask head's name).
 """
 from typing import Any, Dict, List, NamedTuple
 
@@ -25,6 +26,6 @@ VARIANTS: Dict[str, Variant] = {
         "+ bottom-up path + attention", BASELINE_CONFIG,
         ["MODEL.RMASK.BOTTOM_UP_PATH", True, "MODEL.RMASK.FPN_ATTENTION", "CA-SA",
          "MODEL.RMASK.BU_ATTENTION", "CA-SA"]),
-    "adaptive_pooling": Variant("+ adaptive pooling", BASELINE_CONFIG, ["MODEL.RMASK.MASK_POOLING", "adaptive"]),
+    "adaptive_pooling": Variant("+ adaptive pooling", BASELINE_CONFIG, ["MODEL.ROI_MASK_HEAD.NAME", "AdaptiveFusionMaskHead"]),
     "rmask": Variant("R-Mask R-CNN", RMASK_CONFIG, []),
 }

@@ -23,7 +23,7 @@ from detectron2.engine import DefaultTrainer
 from detectron2.utils.events import EventStorage
 from tqdm import tqdm
 
-from .atomic import write_atomic
+from .utils.atomic import write_atomic
 from .modeling.precision import cpu_features, resolve_precision
 from .provenance import git_commit
 from .predictor import OriginalImagePredictor, read_image

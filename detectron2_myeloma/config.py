@@ -1,7 +1,6 @@
 """Every config key this project adds to Detectron2's defaults, each with a one-line comment."""
 from typing import Any, Sequence
 
-import torch
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
@@ -9,8 +8,10 @@ from detectron2.config import get_cfg
 def add_myeloma_config(cfg: CN) -> None:
     """Add the project's keys to a Detectron2 config (call before merging a project YAML)."""
     _C = cfg
-    _C.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # Detectron2 assumes cuda; fall back to CPU
-    _C.MODEL.CHANNELS_LAST = False  # RMaskRCNN weights and inputs in channels-last format (faster convolutions)
+    # MODEL.DEVICE keeps Detectron2's default, "cuda"; the tools run on the CPU where CUDA is absent.
+    _C.MODEL.CHANNELS_LAST = False  # model weights and inputs in channels-last format (faster convolutions)
+    # Post-hooks run on inference results, in order: names in modeling/post_hooks.POST_HOOK_REGISTRY.
+    _C.MODEL.POST_HOOKS = []  # e.g. ["CellClassifierHook"] labels each cell myeloma or not
     # Mixed precision, None ("auto"): where the device runs it natively; True: always; False: never.
     # What runs in which dtype: detectron2_myeloma/modeling/precision.py.
     _C.SOLVER.AMP.ENABLED = None  # training: bf16 autocast on a CPU with AVX512-BF16/AMX, AMPTrainer on CUDA
@@ -35,8 +36,10 @@ def add_myeloma_config(cfg: CN) -> None:
     _C.MODEL.RMASK.CA_REDUCTION = 16  # channel attention MLP reduction ratio
     _C.MODEL.RMASK.CA_USE_MAX_POOL = False  # channel attention also uses global max pooling (CBAM)
     _C.MODEL.RMASK.SA_KERNEL_SIZE = 7  # spatial attention conv kernel size (odd)
-    _C.MODEL.RMASK.MASK_POOLING = "standard"  # mask RoIs from "standard" (one level) or "adaptive" (all levels)
-    _C.MODEL.RMASK.ADAPTIVE_FUSION = "max"  # fusion of levels in adaptive pooling: "max" or "sum"
+    # Adaptive mask pooling is a mask head: ROI_MASK_HEAD.NAME "AdaptiveFusionMaskHead".
+    _C.MODEL.RMASK.ADAPTIVE_FUSION = "max"  # its fusion of the levels: "max" or "sum"
+    _C.register_renamed_key("MODEL.RMASK.MASK_POOLING", "MODEL.ROI_MASK_HEAD.NAME",
+                            'MASK_POOLING "adaptive" is ROI_MASK_HEAD.NAME "AdaptiveFusionMaskHead"')
 
     # Training augmentations for cells (after INPUT.MIN_SIZE_TRAIN resizing and INPUT.CROP).
     _C.INPUT.CELL_AUG = CN()
@@ -48,12 +51,13 @@ def add_myeloma_config(cfg: CN) -> None:
     _C.INPUT.CELL_AUG.SATURATION = 0.1  # saturation factor drawn from [1 - x, 1 + x]; 0 = off
     _C.INPUT.CELL_AUG.HUE = 4.0  # stain jitter: hue shift up to +-x OpenCV hue units (of 180); 0 = off
 
-    # Cell classifier post-hook of RMaskRCNN: labels each cell detection myeloma (probability above the
-    # checkpoint's TEST.THRESHOLD) or not, from a square crop of the full-resolution image. Detections of
-    # other classes (nuclei) get label -1 and probability NaN and are always kept (a submission pairs
-    # nuclei with the cells that remain).
+    # Cell classifier post-hook ("CellClassifierHook" in MODEL.POST_HOOKS): labels each cell detection
+    # myeloma (probability above the checkpoint's TEST.THRESHOLD) or not, from a square crop of the
+    # full-resolution image. Detections of other classes (nuclei) get label -1 and probability NaN and
+    # are always kept (a submission pairs nuclei with the cells that remain).
     _C.MODEL.CELL_CLASSIFIER = CN()
-    _C.MODEL.CELL_CLASSIFIER.ENABLED = False  # run the classifier on every cell detection at inference
+    _C.register_renamed_key("MODEL.CELL_CLASSIFIER.ENABLED", "MODEL.POST_HOOKS",
+                            'ENABLED True is MODEL.POST_HOOKS "[\'CellClassifierHook\']"')
     _C.MODEL.CELL_CLASSIFIER.WEIGHTS = ""  # checkpoint written by tools/train_classifier.py (model_best.pth)
     _C.MODEL.CELL_CLASSIFIER.CELL_CLASS = 0  # class index of cells: "cell", or a one-class model's class
     _C.MODEL.CELL_CLASSIFIER.KEEP_NON_MYELOMA = True  # True: keep and label them; False: drop them

@@ -11,7 +11,7 @@ import sys
 from detectron2.checkpoint import DetectionCheckpointer
 
 from detectron2_myeloma import load_config
-from detectron2_myeloma.atomic import write_atomic
+from detectron2_myeloma.utils.atomic import write_atomic
 from detectron2_myeloma.engine.trainer import Trainer
 
 

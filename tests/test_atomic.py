@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from detectron2_myeloma.atomic import write_atomic
+from detectron2_myeloma.utils.atomic import write_atomic
 
 
 def test_text_and_bytes_replace_the_file_with_usual_permissions(tmp_path):

@@ -43,7 +43,8 @@ def test_variants_differ_from_baseline_only_in_rmask_switches(dataset):
             continue
         other = flat_cfg(Run(dataset, variant, 1))
         changed = {k for k in base if base[k] != other[k]} - {"OUTPUT_DIR"}
-        assert changed and all(k.startswith("MODEL.RMASK.") for k in changed), (variant, changed)
+        rmask_switch = [k.startswith("MODEL.RMASK.") or k == "MODEL.ROI_MASK_HEAD.NAME" for k in changed]
+        assert changed and all(rmask_switch), (variant, changed)
     assert base["OUTPUT_DIR"] == os.path.join("out", dataset, "baseline", "seed1")
 
 

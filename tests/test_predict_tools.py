@@ -133,7 +133,7 @@ def test_predict_outputs(config_file, tmp_path, caplog):
 
 def test_predictor_gives_the_model_the_original_image(config_file):
     """... in INPUT.FORMAT for the cell classifier, which must classify the class the outputs call cells."""
-    classify_class_1 = ["MODEL.CELL_CLASSIFIER.ENABLED", "True", "MODEL.CELL_CLASSIFIER.CELL_CLASS", "1"]
+    classify_class_1 = ["MODEL.POST_HOOKS", "['CellClassifierHook']", "MODEL.CELL_CLASSIFIER.CELL_CLASS", "1"]
     with pytest.raises(ValueError, match="CELL_CLASS is 1 but the cell class of the class names is 0"):
         build_predictor(setup_cfg(config_file, classify_class_1, 0.5), cell_class=0)
     cfg = setup_cfg(config_file, [], 0.5)
@@ -151,7 +151,7 @@ def test_predictor_gives_the_model_the_original_image(config_file):
 
 
 def classifier_opts(path: Path) -> list:
-    return ["MODEL.CELL_CLASSIFIER.ENABLED", "True", "MODEL.CELL_CLASSIFIER.WEIGHTS", str(path)]
+    return ["MODEL.POST_HOOKS", "['CellClassifierHook']", "MODEL.CELL_CLASSIFIER.WEIGHTS", str(path)]
 
 
 def test_tools_with_the_cell_classifier(config_file, tmp_path):

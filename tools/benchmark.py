@@ -159,7 +159,7 @@ def write_classifier_checkpoint(path: Path) -> Path:
 def classifier_section(args: argparse.Namespace, workdir: Path) -> str:
     paths = full_size_bmps(workdir, args.warmup + args.repeats)
     checkpoint = write_classifier_checkpoint(workdir / "classifier.pth")
-    hook = ["MODEL.CELL_CLASSIFIER.ENABLED", True, "MODEL.CELL_CLASSIFIER.WEIGHTS", str(checkpoint)]
+    hook = ["MODEL.POST_HOOKS", ["CellClassifierHook"], "MODEL.CELL_CLASSIFIER.WEIGHTS", str(checkpoint)]
     tables = []
     for cells in (CELLS_PER_IMAGE, inference_cfg(RMASK, []).TEST.DETECTIONS_PER_IMAGE):
         cap = ["TEST.DETECTIONS_PER_IMAGE", cells]

@@ -27,8 +27,7 @@ from detectron2_myeloma.comparison import (CLASSIFIER_CONFIG, CLASSIFIER_DETECTO
                                            classifier_metrics, classifier_table, detection_metrics,
                                            classifier_record_path, detection_table, grid, load_records,
                                            plot_detection, replace_section)
-from detectron2_myeloma.atomic import write_atomic
-from detectron2_myeloma.data.coco_io import write_json_atomic
+from detectron2_myeloma.utils.atomic import write_atomic, write_json_atomic
 from detectron2_myeloma.modeling.precision import cpu_features
 from detectron2_myeloma.parallel_jobs import Job, run_jobs
 from detectron2_myeloma.provenance import git_commit

@@ -92,7 +92,7 @@ def main(argv: List[str] = None) -> int:
         ("detect and classify the val images: overlays, colour splash, CSV, COCO json",
          lambda: predict.main(["--config-file", DETECTOR, "--input", os.path.join(val, "x"),
                                "--output", paths["predictions"], "MODEL.WEIGHTS", weights,
-                               "MODEL.CELL_CLASSIFIER.ENABLED", "True",
+                               "MODEL.POST_HOOKS", "['CellClassifierHook']",
                                "MODEL.CELL_CLASSIFIER.WEIGHTS", classifier_weights])),
         ("write the SegPC-2021 submission of the val images",
          lambda: make_submission.main(["--config-file", DETECTOR, "--input", os.path.join(val, "x"),

@@ -11,7 +11,7 @@ median cell area in pixels), cells.csv (one row per detection) and instances_pre
 results, RLE masks). Unreadable images are listed at the end and make the exit status 1.
 
 The cell classifier labels every detected cell myeloma or not (cells.csv and json: myeloma_label,
-myeloma_prob) when switched on: MODEL.CELL_CLASSIFIER.ENABLED True MODEL.CELL_CLASSIFIER.WEIGHTS
+myeloma_prob) when switched on: MODEL.POST_HOOKS "['CellClassifierHook']" MODEL.CELL_CLASSIFIER.WEIGHTS
 model_best.pth (of tools/train_classifier.py); add MODEL.CELL_CLASSIFIER.KEEP_NON_MYELOMA False to drop
 the non-myeloma cells.
 """

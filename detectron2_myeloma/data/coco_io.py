@@ -10,7 +10,7 @@ from detectron2.data.datasets import load_coco_json
 from detectron2.structures import BoxMode
 from pycocotools.coco import COCO
 
-from ..atomic import write_atomic
+from ..utils.atomic import write_json_atomic
 from .masks import rle_area
 from .report import ConversionReport, DatasetError
 
@@ -114,14 +114,3 @@ def validate_coco(coco: Dict[str, Any], source: str) -> None:
         decoded = api.annToMask(ann)
         if int(decoded.sum()) != int(ann["area"]):
             raise DatasetError(source, f"{where}: area {ann['area']} disagrees with its mask")
-
-
-def write_json_atomic(obj: Any, path: str, indent: Optional[int] = None) -> None:
-    """Write json to a temporary file beside ``path`` and rename it into place."""
-    write_atomic(path, json.dumps(obj, default=_json_default, indent=indent))
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"cannot write {type(value).__name__} to json")

@@ -5,7 +5,8 @@ from typing import Optional, Tuple
 
 from detectron2.data import MetadataCatalog
 
-from .coco_io import dicts_to_coco, load_coco_rle, validate_coco, write_json_atomic
+from ..utils.atomic import write_json_atomic
+from .coco_io import dicts_to_coco, load_coco_rle, validate_coco
 from .mask_folders import load_mask_folders
 from .report import ConversionReport, DatasetError
 from .segpc import load_segpc, segpc_thing_classes

@@ -25,7 +25,7 @@ from shapely.geometry import Polygon, box
 from shapely.ops import unary_union
 from shapely.validation import make_valid
 
-from ..atomic import write_atomic
+from ..utils.atomic import write_atomic
 from .masks import annotation_from_mask
 from .report import ConversionReport, DatasetError
 from .segpc_format import IMAGE_EXTENSIONS

@@ -2,16 +2,21 @@
 attention and adaptive mask pooling, and the cell classifier that labels its detections afterwards.
 Importing this package registers its Detectron2 components."""
 from .backbone import build_resnet_rmask_fpn_backbone, build_rmask_fpn, build_timm_rmask_fpn_backbone
+from .adaptive_pooling import AdaptiveFusionMaskHead
 from .cell_classifier_hook import CellClassifierHook
-from .meta_arch import PostHook, RMaskRCNN
+from .meta_arch import GeneralizedRCNNWithPostHooks
+from .post_hooks import POST_HOOK_REGISTRY, PostHook, build_post_hooks
 from .roi_heads import RMaskROIHeads
 
 __all__ = [
+    "AdaptiveFusionMaskHead",
     "build_resnet_rmask_fpn_backbone",
     "build_rmask_fpn",
     "build_timm_rmask_fpn_backbone",
     "CellClassifierHook",
+    "GeneralizedRCNNWithPostHooks",
+    "POST_HOOK_REGISTRY",
     "PostHook",
-    "RMaskRCNN",
+    "build_post_hooks",
     "RMaskROIHeads",
 ]

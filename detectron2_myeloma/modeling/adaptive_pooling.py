@@ -3,16 +3,19 @@
 Standard FPN heads pool each RoI from the single level its size selects. PANet pools every RoI from
 every level, passes each level through its own first conv layer (same structure, separate weights)
 and fuses the levels element-wise (max or sum), so each mask sees both fine and coarse features.
+
+The head is ``ROI_MASK_HEAD.NAME "AdaptiveFusionMaskHead"`` and pools for itself (as PointRend's mask
+head does): :class:`~.roi_heads.RMaskROIHeads` hands it the feature maps instead of pooled features.
 """
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Mapping
 
 import fvcore.nn.weight_init as weight_init
 import torch
 from detectron2.config import CfgNode, configurable
 from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling.poolers import ROIPooler, convert_boxes_to_pooler_format
-from detectron2.modeling.roi_heads.mask_head import MaskRCNNConvUpsampleHead
-from detectron2.structures import Boxes
+from detectron2.modeling.roi_heads.mask_head import ROI_MASK_HEAD_REGISTRY, MaskRCNNConvUpsampleHead
+from detectron2.structures import Boxes, Instances
 from torch import nn
 
 FUSIONS = ("max", "sum")
@@ -63,17 +66,25 @@ class LevelFusionConv(nn.Module):
         return per_level.amax(dim=0) if self.fusion == "max" else per_level.sum(dim=0)
 
 
+@ROI_MASK_HEAD_REGISTRY.register()
 class AdaptiveFusionMaskHead(MaskRCNNConvUpsampleHead):
-    """Detectron2's mask head with its first conv (``mask_fcn1``) replaced by a :class:`LevelFusionConv`,
-    so that it takes the (R, L, C, M, M) features of :class:`AllLevelsROIPooler`; the rest (further
-    convs, deconv, predictor, loss) is unchanged."""
+    """Detectron2's mask head that pools every RoI from every level (:class:`AllLevelsROIPooler`, with
+    the ``ROI_MASK_HEAD.POOLER_*`` settings) and whose first conv (``mask_fcn1``) is a
+    :class:`LevelFusionConv`; the rest (further convs, deconv, predictor, loss) is unchanged.
+
+    ``forward`` takes the feature maps ``{name: (N, C, H, W)}`` of ``ROI_HEADS.IN_FEATURES`` and the
+    instances (proposals in training, detections at inference) rather than pooled features.
+    """
+
+    pools_features = True  # RMaskROIHeads gives it feature maps, not pooled features
 
     @configurable
     def __init__(
         self,
         input_shape: ShapeSpec,
         *,
-        num_levels: int,
+        pooler: AllLevelsROIPooler,
+        in_features: List[str],
         fusion: str,
         num_classes: int,
         conv_dims: List[int],
@@ -85,13 +96,43 @@ class AdaptiveFusionMaskHead(MaskRCNNConvUpsampleHead):
         super().__init__(
             input_shape, num_classes=num_classes, conv_dims=conv_dims, conv_norm=conv_norm, **kwargs
         )
+        self.pooler = pooler
+        self.in_features = list(in_features)
         # Reassigning keeps mask_fcn1's place in the nn.Sequential that `layers` runs; the parent's
         # list of its conv layers must not keep the replaced one.
-        self.mask_fcn1 = LevelFusionConv(num_levels, input_shape.channels, conv_dims[0], conv_norm, fusion)
+        levels = len(self.in_features)
+        self.mask_fcn1 = LevelFusionConv(levels, input_shape.channels, conv_dims[0], conv_norm, fusion)
         self.conv_norm_relus[0] = self.mask_fcn1
 
     @classmethod
-    def from_config(cls, cfg: CfgNode, input_shape: ShapeSpec) -> Dict[str, Any]:
-        ret = super().from_config(cfg, input_shape)
-        ret.update(num_levels=len(cfg.MODEL.ROI_HEADS.IN_FEATURES), fusion=cfg.MODEL.RMASK.ADAPTIVE_FUSION)
+    def from_config(cls, cfg: CfgNode, input_shape: Mapping[str, ShapeSpec]) -> Dict[str, Any]:
+        if not isinstance(input_shape, Mapping):
+            raise ValueError("AdaptiveFusionMaskHead pools for itself: use it with ROI_HEADS.NAME "
+                             '"RMaskROIHeads", which hands it the feature maps')
+        in_features = cfg.MODEL.ROI_HEADS.IN_FEATURES
+        resolution = cfg.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION
+        channels = input_shape[in_features[0]].channels
+        ret = super().from_config(cfg, ShapeSpec(channels=channels, height=resolution, width=resolution))
+        ret.update(
+            pooler=AllLevelsROIPooler(
+                output_size=resolution,
+                scales=tuple(1.0 / input_shape[f].stride for f in in_features),
+                sampling_ratio=cfg.MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO,
+                pooler_type=cfg.MODEL.ROI_MASK_HEAD.POOLER_TYPE,
+            ),
+            in_features=in_features,
+            fusion=cfg.MODEL.RMASK.ADAPTIVE_FUSION,
+        )
         return ret
+
+    def layers(self, x: torch.Tensor) -> torch.Tensor:
+        # The head is an nn.Sequential of its layers; the pooler, a child too, runs before them.
+        for layer in self:
+            if layer is not self.pooler:
+                x = layer(x)
+        return x
+
+    def forward(self, features: Dict[str, torch.Tensor], instances: List[Instances]):
+        boxes = [x.proposal_boxes if self.training else x.pred_boxes for x in instances]
+        pooled = self.pooler([features[f] for f in self.in_features], boxes)
+        return super().forward(pooled, instances)

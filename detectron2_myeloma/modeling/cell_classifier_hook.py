@@ -1,4 +1,4 @@
-"""Post-hook of :class:`~detectron2_myeloma.modeling.meta_arch.RMaskRCNN` that labels each detected cell
+"""Post-hook of :class:`~detectron2_myeloma.modeling.meta_arch.GeneralizedRCNNWithPostHooks` that labels each detected cell
 myeloma or not with the cell classifier (``MODEL.CELL_CLASSIFIER``).
 
 The classifier was trained on crops that ``tools/build_crops.py`` cut from full-resolution images, so the
@@ -18,6 +18,7 @@ from detectron2.structures import Instances
 
 from ..data.crops import crop_and_resize_batch
 from .classifier import CellClassifier, load_classifier
+from .post_hooks import POST_HOOK_REGISTRY
 
 NOT_CLASSIFIED = -1  # pred_cell_labels of detections that are not cells (their probability is NaN)
 
@@ -43,6 +44,7 @@ def original_rgb_image(inputs: Dict[str, Any], input_format: str) -> torch.Tenso
     return image.flip(0) if input_format == "BGR" else image
 
 
+@POST_HOOK_REGISTRY.register()
 class CellClassifierHook:
     """Adds ``pred_cell_probs`` (float32 myeloma probability) and ``pred_cell_labels`` (int64: 1 myeloma,
     0 non-myeloma) to every result's ``Instances``; with ``keep_non_myeloma=False``, drops the cells
@@ -68,7 +70,7 @@ class CellClassifierHook:
     def from_config(cls, cfg: CfgNode) -> Dict[str, Any]:
         config = cfg.MODEL.CELL_CLASSIFIER
         if not config.WEIGHTS:
-            raise ValueError("MODEL.CELL_CLASSIFIER.ENABLED is True but MODEL.CELL_CLASSIFIER.WEIGHTS is "
+            raise ValueError("MODEL.POST_HOOKS has CellClassifierHook but MODEL.CELL_CLASSIFIER.WEIGHTS is "
                              "empty: give a checkpoint of tools/train_classifier.py (model_best.pth)")
         if not os.path.isfile(config.WEIGHTS):
             raise FileNotFoundError(f"MODEL.CELL_CLASSIFIER.WEIGHTS: no such file {config.WEIGHTS!r}")

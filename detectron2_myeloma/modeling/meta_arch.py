@@ -1,21 +1,18 @@
-"""R-Mask R-CNN meta-architecture: GeneralizedRCNN plus explicit inference post-hooks."""
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+"""The meta-architecture of every detector here, plain Mask R-CNN and R-Mask R-CNN alike:
+GeneralizedRCNN plus inference post-hooks, channels-last memory and the inference precision policy."""
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 from detectron2.config import CfgNode, configurable
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.structures import ImageList, Instances
 
-from .cell_classifier_hook import CellClassifierHook
+from .post_hooks import PostHook, build_post_hooks
 from .precision import autocast, float32_fields, inference_precision
-
-# (batched_inputs, results) -> results, where results are GeneralizedRCNN's post-processed outputs:
-# one {"instances": Instances} dict per input image, in original image coordinates.
-PostHook = Callable[[List[Dict[str, Any]], List[Dict[str, Any]]], List[Dict[str, Any]]]
 
 
 @META_ARCH_REGISTRY.register()
-class RMaskRCNN(GeneralizedRCNN):
+class GeneralizedRCNNWithPostHooks(GeneralizedRCNN):
     """``GeneralizedRCNN`` whose inference results pass through a list of post-hooks, in order.
 
     Hooks let later stages (e.g. a per-cell classifier) refine detections without subclassing the
@@ -23,7 +20,7 @@ class RMaskRCNN(GeneralizedRCNN):
     ``_postprocess``; training is untouched. Hooks are plain callables, not submodules: one that owns
     a network moves and checkpoints it itself. Without hooks this model is ``GeneralizedRCNN``.
 
-    From a config, ``MODEL.CELL_CLASSIFIER.ENABLED`` adds a :class:`CellClassifierHook`.
+    From a config, the hooks are ``MODEL.POST_HOOKS`` (names in :data:`.post_hooks.POST_HOOK_REGISTRY`).
 
     Two speed switches leave the computation as it is: ``channels_last`` keeps weights and input
     batches in channels-last memory format (oneDNN's native layout on the CPU, tensor cores' on CUDA),
@@ -46,8 +43,7 @@ class RMaskRCNN(GeneralizedRCNN):
         ret = super().from_config(cfg)
         ret["channels_last"] = cfg.MODEL.CHANNELS_LAST
         ret["inference_dtype"] = inference_precision(cfg).dtype
-        if cfg.MODEL.CELL_CLASSIFIER.ENABLED:
-            ret["post_hooks"] = [CellClassifierHook(cfg)]
+        ret["post_hooks"] = build_post_hooks(cfg)
         return ret
 
     def preprocess_image(self, batched_inputs: List[Dict[str, torch.Tensor]]) -> ImageList:

@@ -1,26 +1,26 @@
-"""ROI heads of R-Mask R-CNN: Detectron2's standard heads, optionally with adaptive mask pooling."""
+"""ROI heads of every detector here: Detectron2's standard heads under the precision policy, and the
+hand-over of feature maps to a mask head that pools for itself."""
 from typing import Any, Dict
 
 from detectron2.config import CfgNode
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_HEADS_REGISTRY, StandardROIHeads
+from detectron2.modeling.roi_heads.mask_head import ROI_MASK_HEAD_REGISTRY, build_mask_head
 
-from .adaptive_pooling import AdaptiveFusionMaskHead, AllLevelsROIPooler
 from .precision import pooled_features, roi_heads_precision
-
-MASK_POOLINGS = ("standard", "adaptive")
 
 
 @ROI_HEADS_REGISTRY.register()
 class RMaskROIHeads(StandardROIHeads):
-    """``StandardROIHeads`` whose mask branch follows ``MODEL.RMASK.MASK_POOLING``:
+    """``StandardROIHeads`` with two differences:
 
-    - "standard": exactly ``StandardROIHeads`` (one level per RoI, ``ROI_MASK_HEAD.NAME`` head);
-    - "adaptive": PANet's adaptive feature pooling (:mod:`.adaptive_pooling`), every RoI pooled from
-      all ``ROI_HEADS.IN_FEATURES``, fused by ``MODEL.RMASK.ADAPTIVE_FUSION`` after the first conv.
+    - a mask head whose class sets ``pools_features = True`` (the adaptive pooling head,
+      :mod:`.adaptive_pooling`) gets the feature maps of ``ROI_HEADS.IN_FEATURES`` and no pooler, so
+      ``ROI_MASK_HEAD.NAME`` alone picks it; any other head is built exactly as ``StandardROIHeads``
+      builds it;
+    - features are pooled in float32, and the heads run as :mod:`.precision` says.
 
-    Only the mask branch's construction differs; ``StandardROIHeads._forward_mask`` runs both.
-    Features are pooled in float32, and the heads run as :mod:`.precision` says.
+    ``StandardROIHeads._forward_mask`` runs both kinds of mask head.
     """
 
     def forward(self, images, features, proposals, targets=None):
@@ -30,23 +30,9 @@ class RMaskROIHeads(StandardROIHeads):
 
     @classmethod
     def _init_mask_head(cls, cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> Dict[str, Any]:
-        pooling = cfg.MODEL.RMASK.MASK_POOLING
-        if pooling not in MASK_POOLINGS:
-            raise ValueError(f"MODEL.RMASK.MASK_POOLING={pooling!r}: expected one of {MASK_POOLINGS}")
-        if pooling == "standard" or not cfg.MODEL.MASK_ON:
+        head = ROI_MASK_HEAD_REGISTRY.get(cfg.MODEL.ROI_MASK_HEAD.NAME) if cfg.MODEL.MASK_ON else None
+        if not getattr(head, "pools_features", False):
             return super()._init_mask_head(cfg, input_shape)
-        if cfg.MODEL.ROI_MASK_HEAD.NAME != "MaskRCNNConvUpsampleHead":
-            raise ValueError(
-                "adaptive mask pooling extends MaskRCNNConvUpsampleHead: set ROI_MASK_HEAD.NAME to it"
-            )
         in_features = cfg.MODEL.ROI_HEADS.IN_FEATURES
-        resolution = cfg.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION
-        pooler = AllLevelsROIPooler(
-            output_size=resolution,
-            scales=tuple(1.0 / input_shape[f].stride for f in in_features),
-            sampling_ratio=cfg.MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO,
-            pooler_type=cfg.MODEL.ROI_MASK_HEAD.POOLER_TYPE,
-        )
-        channels = input_shape[in_features[0]].channels
-        head = AdaptiveFusionMaskHead(cfg, ShapeSpec(channels=channels, height=resolution, width=resolution))
-        return {"mask_in_features": in_features, "mask_pooler": pooler, "mask_head": head}
+        return {"mask_in_features": in_features, "mask_pooler": None,
+                "mask_head": build_mask_head(cfg, {f: input_shape[f] for f in in_features})}

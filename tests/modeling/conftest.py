@@ -19,7 +19,7 @@ def tiny_cfg(overrides: Optional[Dict[str, Any]] = None) -> CfgNode:
     add_myeloma_config(cfg)
     cfg.MODEL.DEVICE = "cpu"
     cfg.SOLVER.AMP.ENABLED = cfg.TEST.AMP.ENABLED = False  # the same dtypes on every CPU; tests opt in
-    cfg.MODEL.META_ARCHITECTURE = "RMaskRCNN"
+    cfg.MODEL.META_ARCHITECTURE = "GeneralizedRCNNWithPostHooks"
     cfg.MODEL.BACKBONE.NAME = "build_timm_rmask_fpn_backbone"
     cfg.MODEL.TIMM.NAME = "test_efficientnet"
     cfg.MODEL.TIMM.PRETRAINED = False

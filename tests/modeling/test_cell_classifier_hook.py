@@ -50,7 +50,7 @@ def expected_probs(classifier: CellClassifier, image: torch.Tensor, boxes: torch
 
 
 def hooked_cfg(make_cfg, classifier_path, **overrides):
-    return make_cfg({"MODEL.CELL_CLASSIFIER.ENABLED": True, "MODEL.CELL_CLASSIFIER.WEIGHTS": classifier_path,
+    return make_cfg({"MODEL.POST_HOOKS": ["CellClassifierHook"], "MODEL.CELL_CLASSIFIER.WEIGHTS": classifier_path,
                      **{f"MODEL.CELL_CLASSIFIER.{k}": v for k, v in overrides.items()}})
 
 
@@ -156,6 +156,6 @@ def test_missing_or_mismatched_image_is_a_clear_error(classifier_path, original)
 
 def test_enabled_without_weights_fails_at_build_time(make_cfg, tmp_path):
     with pytest.raises(ValueError, match="MODEL.CELL_CLASSIFIER.WEIGHTS is empty"):
-        build_model(make_cfg({"MODEL.CELL_CLASSIFIER.ENABLED": True}))
+        build_model(make_cfg({"MODEL.POST_HOOKS": ["CellClassifierHook"]}))
     with pytest.raises(FileNotFoundError, match="MODEL.CELL_CLASSIFIER.WEIGHTS.*missing.pth"):
         build_model(hooked_cfg(make_cfg, str(tmp_path / "missing.pth")))

@@ -33,7 +33,7 @@ def test_cuda_autocast_inference_matches_cpu_float32(make_cfg, batch):
 
 def test_cell_classifier_hook_on_cuda_matches_cpu(make_cfg, original, tmp_path):  # noqa: F811
     path = str(write_tiny_classifier(tmp_path / "model_best.pth"))
-    on_cuda = {"MODEL.CELL_CLASSIFIER.ENABLED": True, "MODEL.CELL_CLASSIFIER.WEIGHTS": path, "MODEL.DEVICE": "cuda"}
+    on_cuda = {"MODEL.POST_HOOKS": ["CellClassifierHook"], "MODEL.CELL_CLASSIFIER.WEIGHTS": path, "MODEL.DEVICE": "cuda"}
     cpu, cuda = cpu_and_cuda_twins(hooked_cfg(make_cfg, path), make_cfg(on_cuda))
     assert next(cuda.post_hooks[0].classifier.parameters()).device.type == "cuda"
     with torch.no_grad():

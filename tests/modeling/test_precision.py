@@ -1,4 +1,4 @@
-"""Speed switches of RMaskRCNN that must not change what it computes: channels-last memory format and
+"""Speed switches of GeneralizedRCNNWithPostHooks that must not change what it computes: channels-last memory format and
 autocast inference (bfloat16 on the CPU)."""
 import torch
 from detectron2.modeling import build_model

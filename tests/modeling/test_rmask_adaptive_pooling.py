@@ -12,7 +12,7 @@ from detectron2_myeloma.modeling.adaptive_pooling import (
     LevelFusionConv,
 )
 
-ADAPTIVE = {"MODEL.RMASK.MASK_POOLING": "adaptive"}
+ADAPTIVE = {"MODEL.ROI_MASK_HEAD.NAME": "AdaptiveFusionMaskHead"}
 
 
 def test_every_box_is_pooled_from_every_level():
@@ -47,7 +47,8 @@ def test_adaptive_mask_head_predicts_masks(make_cfg, batch, fusion):
     head = model.roi_heads.mask_head
     assert isinstance(head, AdaptiveFusionMaskHead)
     layers = [name for name, _ in head.named_children()]
-    assert layers == ["mask_fcn1", "mask_fcn2", "deconv", "deconv_relu", "predictor"]
+    assert layers == ["mask_fcn1", "mask_fcn2", "deconv", "deconv_relu", "predictor", "pooler"]
+    assert isinstance(head.pooler, AllLevelsROIPooler) and model.roi_heads.mask_pooler is None
     assert isinstance(head.mask_fcn1, LevelFusionConv) and head.mask_fcn1.fusion == fusion
     model.eval()
     with torch.no_grad():

@@ -9,7 +9,7 @@ from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool
 from detectron2.modeling.proposal_generator import build_proposal_generator
 from detectron2.utils.events import EventStorage
 
-from detectron2_myeloma.modeling import RMaskRCNN
+from detectron2_myeloma.modeling import GeneralizedRCNNWithPostHooks
 from detectron2_myeloma.modeling.adaptive_pooling import AllLevelsROIPooler
 from detectron2_myeloma.modeling.attention import ChannelAttention, SpatialAttention
 from detectron2_myeloma.modeling.panet_fpn import PANetFPN
@@ -35,7 +35,7 @@ def attention_overrides(order, gate, place):
     }
 
 
-ADAPTIVE = {"MODEL.RMASK.MASK_POOLING": "adaptive"}
+ADAPTIVE = {"MODEL.ROI_MASK_HEAD.NAME": "AdaptiveFusionMaskHead"}
 MODES = [
     pytest.param(attention_overrides(order, gate, place), id=f"{order}-{gate}-{place}")
     for order, gate, place in itertools.product(ORDERS, GATES, PLACES)
@@ -75,14 +75,14 @@ def test_every_mode_trains_and_every_new_parameter_gets_a_gradient(make_cfg, bat
 def test_switches_build_the_intended_modules(make_cfg):
     model = build_model(make_cfg({**attention_overrides("SA-CA", "sigmoid", "both"), **ADAPTIVE}))
     backbone = model.backbone
-    assert isinstance(model, RMaskRCNN) and isinstance(backbone, PANetFPN)
+    assert isinstance(model, GeneralizedRCNNWithPostHooks) and isinstance(backbone, PANetFPN)
     assert list(dict(backbone.fpn_attention["p3"].named_children())) == ["sa", "ca"]
     assert isinstance(backbone.bu_attention["p5"].ca, ChannelAttention)
     assert isinstance(backbone.bu_attention["p5"].sa, SpatialAttention)
     assert [name for name, _ in backbone.named_children() if name.startswith("pa_")] == [
         "pa_downsample3", "pa_output3", "pa_downsample4", "pa_output4", "pa_downsample5", "pa_output5",
     ]  # fmt: skip
-    assert isinstance(model.roi_heads.mask_pooler, AllLevelsROIPooler)
+    assert isinstance(model.roi_heads.mask_head.pooler, AllLevelsROIPooler)
     assert len(model.roi_heads.mask_head.mask_fcn1.convs) == 4
     assert set(backbone.output_shape()) == {"p2", "p3", "p4", "p5", "p6"}
 
@@ -162,8 +162,7 @@ def test_post_hooks_run_in_order_after_postprocess_in_inference_only(make_cfg, b
         ({"MODEL.RMASK.BU_ATTENTION": "CA"}, "bottom-up path"),
         ({"MODEL.RMASK.FPN_ATTENTION": "CBAM"}, "attention order"),
         ({"MODEL.RMASK.FPN_ATTENTION": "CA", "MODEL.RMASK.ATTENTION_GATE": "tanh"}, "attention gate"),
-        ({"MODEL.RMASK.MASK_POOLING": "roi"}, "MASK_POOLING"),
-        ({"MODEL.RMASK.MASK_POOLING": "adaptive", "MODEL.RMASK.ADAPTIVE_FUSION": "mean"}, "ADAPTIVE_FUSION"),
+        ({"MODEL.ROI_MASK_HEAD.NAME": "AdaptiveFusionMaskHead", "MODEL.RMASK.ADAPTIVE_FUSION": "mean"}, "ADAPTIVE_FUSION"),
     ],
 )
 def test_bad_settings_fail_at_build_time(make_cfg, overrides, message):

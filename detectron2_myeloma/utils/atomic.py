@@ -1,9 +1,12 @@
 """One atomic writer for every file the project produces (converted json, extracted slide images,
 comparison records, results markdown): an interrupted or failed write leaves the old file, never half
 of a new one."""
+import json
 import os
 import tempfile
-from typing import Union
+from typing import Any, Optional, Union
+
+import numpy as np
 
 
 def write_atomic(path: str, data: Union[str, bytes]) -> None:
@@ -22,3 +25,14 @@ def write_atomic(path: str, data: Union[str, bytes]) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def write_json_atomic(obj: Any, path: str, indent: Optional[int] = None) -> None:
+    """Write json to a temporary file beside ``path`` and rename it into place."""
+    write_atomic(path, json.dumps(obj, default=_json_default, indent=indent))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} to json")

@@ -1,0 +1,18 @@
+"""The one device fall-back of the project: entry points (tools, the demo, benchmarks) call it once on
+the device a config asks for, so a config written for a GPU still runs on a machine without one."""
+import logging
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+def available_device(requested: str) -> str:
+    """``requested`` where this machine has it. ``"auto"`` is cuda when available, else cpu; a CUDA
+    device without CUDA becomes cpu, with a warning; anything else is returned as given."""
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.device(requested).type == "cuda" and not torch.cuda.is_available():
+        logger.warning("device %s asked for but CUDA is not available: running on CPU", requested)
+        return "cpu"
+    return requested
