@@ -12,16 +12,16 @@ setup:
 		ln -s "$$(cd $(SHARED_DATA)/dsb2018 && pwd)" datasets/dsb2018; fi
 
 demo: setup
-	$(PY) -m tools.demo --output output/demo
+	$(PY) demo/demo.py --output output/demo
 
 test: setup
-	$(PY) -m pytest -q --durations=15 -m "not slow" tests
+	$(PY) -m pytest -q --durations=15 -m "not slow"
 
 test-all: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q
 
 bench: setup
-	$(PY) tools/benchmark.py --output benchmarks/RESULTS.md
+	$(PY) -m benchmarks.benchmark --output benchmarks/RESULTS.md
 
 clean:
 	rm -rf output .pytest_cache

@@ -22,6 +22,6 @@ step train;      $PY tools/train_net.py --config-file configs/SegPC/rmask_rcnn_l
 step agree;      $PY dev/cuda_vs_cpu.py --config-file configs/SegPC/rmask_rcnn_lite2_fpn.yaml \
                      --weights "$OUT/segpc_cuda/model_final.pth" --output "$OUT/cuda_vs_cpu.json" 2>&1 | tail -1 \
                      | tee "$OUT/agree.txt"
-step bench;      $PY tools/benchmark.py --sections inference training --output "$OUT/RESULTS_cuda.md" 2>&1 | tail -2
+step bench;      $PY -m benchmarks.benchmark --sections inference training --output "$OUT/RESULTS_cuda.md" 2>&1 | tail -2
 rm -f "$OUT/segpc_cuda/model_"*.pth   # checkpoints are too large to bring back
 step done

@@ -44,8 +44,6 @@ else
         "$PY" -m pip install -q --no-deps --only-binary=:all: --python-version 3.10 \
             --target "$site" --upgrade "$D2_SAL_SPEC"
     fi
-    # The wheel also ships detectron2's scripts as a top-level 'tools' package, which would shadow ours.
-    rm -rf "$site/tools"
 fi
 
 "$PY" -m pip install -q --no-deps -e .

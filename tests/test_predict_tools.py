@@ -23,16 +23,13 @@ from detectron2_myeloma.data.segpc_format import (
     read_segpc_mask,
     read_submission,
 )
-from detectron2_myeloma.predictor import (
-    CELL_COLUMNS,
-    RESULTS_JSON,
-    SUMMARY_COLUMNS,
-    PredictionWriter,
-    build_predictor,
-    setup_cfg,
-)
-from tools.make_submission import main as make_submission
-from tools.predict import main as predict
+from detectron2_myeloma.engine.defaults import setup_inference
+from detectron2_myeloma.engine.predictor import build_predictor
+from detectron2_myeloma.export.predictions import CELL_COLUMNS, RESULTS_JSON, SUMMARY_COLUMNS, PredictionWriter
+from cli import tool_main
+
+make_submission = tool_main("make_submission")
+predict = tool_main("predict")
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT_CONFIG = REPO / "configs" / "SegPC" / "mask_rcnn_lite2_fpn.yaml"
@@ -135,11 +132,11 @@ def test_predictor_gives_the_model_the_original_image(config_file):
     """... in INPUT.FORMAT for the cell classifier, which must classify the class the outputs call cells."""
     classify_class_1 = ["MODEL.POST_HOOKS", "['CellClassifierHook']", "MODEL.CELL_CLASSIFIER.CELL_CLASS", "1"]
     with pytest.raises(ValueError, match="CELL_CLASS is 1 but the cell class of the class names is 0"):
-        build_predictor(setup_cfg(config_file, classify_class_1, 0.5), cell_class=0)
-    cfg = setup_cfg(config_file, [], 0.5)
+        build_predictor(setup_inference(config_file, classify_class_1, 0.5), cell_class=0)
+    cfg = setup_inference(config_file, [], 0.5)
     predictor = build_predictor(cfg, cell_class=0)
     seen = []
-    predictor.model = lambda batched_inputs: seen.extend(batched_inputs) or [{}]
+    predictor.model.forward = lambda batched_inputs: seen.extend(batched_inputs) or [{}]
     image = cv2.imread(str(IMAGE))
     predictor(image)
     inputs, = seen

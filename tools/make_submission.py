@@ -7,31 +7,22 @@
 
 No instance ever has an empty nucleus or cytoplasm list (the official parser would zero the image):
 see detectron2_myeloma.evaluation.submission for the rule. Unreadable images are listed at the end and
-make the exit status 1; the others are still written. With the cell classifier on (MODEL.CELL_CLASSIFIER,
+make the exit status 1; the others are still written. With the cell classifier on (MODEL.POST_HOOKS,
 see tools/predict.py), MODEL.CELL_CLASSIFIER.KEEP_NON_MYELOMA False submits the myeloma cells only.
 """
 import argparse
 import logging
 from typing import List, Optional
 
-from detectron2_myeloma.engine.cpu import configure_cpu_math
 from detectron2_myeloma.evaluation.submission import (
     SubmissionWriter,
     submission_parts,
     write_masks_submission,
 )
-from detectron2_myeloma.predictor import (
-    Failure,
-    add_model_arguments,
-    build_predictor,
-    cell_and_nucleus_classes,
-    image_stem,
-    list_images,
-    model_metadata,
-    predict_images,
-    report_failures,
-    setup_cfg,
-)
+from detectron2_myeloma.data.classes import cell_and_nucleus_classes, model_metadata
+from detectron2_myeloma.data.images import Failure, image_stem, list_images
+from detectron2_myeloma.engine.defaults import add_model_arguments, report_failures, setup_inference
+from detectron2_myeloma.engine.predictor import build_predictor, predict_images
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -57,8 +48,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not (args.config_file and args.input):
         parser.error("give --config-file and --input (model), or --masks-in (masks)")
 
-    configure_cpu_math()
-    cfg = setup_cfg(args.config_file, args.opts, args.score_threshold, max_cells=args.max_instances)
+    cfg = setup_inference(args.config_file, args.opts, args.score_threshold, max_cells=args.max_instances)
     cell_class, nucleus_class = cell_and_nucleus_classes(model_metadata(cfg, args.classes).thing_classes)
     predictor = build_predictor(cfg, cell_class)
     failures: List[Failure] = []

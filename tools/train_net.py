@@ -17,10 +17,12 @@ from detectron2_myeloma import load_config
 from detectron2_myeloma.engine.cpu import configure_cpu_math
 from detectron2_myeloma.engine.trainer import Trainer
 from detectron2_myeloma.modeling.precision import log_precision_policy
+from detectron2_myeloma.utils.device import available_device
 
 
 def setup(args):
     cfg = load_config(args.config_file, args.opts)
+    cfg.MODEL.DEVICE = available_device(cfg.MODEL.DEVICE)
     cfg.freeze()
     default_setup(cfg, args)
     setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="detectron2_myeloma")

@@ -4,13 +4,11 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
-import numpy as np
 import pycocotools.mask as mask_util
 from detectron2.data.datasets import load_coco_json
 from detectron2.structures import BoxMode
 from pycocotools.coco import COCO
 
-from ..utils.atomic import write_json_atomic
 from .masks import rle_area
 from .report import ConversionReport, DatasetError
 

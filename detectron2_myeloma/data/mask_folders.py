@@ -11,7 +11,7 @@ import cv2
 from .masks import annotation_from_mask, size_mismatch
 from .report import ConversionReport, DatasetError
 from .segpc import image_size
-from .segpc_format import IMAGE_EXTENSIONS
+from .images import IMAGE_EXTENSIONS, image_files
 
 
 def load_mask_folders(root: str, category_id: int = 0, strict: bool = True,
@@ -35,11 +35,7 @@ def load_mask_folders(root: str, category_id: int = 0, strict: bool = True,
             continue
         annotations = []
         mask_dir = os.path.join(sample, "masks")
-        names = sorted(os.listdir(mask_dir)) if os.path.isdir(mask_dir) else []
-        for name in names:
-            if os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
-                continue
-            mask_path = os.path.join(mask_dir, name)
+        for mask_path in image_files(mask_dir) if os.path.isdir(mask_dir) else []:
             ann = _instance(mask_path, size, category_id, strict, report)
             if ann is not None:
                 annotations.append(ann)

@@ -28,7 +28,7 @@ from shapely.validation import make_valid
 from ..utils.atomic import write_atomic
 from .masks import annotation_from_mask
 from .report import ConversionReport, DatasetError
-from .segpc_format import IMAGE_EXTENSIONS
+from .images import image_files, image_stem
 
 logger = logging.getLogger(__name__)
 
@@ -251,10 +251,9 @@ class _ImageFolder:
     """External images matched by stem or by pixel size (sizes read once, when first needed)."""
 
     def __init__(self, folder: str):
-        names = sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS))
         self.folder = folder
-        self.paths = [os.path.abspath(os.path.join(folder, n)) for n in names]
-        self.by_stem = {os.path.splitext(n)[0].lower(): p for n, p in zip(names, self.paths)}
+        self.paths = [os.path.abspath(p) for p in image_files(folder)]
+        self.by_stem = {image_stem(p).lower(): p for p in self.paths}
         self._sizes: Dict[str, Optional[Tuple[int, int]]] = {}
 
     def size(self, path: str) -> Optional[Tuple[int, int]]:

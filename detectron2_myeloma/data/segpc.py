@@ -8,7 +8,8 @@ from PIL import Image
 
 from .masks import annotation_from_mask, size_mismatch, mask_to_rle
 from .report import ConversionReport, DatasetError
-from .segpc_format import IMAGE_EXTENSIONS, cell_and_nucleus, read_segpc_mask, split_mask_name
+from .images import image_files, image_stem
+from .segpc_format import cell_and_nucleus, read_segpc_mask, split_mask_name
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +37,8 @@ def image_size(path: str, verify: bool = False) -> tuple:
 def _list_images(folder: str, strict: bool, report: ConversionReport) -> Dict[str, str]:
     """id -> path of every image in ``folder``; two files with the same id are an error."""
     found: Dict[str, str] = {}
-    for name in sorted(os.listdir(folder)):
-        stem, ext = os.path.splitext(name)
-        if ext.lower() not in IMAGE_EXTENSIONS:
-            continue
-        path = os.path.join(folder, name)
+    for path in image_files(folder):
+        stem = image_stem(path)
         if stem in found:
             report.problem(path, f"duplicate id {stem!r} (also {os.path.basename(found[stem])})", strict)
             continue
@@ -84,10 +82,7 @@ def load_segpc(
 
     masks_of = defaultdict(list)
     if os.path.isdir(y_dir):
-        for name in sorted(os.listdir(y_dir)):
-            if os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
-                continue
-            path = os.path.join(y_dir, name)
+        for path in image_files(y_dir):
             try:
                 image_id, k = split_mask_name(path)
             except DatasetError as err:

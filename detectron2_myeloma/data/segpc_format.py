@@ -17,7 +17,6 @@ CYTOPLASM_VALUE = 20
 NUCLEUS_VALUE = 40
 MASK_VALUES = (BACKGROUND_VALUE, CYTOPLASM_VALUE, NUCLEUS_VALUE)
 
-IMAGE_EXTENSIONS = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 LOSSY_EXTENSIONS = (".jpg", ".jpeg")
 
 # `y/<id>_<k>.<ext>`: image id, then the cell's index k within the image.

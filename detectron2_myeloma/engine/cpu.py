@@ -14,9 +14,9 @@ from ..modeling.precision import autocast
 
 
 def configure_cpu_math() -> None:
-    """Flush denormal floats to zero. Late in training, tiny gradients and activations become
-    denormals, which x86 CPUs compute on a microcode path tens of times slower; one profiled backward
-    pass of the SegPC model took 9.1 s with them and 5.5 s without. No effect on CUDA."""
+    """Flush denormal floats to zero (process-wide: call it from entry points). Late in training, tiny
+    gradients and activations become denormals, which x86 CPUs compute on a microcode path tens of
+    times slower (the profiled cost: docs/RESULTS.md). No effect on CUDA."""
     torch.set_flush_denormal(True)
 
 

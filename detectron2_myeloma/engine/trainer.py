@@ -16,12 +16,17 @@ from detectron2.utils.logger import setup_logger
 
 from ..data.mapper import build_cell_mapper
 from ..evaluation import SegPCEvaluator
+from ..utils.atomic import write_json_atomic
 from .train_step import build_train_step
+
+EVALUATION_JSON = "evaluation.json"  # in OUTPUT_DIR/inference: the latest evaluation's results
 
 
 class Trainer(DefaultTrainer):
     """DefaultTrainer with the cell mapper, the COCO + SegPC evaluators, and the training step the
     precision policy chooses for ``SOLVER.AMP.ENABLED`` (Detectron2's ``AMPTrainer`` is CUDA-only).
+    Every evaluation (periodic, final or ``--eval-only``) is also saved as json, for scripts that run
+    ``tools/train_net.py`` and want its numbers.
 
     ``__init__`` is ``DefaultTrainer.__init__`` with two differences: the step object comes from
     :func:`build_train_step`, and a CPU model is wrapped in ``DistributedDataParallel`` without
@@ -58,6 +63,15 @@ class Trainer(DefaultTrainer):
             evaluators.append(SegPCEvaluator(dataset_name, output_dir=output_folder,
                                              score_threshold=cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST))
         return DatasetEvaluators(evaluators)
+
+    @classmethod
+    def test(cls, cfg: CfgNode, model, evaluators=None):
+        """``DefaultTrainer.test``, whose results the main process also writes to
+        ``OUTPUT_DIR/inference/evaluation.json`` (overwritten by each evaluation)."""
+        results = super().test(cfg, model, evaluators)
+        if comm.is_main_process():
+            write_json_atomic(results, os.path.join(cfg.OUTPUT_DIR, "inference", EVALUATION_JSON), indent=1)
+        return results
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode):

@@ -25,9 +25,9 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
 from ..data.masks import rle_to_mask
+from ..data.images import image_files
 from ..data.report import DatasetError
 from ..data.segpc_format import (
-    IMAGE_EXTENSIONS,
     SUBMISSION_SHAPE,
     read_segpc_mask,
     resize_to_submission,
@@ -254,10 +254,7 @@ def gt_mask_files(y_dir: str) -> Dict[str, List[str]]:
     """{image id: mask paths ordered by cell index k} of a SegPC ``y/`` folder; raises DatasetError for
     two files with the same id and k (e.g. ``1_1.bmp`` beside ``1_1.png``)."""
     found: Dict[str, Dict[int, str]] = defaultdict(dict)
-    for name in sorted(os.listdir(y_dir)):
-        if not name.lower().endswith(IMAGE_EXTENSIONS):
-            continue
-        path = os.path.join(y_dir, name)
+    for path in image_files(y_dir):
         image_id, k = split_mask_name(path)
         if k in found[image_id]:
             raise DatasetError(path, f"cell {k} of image {image_id} also in {found[image_id][k]}")

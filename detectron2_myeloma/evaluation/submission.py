@@ -36,7 +36,7 @@ from ..data.segpc_format import (
     read_segpc_mask,
     resize_to_submission,
 )
-from ..predictor import image_stem, list_images
+from ..data.images import image_stem, list_images
 from .segpc_score import gt_mask_files
 
 logger = logging.getLogger(__name__)

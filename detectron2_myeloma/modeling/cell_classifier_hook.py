@@ -39,7 +39,7 @@ def original_rgb_image(inputs: Dict[str, Any], input_format: str) -> torch.Tenso
         image, input_format = torch.from_numpy(np.ascontiguousarray(bgr.transpose(2, 0, 1))), "BGR"
     else:
         raise ValueError("MODEL.CELL_CLASSIFIER needs the full-resolution image of each input: an "
-                         '"original_image" entry (as detectron2_myeloma.predictor.OriginalImagePredictor '
+                         '"original_image" entry (as detectron2_myeloma.engine.predictor.OriginalImagePredictor '
                          'gives) or a "file_name" to read it from')
     return image.flip(0) if input_format == "BGR" else image
 

@@ -11,7 +11,9 @@ from detectron2_myeloma.data.crop_dataset import CropDataset, read_manifest
 from detectron2_myeloma.data.segpc import load_segpc
 from detectron2_myeloma.engine.classifier_trainer import build_criterion, train_steps
 from detectron2_myeloma.modeling.classifier import build_classifier, load_classifier
-from tools.train_classifier import main as train_main
+from cli import tool_main
+
+train_main = tool_main("train_classifier")
 
 FAST = ["MODEL.NAME", "tf_efficientnet_lite0", "INPUT.SIZE", "64", "DATALOADER.NUM_WORKERS", "0",
         "DEVICE", "cpu", "TEST.BATCH_SIZE", "32"]

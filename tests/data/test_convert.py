@@ -11,7 +11,9 @@ from detectron2_myeloma.data.mask_folders import load_mask_folders
 from detectron2_myeloma.data.masks import rle_to_mask
 from detectron2_myeloma.data.report import DatasetError
 from detectron2_myeloma.data.segpc_format import read_segpc_mask
-from tools.convert_to_coco import main as convert_main
+from cli import tool_main
+
+convert_main = tool_main("convert_to_coco")
 
 
 def test_segpc_round_trip_is_lossless(segpc_mini, tmp_path):

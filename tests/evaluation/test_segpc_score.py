@@ -34,26 +34,11 @@ from detectron2_myeloma.data.segpc_format import (
     resize_to_submission,
 )
 from detectron2_myeloma.evaluation.segpc_score import SegPCEvaluator, load_gt_dir, score_segpc
+from testing.segpc_reference import official_miou, perturbations
 
 REPO = Path(__file__).resolve().parents[2]
 Y_DIR = REPO / "datasets" / "segpc_mini" / "train" / "y"
 IMAGE_IDS = ("1997", "2009", "2032")  # 3 + 2 + 4 cells: small enough to keep the reference loops quick
-
-
-def official_miou(gt: Dict[str, List[np.ndarray]], predictions: Dict[str, List[np.ndarray]]) -> float:
-    """The challenge's scoring, transcribed loops and all: resize, best IoU per GT cell, mean."""
-    total, cells = 0.0, 0
-    for image_id, masks in gt.items():
-        for mask in masks:
-            cell = cv2.resize(mask, (1440, 1080), interpolation=cv2.INTER_NEAREST) > 0
-            best = 0.0
-            for pred in predictions.get(image_id, []):
-                inter = np.logical_and(cell, pred).sum()
-                union = np.logical_or(cell, pred).sum()
-                best = max(best, inter / union if union else 0.0)
-            total += best
-            cells += 1
-    return total / cells
 
 
 @pytest.fixture(scope="module")
@@ -86,26 +71,6 @@ def cells(parts) -> Dict[str, List[np.ndarray]]:
     return {image_id: [nuc | cyt for nuc, cyt in p] for image_id, p in parts.items()}
 
 
-def _disk(center: Tuple[int, int], radius: int) -> np.ndarray:
-    mask = np.zeros(SUBMISSION_SHAPE, np.uint8)
-    cv2.circle(mask, center, radius, 1, -1)
-    return mask.astype(bool)
-
-
-def _perturbations(cells):
-    kernel = np.ones((9, 9), np.uint8)
-    eroded = {i: [cv2.erode(m.view(np.uint8), kernel).astype(bool) for m in ms] for i, ms in cells.items()}
-    shifted = {i: [np.roll(m, (9, -13), axis=(0, 1)) for m in ms] for i, ms in cells.items()}
-    dropped = {i: ms[::2] for i, ms in cells.items()}
-    extra = {i: ms + [_disk((100, 100), 40), _disk((1300, 900), 90), np.ones(SUBMISSION_SHAPE, bool)]
-             for i, ms in cells.items()}
-    merged = {i: [np.logical_or.reduce(ms)] + ms[:1] for i, ms in cells.items()}
-    missing = {i: ms for i, ms in shifted.items() if i != IMAGE_IDS[0]}
-    mixed = {i: eroded[i][:1] + shifted[i][1:2] + extra[i][-2:] for i in cells}
-    return {"eroded": eroded, "shifted": shifted, "dropped": dropped, "extra": extra, "merged": merged,
-            "missing": missing, "mixed": mixed, "empty": {}}
-
-
 def test_gt_loaded_in_k_order(gt):
     assert sorted(gt) == sorted(IMAGE_IDS)
     assert [len(gt[i]) for i in IMAGE_IDS] == [3, 2, 4]
@@ -113,14 +78,14 @@ def test_gt_loaded_in_k_order(gt):
 
 
 def test_agrees_with_official_transcription(gt, cells):
-    for name, predictions in _perturbations(cells).items():
+    for name, predictions in perturbations(cells, IMAGE_IDS[0]).items():
         got = score_segpc(gt, predictions).miou
         assert got == pytest.approx(official_miou(gt, predictions), abs=1e-6), name
         assert (got == 1.0) == (name == "extra"), name  # extra instances cost nothing in the mIoU
 
 
 def test_per_image_and_semantic_metrics(gt, cells):
-    shifted = _perturbations(cells)["shifted"]
+    shifted = perturbations(cells, IMAGE_IDS[0])["shifted"]
     score = score_segpc(gt, shifted)
     for image_id in IMAGE_IDS:
         alone = official_miou({image_id: gt[image_id]}, shifted)
@@ -139,7 +104,7 @@ def test_per_image_and_semantic_metrics(gt, cells):
 
 def test_false_positives_are_visible(gt, cells):
     """mIoU ignores extra instances; precision and AP must not."""
-    extra = _perturbations(cells)["extra"]
+    extra = perturbations(cells, IMAGE_IDS[0])["extra"]
     score = score_segpc(gt, extra)
     assert score.miou == 1.0 and score.recall50 == 1.0
     assert score.precision50 == pytest.approx(9 / (9 + 3 * 3))
@@ -151,7 +116,7 @@ def test_false_positives_are_visible(gt, cells):
 
 def test_ap_matches_cocoeval(gt, cells):
     """AP / AP50 equal pycocotools' COCOeval on the same masks in the submission frame."""
-    predictions = _perturbations(cells)["mixed"]
+    predictions = perturbations(cells, IMAGE_IDS[0])["mixed"]
     rng = np.random.default_rng(0)
     scores = {i: rng.random(len(ms)).tolist() for i, ms in predictions.items()}
     ours = score_segpc(gt, predictions, scores)

@@ -26,8 +26,10 @@ from detectron2_myeloma.evaluation.submission import (
     pair_cells_with_nuclei,
     submission_parts,
 )
-from tools.make_submission import main as make_submission
-from tools.score_segpc import main as score_segpc
+from cli import tool_main
+
+make_submission = tool_main("make_submission")
+score_segpc = tool_main("score_segpc")
 
 H, W = 1536, 2040  # SegPC-2021 Olympus image size
 CELL, NUCLEUS = 0, 1

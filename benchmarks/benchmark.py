@@ -2,7 +2,7 @@
 """Benchmarks (``make bench``): costs of the project's models and tools as ratios measured side by side
 in one run, several repeats each, written as markdown with the machine's description.
 
-    tools/benchmark.py --output benchmarks/RESULTS.md [--sections inference training ...] [--repeats 3]
+    python -m benchmarks.benchmark --output benchmarks/RESULTS.md [--sections inference training ...] [--repeats 3]
 
 Sections:
   inference   seconds and peak memory per full-size image: plain Mask R-CNN (baseline), each R-Mask
@@ -38,12 +38,10 @@ import cv2
 import numpy as np
 import torch
 from detectron2.config import CfgNode, get_cfg
-
-from detectron2_myeloma import load_config
 from detectron2.utils.events import EventStorage
 
-from detectron2_myeloma.ablations import BASELINE_CONFIG, RMASK_CONFIG, VARIANTS
-from detectron2_myeloma.benchmarking import (
+from benchmarks.ablations import BASELINE_CONFIG, RMASK_CONFIG, VARIANTS
+from benchmarks.benchmarking import (
     MarkdownReport,
     Measurement,
     format_number,
@@ -58,7 +56,9 @@ from detectron2_myeloma.benchmarking import (
     time_training,
     training_step,
 )
+from detectron2_myeloma import load_config
 from detectron2_myeloma.engine.cpu import configure_cpu_math
+from detectron2_myeloma.engine.defaults import setup_inference
 from detectron2_myeloma.engine.trainer import Trainer
 from detectron2_myeloma.modeling.precision import (
     cpu_features,
@@ -66,12 +66,10 @@ from detectron2_myeloma.modeling.precision import (
     resolve_precision,
     training_precision,
 )
-from detectron2_myeloma.predictor import setup_cfg
+from testing.pptx_decks import build_main_deck, write_png
+from testing.segpc_reference import official_miou, perturbations
 
 REPO = Path(__file__).resolve().parents[1]
-# the tests' helpers are imported from the checkout (as pytest.ini puts tests/ on
-# the path); spawned measurement processes inherit this path.
-sys.path[:0] = [str(REPO), str(REPO / "tests" / "evaluation"), str(REPO / "tests" / "data")]
 
 SEGPC_MINI = REPO / "datasets" / "segpc_mini" / "train"
 FULL_SIZE = (1536, 2040)  # rows, columns of SegPC-2021 images
@@ -129,7 +127,7 @@ def inference_worker(cfg: CfgNode, paths: List[str], repeats: int, warmup: int, 
 def inference_cfg(config_file: str, opts: List[Any]) -> CfgNode:
     """The config as tools/predict.py builds it, untrained, with score threshold 0: every model returns
     its config's TEST.DETECTIONS_PER_IMAGE detections, so mask pasting costs what it can cost."""
-    return setup_cfg(config_file, [*opts, "MODEL.WEIGHTS", ""], score_threshold=0.0)
+    return setup_inference(config_file, [*opts, "MODEL.WEIGHTS", ""], score_threshold=0.0)
 
 
 def inference_section(args: argparse.Namespace, workdir: Path) -> str:
@@ -213,14 +211,12 @@ def training_section(args: argparse.Namespace, workdir: Path) -> str:
 def scorer_worker(scorer: str, repeats: int, warmup: int, desc: str) -> Dict[str, Any]:
     """Time one scorer on the bundled ground truth with predictions that find every cell 9x13 px off,
     plus the three false positives per image of the tests' "extra" predictions."""
-    from test_segpc_score import _perturbations, official_miou
-
     from detectron2_myeloma.data.segpc_format import resize_to_submission
     from detectron2_myeloma.evaluation.segpc_score import load_gt_dir, score_segpc
 
     gt = load_gt_dir(str(SEGPC_MINI / "y"))
     cells = {image_id: [resize_to_submission(m) for m in masks] for image_id, masks in gt.items()}
-    perturbed = _perturbations(cells)
+    perturbed = perturbations(cells, missing_image=min(cells))  # uses "shifted" and "extra" only
     predictions = {i: perturbed["shifted"][i] + perturbed["extra"][i][len(cells[i]):] for i in cells}
     score = {"official": lambda: official_miou(gt, predictions),
              "vectorised": lambda: score_segpc(gt, predictions).miou}[scorer]
@@ -237,7 +233,7 @@ def scorer_section(args: argparse.Namespace, workdir: Path) -> str:
                              ("`score_segpc` (vectorised)", "vectorised"))])
     agree = abs(float(official.columns["mIoU"]) - float(vectorised.columns["mIoU"])) < 1e-6
     return (f"One scoring of every bundled image (`datasets/segpc_mini/train/y`) by `official_miou` of "
-            f"`tests/evaluation/test_segpc_score.py` (baseline) and by `score_segpc` (which also computes "
+            f"`testing/segpc_reference.py` (baseline) and by `score_segpc` (which also computes "
             f"Dice, semantic metrics, P/R and AP), on the same predictions. Speed-up: "
             f"{official.median / vectorised.median:.1f}x; the mIoUs {'agree' if agree else 'DISAGREE'} "
             f"(to 1e-6).\n\n" + results_table([official, vectorised], "s/scoring", official))
@@ -253,8 +249,6 @@ def converter_worker(fmt: str, workdir: str, repeats: int, warmup: int, desc: st
     folder.mkdir()
     source = SEGPC_MINI
     if fmt == "pptx":
-        from test_pptx import build_main_deck, write_png
-
         source = folder / "deck.pptx"
         build_main_deck(source, write_png(folder / "picture.png", width=FULL_SIZE[1], height=FULL_SIZE[0]))
     images = []

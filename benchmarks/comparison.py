@@ -1,4 +1,4 @@
-"""The seed-repeated comparison of ``tools/compare.py``: which runs exist, where their results live, and
+"""The seed-repeated comparison of ``benchmarks/compare.py``: which runs exist, where their results live, and
 the mean ± std tables written into docs/RESULTS.md.
 
 Every run is one (dataset, variant, seed) trained with its dataset's fixed schedule, so rows differ only
@@ -11,10 +11,12 @@ import math
 import os
 import re
 import shlex
+import statistics
 from collections import OrderedDict
 from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence
 
-from .ablations import VARIANTS
+from benchmarks.ablations import VARIANTS
+from benchmarks.benchmarking import markdown_table
 
 
 class Schedule(NamedTuple):
@@ -68,6 +70,12 @@ class Run(NamedTuple):
 
     def record_path(self, results_dir: str) -> str:
         return os.path.join(results_dir, self.key + ".json")
+
+    @property
+    def iterations(self) -> int:
+        """SOLVER.MAX_ITER of the dataset's schedule."""
+        opts = SCHEDULES[self.dataset].opts
+        return int(dict(zip(opts[::2], opts[1::2]))["SOLVER.MAX_ITER"])
 
     def command(self, root: str) -> str:
         return shlex.join(["tools/train_net.py", "--config-file", self.config_file, *self.opts(root)])
@@ -133,10 +141,8 @@ class Summary(NamedTuple):
 
 
 def summarize(values: Sequence[float]) -> Summary:
-    n = len(values)
-    mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
-    return Summary(mean, std, n)
+    """Mean and sample standard deviation (n - 1; None for one value)."""
+    return Summary(statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None, len(values))
 
 
 def difference(a: Summary, b: Summary) -> str:
@@ -168,7 +174,7 @@ def detection_table(records: Iterable[Mapping[str, Any]], dataset: str) -> str:
     summaries = {v: {m: summarize([r["metrics"][m] for r in rs if m in r["metrics"]]) for m in present}
                  for v, rs in groups.items()}
     header = ["model", "seeds", *[m.replace("_", " ") for m in present], "Δ segm AP vs baseline (± s.e.)"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     base = summaries.get("baseline", {}).get("segm_AP")
     for variant, rs in groups.items():
         cells = []
@@ -178,8 +184,8 @@ def detection_table(records: Iterable[Mapping[str, Any]], dataset: str) -> str:
         ours = summaries[variant].get("segm_AP")
         delta_text = "" if base is None or ours is None or variant == "baseline" else difference(ours, base)
         seeds = ", ".join(str(r["seed"]) for r in rs)
-        lines.append("| " + " | ".join([VARIANTS[variant].name, seeds, *cells, delta_text]) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append([VARIANTS[variant].name, seeds, *cells, delta_text])
+    return markdown_table(header, rows) + "\n"
 
 
 def classifier_table(records: Iterable[Mapping[str, Any]]) -> str:
@@ -187,13 +193,14 @@ def classifier_table(records: Iterable[Mapping[str, Any]]) -> str:
     runs = [r for r in records if r["kind"] == "classifier"]
     if not runs:
         return "_no finished runs yet_\n"
-    lines = ["| epoch reported | seeds | accuracy | balanced accuracy | ROC AUC |", "|---|---|---|---|---|"]
+    rows = []
     seeds = ", ".join(str(r["seed"]) for r in sorted(runs, key=lambda r: r["seed"]))
     for label, prefix in (("best by val balanced accuracy (shipped)", ""), ("last (no selection on val)", "last_")):
         cells = [summarize([r["metrics"][prefix + m] for r in runs]).format(100.0, 1) for m in CLASSIFIER_METRICS]
-        lines.append("| " + " | ".join([label, seeds, *cells]) + " |")
+        rows.append([label, seeds, *cells])
     majority = summarize([r["metrics"]["majority_rate"] for r in runs]).mean
-    return "\n".join(lines) + f"\n\nAlways answering the commoner class scores {100 * majority:.1f}% accuracy.\n"
+    table = markdown_table(["epoch reported", "seeds", "accuracy", "balanced accuracy", "ROC AUC"], rows)
+    return table + f"\n\nAlways answering the commoner class scores {100 * majority:.1f}% accuracy.\n"
 
 
 def replace_section(text: str, name: str, content: str) -> str:

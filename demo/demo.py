@@ -5,25 +5,25 @@ Steps: convert the sample to COCO json and draw its ground truth; train R-Mask R
 segpc_mini_train (short schedule) and evaluate it on segpc_mini_val (COCO bbox/segm AP, SegPC mIoU);
 cut cell crops and train the myeloma cell classifier; predict the val images with detector +
 classifier (overlays, colour splash, CSV, COCO json); write the val split's submission.txt and score it
-locally. Ends by printing where each result is and the headline numbers.
+locally. Every step is one of the tools, run as a child process with the command printed, exactly as
+a user would type it. Ends by printing where each result is and the headline numbers.
 
-    python -m tools.demo --output output/demo [--iters 250] [--classifier-epochs 5]
+    python demo/demo.py --output output/demo [--iters 250] [--classifier-epochs 5]
 """
 import argparse
 import json
 import os
+import shlex
 import shutil
+import subprocess
 import sys
 import time
-from typing import Dict, List
+from typing import List, Optional
 
 from detectron2.data import DatasetCatalog
-from detectron2.engine import default_argument_parser
 
 from detectron2_myeloma.data.builtin import SEGPC_MINI_VAL_IDS
-from detectron2_myeloma.engine.trainer import Trainer
-from tools import build_crops, convert_to_coco, make_submission, predict, score_segpc, train_classifier
-from tools import train_net, visualize_data
+from detectron2_myeloma.engine.trainer import EVALUATION_JSON
 
 SAMPLE = os.path.join("datasets", "segpc_mini", "train")
 DETECTOR = os.path.join("configs", "SegPC", "rmask_rcnn_lite2_fpn.yaml")
@@ -45,20 +45,19 @@ def val_folder(output: str) -> str:
     return root
 
 
-def train_detector(output: str, iters: int) -> Dict:
-    """tools/train_net.py's training on the config's datasets (segpc_mini_train); returns its
-    evaluation on segpc_mini_val, run once at the end (COCO bbox/segm and the SegPC scorer)."""
-    args = default_argument_parser().parse_args([
-        "--config-file", DETECTOR, "SOLVER.MAX_ITER", str(iters), "SOLVER.STEPS", f"({int(iters * 0.8)},)",
-        "SOLVER.WARMUP_ITERS", str(min(50, iters // 4)), "SOLVER.CHECKPOINT_PERIOD", str(iters),
-        "TEST.EVAL_PERIOD", "0", "SEED", "1", "OUTPUT_DIR", output])
-    trainer = Trainer(train_net.setup(args))
-    trainer.resume_or_load(resume=False)
-    trainer.train()
-    return trainer._last_eval_results  # set by DefaultTrainer's evaluation hook after the last iteration
+def run_tool(tool: str, *argv: str) -> int:
+    """``tools/<tool>.py argv`` in a child process, its command line printed first; its exit status."""
+    command = [sys.executable, os.path.join("tools", f"{tool}.py"), *argv]
+    print("$ " + shlex.join(["python", *command[1:]]), flush=True)
+    return subprocess.run(command).returncode
 
 
-def main(argv: List[str] = None) -> int:
+def read_json(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="output/demo")
     parser.add_argument("--iters", type=int, default=250, help="detector training iterations (batch of 4)")
@@ -70,52 +69,50 @@ def main(argv: List[str] = None) -> int:
              ("detector", "crops", "classifier", "predictions", "submission.txt", "masks", "score.json")}
     weights = os.path.join(paths["detector"], "model_final.pth")
     classifier_weights = os.path.join(paths["classifier"], "model_best.pth")
-    results: Dict[str, object] = {}
     val = val_folder(out)
+    iters = args.iters
 
     steps = [
         ("convert the bundled SegPC sample to COCO json (lossless RLE)",
-         lambda: convert_to_coco.main(["--format", "segpc", "--input", SAMPLE,
-                                       "--output", os.path.join(out, "segpc_mini_coco.json")])),
+         ("convert_to_coco", "--format", "segpc", "--input", SAMPLE,
+          "--output", os.path.join(out, "segpc_mini_coco.json"))),
         ("ground-truth overlays and cell sizes (val split)",
-         lambda: visualize_data.main(["segpc_mini_val", "--output", os.path.join(out, "gt_val")])),
-        (f"train R-Mask R-CNN on segpc_mini_train ({args.iters} iterations), evaluate on segpc_mini_val",
-         lambda: results.__setitem__("detector", train_detector(paths["detector"], args.iters))),
+         ("visualize_data", "segpc_mini_val", "--output", os.path.join(out, "gt_val"))),
+        (f"train R-Mask R-CNN on segpc_mini_train ({iters} iterations), evaluate on segpc_mini_val",
+         ("train_net", "--config-file", DETECTOR, "SOLVER.MAX_ITER", str(iters),
+          "SOLVER.STEPS", f"({int(iters * 0.8)},)", "SOLVER.WARMUP_ITERS", str(min(50, iters // 4)),
+          "SOLVER.CHECKPOINT_PERIOD", str(iters), "TEST.EVAL_PERIOD", "0", "SEED", "1",
+          "OUTPUT_DIR", paths["detector"])),
         ("cut cell crops (annotated cells, stain-blob and detector negatives)",
-         lambda: build_crops.main(["--dataset", "segpc_mini_train", "--val-dataset", "segpc_mini_val",
-                                   "--output", paths["crops"], "--detector-config", DETECTOR,
-                                   "--detector-weights", weights])),
+         ("build_crops", "--dataset", "segpc_mini_train", "--val-dataset", "segpc_mini_val",
+          "--output", paths["crops"], "--detector-config", DETECTOR, "--detector-weights", weights)),
         (f"train the cell classifier ({args.classifier_epochs} epochs)",
-         lambda: results.__setitem__("classifier", train_classifier.main([
-             "--config-file", CLASSIFIER, "--crops", paths["crops"], "--output", paths["classifier"],
-             "SOLVER.EPOCHS", str(args.classifier_epochs)]))),
+         ("train_classifier", "--config-file", CLASSIFIER, "--crops", paths["crops"],
+          "--output", paths["classifier"], "SOLVER.EPOCHS", str(args.classifier_epochs))),
         ("detect and classify the val images: overlays, colour splash, CSV, COCO json",
-         lambda: predict.main(["--config-file", DETECTOR, "--input", os.path.join(val, "x"),
-                               "--output", paths["predictions"], "MODEL.WEIGHTS", weights,
-                               "MODEL.POST_HOOKS", "['CellClassifierHook']",
-                               "MODEL.CELL_CLASSIFIER.WEIGHTS", classifier_weights])),
+         ("predict", "--config-file", DETECTOR, "--input", os.path.join(val, "x"),
+          "--output", paths["predictions"], "MODEL.WEIGHTS", weights,
+          "MODEL.POST_HOOKS", "['CellClassifierHook']", "MODEL.CELL_CLASSIFIER.WEIGHTS", classifier_weights)),
         ("write the SegPC-2021 submission of the val images",
-         lambda: make_submission.main(["--config-file", DETECTOR, "--input", os.path.join(val, "x"),
-                                       "--output", paths["submission.txt"], "--masks-out", paths["masks"],
-                                       "MODEL.WEIGHTS", weights])),
+         ("make_submission", "--config-file", DETECTOR, "--input", os.path.join(val, "x"),
+          "--output", paths["submission.txt"], "--masks-out", paths["masks"], "MODEL.WEIGHTS", weights)),
         ("score the submission with the SegPC-2021 scorer",
-         lambda: score_segpc.main(["--gt", os.path.join(val, "y"), "--submission", paths["submission.txt"],
-                                   "--output", paths["score.json"]])),
+         ("score_segpc", "--gt", os.path.join(val, "y"), "--submission", paths["submission.txt"],
+          "--output", paths["score.json"])),
     ]
     start = time.time()
-    for i, (title, run) in enumerate(steps, 1):
+    for i, (title, command) in enumerate(steps, 1):
         print(f"\n=== demo step {i}/{len(steps)}: {title}", flush=True)
         step_start = time.time()
-        status = run()
-        if isinstance(status, int) and status != 0:
+        status = run_tool(*command)
+        if status != 0:
             print(f"demo step {i} failed (exit status {status})", file=sys.stderr)
             return 1
         print(f"=== step {i} took {time.time() - step_start:.0f} s", flush=True)
 
-    evaluation = results["detector"]
-    classifier = results["classifier"]
-    with open(paths["score.json"]) as f:
-        miou = json.load(f)["metrics"]["mIoU"]
+    evaluation = read_json(os.path.join(paths["detector"], "inference", EVALUATION_JSON))
+    classifier = read_json(os.path.join(paths["classifier"], "metrics.json"))
+    miou = read_json(paths["score.json"])["metrics"]["mIoU"]
     headline = {  # COCO APs in percent as Detectron2 reports them, the rest as fractions
         "segm AP (%)": evaluation["segm"]["AP"], "segm AP50 (%)": evaluation["segm"]["AP50"],
         "bbox AP (%)": evaluation["bbox"]["AP"], "SegPC mIoU (val submission)": miou,

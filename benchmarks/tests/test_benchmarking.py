@@ -3,13 +3,14 @@ its errors, tables show medians, spreads and ratios, and the report survives an 
 import numpy as np
 import pytest
 
-from detectron2_myeloma.benchmarking import (
+from benchmarks.benchmarking import (
     MarkdownReport,
     Measurement,
     results_table,
     run_in_fresh_process,
     time_calls,
 )
+from testing.markdown import markdown_rows
 
 
 def allocate(megabytes: int) -> dict:
@@ -46,11 +47,11 @@ def test_fresh_process_errors_are_raised():
 def test_results_table():
     baseline = Measurement("base", [2.0, 1.0, 3.0], 100.0, {"detections": "100"})
     other = Measurement("other", [3.0, 4.0], None)
-    lines = results_table([baseline, other], "s/image", baseline).splitlines()
-    assert lines[0] == ("|  | median (s/image) | spread (min–max) | ratio to baseline | peak RSS (MiB) "
-                        "| detections |")
-    assert lines[2] == "| base | 2 | 1–3 | 1.00 | 100 | 100 |"
-    assert lines[3] == "| other | 3.5 | 3–4 | 1.75 | – |  |"
+    rows = markdown_rows(results_table([baseline, other], "s/image", baseline))
+    assert rows[0] == ["", "median (s/image)", "spread (min–max)", "ratio to baseline", "peak RSS (MiB)",
+                       "detections"]
+    assert rows[1] == ["base", "2", "1–3", "1.00", "100", "100"]
+    assert rows[2] == ["other", "3.5", "3–4", "1.75", "–", ""] and len(rows) == 3
     assert "ratio" not in results_table([other], "s")
 
 
@@ -65,15 +66,15 @@ def test_report_is_written_after_each_section(tmp_path):
 
 def test_stepwise_table_gives_each_row_over_the_one_before():
     rows = [Measurement("a", [4.0]), Measurement("b", [2.0]), Measurement("c", [3.0])]
-    lines = results_table(rows, "s", rows[0], stepwise=True).splitlines()
-    assert lines[0].startswith("|  | median (s) | spread (min–max) | ratio to baseline | ratio to previous row |")
-    assert [line.split(" | ")[3:5] for line in lines[2:]] == [["1.00", "–"], ["0.50", "0.50"], ["0.75", "1.50"]]
+    table = markdown_rows(results_table(rows, "s", rows[0], stepwise=True))
+    assert table[0][:5] == ["", "median (s)", "spread (min–max)", "ratio to baseline", "ratio to previous row"]
+    assert [row[3:5] for row in table[1:]] == [["1.00", "–"], ["0.50", "0.50"], ["0.75", "1.50"]]
 
 
 def test_speedup_steps_go_from_detectron2_settings_to_the_shipped_config():
     """Each row restores shipped settings only (no row sets a value the shipped config lacks, except
     the one-scale side step), and the last row is the shipped config itself."""
-    from tools.benchmark import RMASK, coco_settings, speedup_steps, training_cfg
+    from benchmarks.benchmark import RMASK, coco_settings, speedup_steps, training_cfg
 
     steps = speedup_steps()
     shipped = training_cfg(RMASK, [], "")
@@ -105,7 +106,7 @@ def test_fresh_process_env_reaches_the_child_only(monkeypatch):
 
 def test_avx2_restriction_makes_the_policy_pick_float32():
     """The benchmark's AVX2 stand-in for a CPU without native bfloat16: PyTorch's queries see AVX2."""
-    from tools.benchmark import AVX2_ONLY
+    from benchmarks.benchmark import AVX2_ONLY
 
     result = run_in_fresh_process(auto_precision_on_cpu, env=AVX2_ONLY)
     assert result["capability"] == "AVX2" and result["dtype"] == "float32"

@@ -3,9 +3,9 @@
 with identical schedules (detectron2_myeloma/comparison.py) on the SegPC sample and DSB2018, plus the
 cell classifier over seeds; the mean ± std tables go into docs/RESULTS.md.
 
-    python -m tools.compare --seeds 1 2 3 --jobs 2                       # everything still missing
-    python -m tools.compare --datasets segpc --variants baseline rmask   # a part of the grid
-    python -m tools.compare --report-only                                # tables from the records
+    python -m benchmarks.compare --seeds 1 2 3 --jobs 2                       # everything still missing
+    python -m benchmarks.compare --datasets segpc --variants baseline rmask   # a part of the grid
+    python -m benchmarks.compare --report-only                                # tables from the records
 
 Each finished run writes one record (metrics, command, commit) to --results; runs with a record are
 skipped, an interrupted run resumes from its last checkpoint, and a run whose final weights exist is only
@@ -15,22 +15,25 @@ one-thread runs finished 1.3x more iterations per second than one two-thread run
 import argparse
 import contextlib
 import fcntl
+import json
 import logging
 import os
+import subprocess
 import sys
 import time
 from datetime import datetime, timezone
 from typing import Dict, Iterator, List, Optional
 
-from detectron2_myeloma.ablations import VARIANTS
-from detectron2_myeloma.comparison import (CLASSIFIER_CONFIG, CLASSIFIER_DETECTOR, CLASSIFIER_OPTS, SCHEDULES, Run,
+from benchmarks.ablations import VARIANTS
+from benchmarks.comparison import (CLASSIFIER_CONFIG, CLASSIFIER_DETECTOR, CLASSIFIER_OPTS, SCHEDULES, Run,
                                            classifier_metrics, classifier_table, detection_metrics,
                                            classifier_record_path, detection_table, grid, load_records,
                                            plot_detection, replace_section)
 from detectron2_myeloma.utils.atomic import write_atomic, write_json_atomic
 from detectron2_myeloma.modeling.precision import cpu_features
-from detectron2_myeloma.parallel_jobs import Job, run_jobs
-from detectron2_myeloma.provenance import git_commit
+from benchmarks.parallel_jobs import Job, run_jobs
+from benchmarks.provenance import git_commit
+from detectron2_myeloma.engine.trainer import EVALUATION_JSON
 
 logger = logging.getLogger("compare")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,31 +48,26 @@ def record(kind: str, metrics: Dict[str, float], command: str, seconds: float, *
 
 # --- worker mode: one job in this process -------------------------------------------------------------
 
-def run_detection(run: Run, root: str, results_dir: str) -> None:
-    """Train ``run`` (resuming) and evaluate it once at the end; only evaluate when its final weights
-    exist already."""
-    from detectron2.checkpoint import DetectionCheckpointer
-    from detectron2.engine import default_argument_parser
-    from detectron2_myeloma.engine.trainer import Trainer
-    from tools import train_net
+def run_tool(tool: str, argv: List[str]) -> None:
+    """Run ``tools/<tool>.py`` in a child process, as a user would; a failure stops this job."""
+    subprocess.run([sys.executable, os.path.join(REPO, "tools", f"{tool}.py"), *argv], check=True)
 
+
+def run_detection(run: Run, root: str, results_dir: str) -> None:
+    """Train ``run`` with tools/train_net.py (resuming; it evaluates once at the end); only evaluate
+    when its final weights exist already."""
     start = time.perf_counter()
-    cfg = train_net.setup(default_argument_parser().parse_args(["--config-file", run.config_file, *run.opts(root)]))
-    final = os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
+    output_dir = run.output_dir(root)
+    final = os.path.join(output_dir, "model_final.pth")
     trained = not os.path.exists(final)
-    if trained:
-        trainer = Trainer(cfg)
-        trainer.resume_or_load(resume=True)
-        trainer.train()
-        results = trainer._last_eval_results  # DefaultTrainer's evaluation after the last iteration
-    else:
-        model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model).load(final)
-        results = Trainer.test(cfg, model)
+    argv = ["--config-file", run.config_file, *map(str, run.opts(root))]
+    run_tool("train_net", ["--resume", *argv] if trained else ["--eval-only", *argv, "MODEL.WEIGHTS", final])
+    with open(os.path.join(output_dir, "inference", EVALUATION_JSON)) as f:
+        results = json.load(f)
     write_json_atomic(record(
         "detection", detection_metrics(results), run.command(root), time.perf_counter() - start,
         dataset=run.dataset, variant=run.variant, seed=run.seed, trained_here=trained,
-        iterations=cfg.SOLVER.MAX_ITER), run.record_path(results_dir), indent=1)
+        iterations=run.iterations), run.record_path(results_dir), indent=1)
 
 
 def crops_dir(root: str) -> str:
@@ -77,21 +75,20 @@ def crops_dir(root: str) -> str:
 
 
 def run_crops(root: str) -> None:
-    from tools import build_crops
-
     detector = Run(*CLASSIFIER_DETECTOR)
-    build_crops.main(["--dataset", "segpc_mini_train", "--val-dataset", "segpc_mini_val", "--output",
+    run_tool("build_crops", ["--dataset", "segpc_mini_train", "--val-dataset", "segpc_mini_val", "--output",
                       crops_dir(root), "--detector-config", detector.config_file, "--detector-weights",
                       os.path.join(detector.output_dir(root), "model_final.pth")])
 
 
 def run_classifier(seed: int, root: str, results_dir: str) -> None:
-    from tools import train_classifier
-
     start = time.perf_counter()
-    argv = ["--config-file", CLASSIFIER_CONFIG, "--crops", crops_dir(root), "--output",
-            os.path.join(root, "classifier", f"seed{seed}"), *map(str, CLASSIFIER_OPTS), "SEED", str(seed)]
-    metrics = train_classifier.main(argv)
+    output_dir = os.path.join(root, "classifier", f"seed{seed}")
+    argv = ["--config-file", CLASSIFIER_CONFIG, "--crops", crops_dir(root), "--output", output_dir,
+            *map(str, CLASSIFIER_OPTS), "SEED", str(seed)]
+    run_tool("train_classifier", argv)
+    with open(os.path.join(output_dir, "metrics.json")) as f:
+        metrics = json.load(f)
     write_json_atomic(record(
         "classifier", classifier_metrics(metrics), " ".join(["tools/train_classifier.py", *argv]),
         time.perf_counter() - start, dataset="segpc", variant="lite2", seed=seed),
@@ -100,7 +97,7 @@ def run_classifier(seed: int, root: str, results_dir: str) -> None:
 
 # --- scheduler ------------------------------------------------------------------------------------------
 
-WORKER = [sys.executable, "-m", "tools.compare"]
+WORKER = [sys.executable, "-m", "benchmarks.compare"]
 
 
 def jobs_for(args: argparse.Namespace) -> List[Job]:
@@ -149,8 +146,8 @@ def exclusive(output: str) -> Iterator[None]:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise SystemExit(f"{path}: another tools.compare is already running on {output}; "
-                             "wait for it or stop it (pkill -f tools.compare)") from None
+            raise SystemExit(f"{path}: another benchmarks.compare is already running on {output}; "
+                             "wait for it or stop it (pkill -f benchmarks.compare)") from None
         yield
 
 

@@ -1,6 +1,6 @@
 """Run command-line jobs a few at a time, each in its own process with its share of the CPU cores.
 
-Long experiment grids (tools/compare.py) are many independent trainings. On a small CPU, two processes
+Long experiment grids (benchmarks/compare.py) are many independent trainings. On a small CPU, two processes
 with one OpenMP thread each get more done than one process with two threads, while two processes with
 two threads each spin against each other and run 10-20x slower; so every job is started with
 ``OMP_NUM_THREADS`` = cores / jobs at once.

@@ -9,12 +9,13 @@ import pytest
 from detectron2.config import get_cfg
 
 from detectron2_myeloma import add_myeloma_config
-from detectron2_myeloma.ablations import VARIANTS
-from detectron2_myeloma.comparison import (SCHEDULES, Run, classifier_metrics, classifier_table, detection_metrics,
+from benchmarks.ablations import VARIANTS
+from benchmarks.comparison import (SCHEDULES, Run, classifier_metrics, classifier_table, detection_metrics,
                                            detection_table, grid, load_records, plot_detection, replace_section,
                                            summarize)
-from detectron2_myeloma.parallel_jobs import Job, run_jobs
-from tools.compare import jobs_for, main
+from benchmarks.parallel_jobs import Job, run_jobs
+from benchmarks.compare import jobs_for, main
+from testing.markdown import markdown_rows
 
 
 def flat_cfg(run: Run) -> dict:
@@ -77,13 +78,13 @@ def test_detection_table_rows_means_and_deltas():
     records = [detection_record("segpc", "rmask", s, ap, 0.8) for s, ap in ((1, 60.0), (2, 62.0), (3, 64.0))]
     records += [detection_record("segpc", "baseline", s, ap, 0.7) for s, ap in ((2, 51.0), (1, 49.0))]
     records.append(detection_record("dsb2018", "baseline", 1, 30.0))
-    table = detection_table(records, "segpc").splitlines()
-    assert "mIoU" in table[0] and len(table) == 4
-    assert table[2].startswith("| Mask R-CNN (baseline) | 1, 2 | 50.0 ± 1.4 |")
-    assert table[3].startswith("| R-Mask R-CNN | 1, 2, 3 | 62.0 ± 2.0 | 72.0 ± 2.0 |")
-    assert "0.800 ± 0.000" in table[3] and table[3].endswith("| +12.0 ± 1.5 |")
+    table = markdown_rows(detection_table(records, "segpc"))
+    assert "mIoU" in table[0] and len(table) == 3
+    assert table[1][:3] == ["Mask R-CNN (baseline)", "1, 2", "50.0 ± 1.4"]
+    assert table[2][:4] == ["R-Mask R-CNN", "1, 2, 3", "62.0 ± 2.0", "72.0 ± 2.0"]
+    assert "0.800 ± 0.000" in table[2] and table[2][-1] == "+12.0 ± 1.5"
     dsb = detection_table(records, "dsb2018")
-    assert "mIoU" not in dsb and "| 1 | 30.0 | 40.0 | 35.0 | 25.0 |" in dsb
+    assert "mIoU" not in dsb and markdown_rows(dsb)[1][1:6] == ["1", "30.0", "40.0", "35.0", "25.0"]
     assert "no finished runs" in detection_table(records[:0], "segpc")
 
 
@@ -98,9 +99,9 @@ def classifier_record(seed, best, last):
 def test_classifier_table_reports_best_and_last_epoch():
     records = [classifier_record(1, 0.8, 0.7), classifier_record(2, 0.9, 0.7)]
     assert records[0]["metrics"]["last_accuracy"] == 0.7 and records[0]["metrics"]["accuracy"] == 0.8
-    lines = classifier_table(records).splitlines()
-    assert "| 1, 2 | 85.0 ± 7.1 |" in lines[2] and "| 70.0 ± 0.0 |" in lines[3]
-    assert "75.0% accuracy" in lines[-1]
+    table = markdown_rows(classifier_table(records))
+    assert table[1][1:3] == ["1, 2", "85.0 ± 7.1"] and "70.0 ± 0.0" in table[2]
+    assert "75.0% accuracy" in classifier_table(records).splitlines()[-1]
 
 
 def test_replace_section_only_touches_the_markers():
@@ -157,14 +158,15 @@ def test_report_fills_markdown_and_draws_figure(tmp_path):
                               for n in ("segpc", "dsb2018", "classifier")))
     assert main(["--report-only", "--results", str(results), "--report", str(report)]) == 0
     text = report.read_text()
-    assert "| R-Mask R-CNN | 1 | 55.0 | 65.0 |" in text and text.count("no finished runs") == 2
+    assert ["R-Mask R-CNN", "1", "55.0", "65.0"] in [row[:4] for row in markdown_rows(text)]
+    assert text.count("no finished runs") == 2
     assert (tmp_path / "comparison.png").stat().st_size > 10_000
     plot_detection([], str(tmp_path / "empty.png"))
     assert not (tmp_path / "empty.png").exists()
 
 
 def test_second_runner_on_the_same_output_refuses(tmp_path):
-    from tools.compare import exclusive
+    from benchmarks.compare import exclusive
 
     with exclusive(str(tmp_path)):
         with pytest.raises(SystemExit, match="already running"):

@@ -1,4 +1,4 @@
-"""Measuring code of the benchmarks (``tools/benchmark.py``): timed calls after warm-up, medians and
+"""Measuring code of the benchmarks (``python -m benchmarks.benchmark``): timed calls after warm-up, medians and
 spreads, peak memory of a measurement run in a fresh process, a description of the machine, markdown.
 
 On a shared machine absolute seconds drift with other people's load, so variants are compared by ratios
@@ -21,12 +21,14 @@ import torch
 from detectron2.config import CfgNode
 from detectron2.engine import DefaultTrainer
 from detectron2.utils.events import EventStorage
+from tabulate import tabulate
 from tqdm import tqdm
 
-from .utils.atomic import write_atomic
-from .modeling.precision import cpu_features, resolve_precision
-from .provenance import git_commit
-from .predictor import OriginalImagePredictor, read_image
+from detectron2_myeloma.utils.atomic import write_atomic
+from detectron2_myeloma.modeling.precision import cpu_features, resolve_precision
+from benchmarks.provenance import git_commit
+from detectron2_myeloma.data.images import read_image
+from detectron2_myeloma.engine.predictor import OriginalImagePredictor
 
 logger = logging.getLogger(__name__)
 
@@ -142,16 +144,15 @@ def inference_step(cfg: CfgNode, image_paths: Sequence[str]) -> Tuple[Callable[[
 
 def training_step(trainer_class: Type[DefaultTrainer], cfg: CfgNode,
                   schedule_lr: bool = False) -> Callable[[], None]:
-    """A call of one training iteration of ``trainer_class(cfg)``: its step object's ``run_step`` (data
-    wait, forward, backward, optimiser step; AMP as the trainer chose), as ``train()`` runs it but
-    without the hooks (checkpoints, evaluation, metric writers). With ``schedule_lr`` it also advances
+    """A call of one training iteration of ``trainer_class(cfg)``: its ``run_step`` (data wait, forward,
+    backward, optimiser step; AMP as the trainer chose), as ``train()`` runs it but without the hooks (checkpoints, evaluation, metric writers). With ``schedule_lr`` it also advances
     the learning-rate schedule as the trainer's ``LRScheduler`` hook does, for runs whose loss counts.
     Call it inside an ``EventStorage``."""
     trainer = trainer_class(cfg)
     cuda = torch.device(cfg.MODEL.DEVICE).type == "cuda"
 
     def step() -> None:
-        trainer._trainer.run_step()
+        trainer.run_step()
         if schedule_lr:
             trainer.scheduler.step()
         if cuda:  # kernels run asynchronously: the step ends when they do
@@ -200,9 +201,8 @@ def format_number(value: float) -> str:
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
+    """A GitHub markdown table; cells are written as given (no number reformatting)."""
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
 def results_table(measurements: Sequence[Measurement], unit: str,

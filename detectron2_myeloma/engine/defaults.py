@@ -1,0 +1,58 @@
+"""What the inference tools share at start-up, as ``detectron2.engine.defaults`` is for Detectron2's:
+the model arguments, the frozen inference config and the process-wide settings, and the exit report.
+
+These functions are for entry points: :func:`setup_inference` changes process-wide state.
+"""
+import argparse
+import logging
+from typing import Sequence
+
+from detectron2.config import CfgNode
+
+from ..config import load_config
+from ..data.images import Failure
+from ..modeling.precision import log_precision_policy
+from ..utils.device import available_device
+from .cpu import configure_cpu_math
+
+logger = logging.getLogger(__name__)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """The model options of the inference tools: config file, score threshold, class names and
+    trailing config overrides."""
+    parser.add_argument("--config-file", required=required, metavar="FILE", help="Detectron2 config YAML")
+    parser.add_argument("--score-threshold", type=float, default=0.5,
+                        help="keep detections with at least this score (also sets "
+                             "MODEL.ROI_HEADS.SCORE_THRESH_TEST)")
+    parser.add_argument("--classes", help="model class names, comma-separated (e.g. cell,nucleus); "
+                                          "default: thing_classes of DATASETS.TEST[0]")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[],
+                        help="config overrides as KEY VALUE pairs, e.g. MODEL.WEIGHTS model_final.pth")
+
+
+def setup_inference(config_file: str, opts: Sequence[str], score_threshold: float,
+                    max_cells: int = 0) -> CfgNode:
+    """The frozen inference config, after the process-wide set-up (denormal flushing).
+
+    The score threshold is applied inside the model; ``TEST.DETECTIONS_PER_IMAGE`` is raised to
+    ``max_cells`` per class, room for that many cells and their nuclei; ``MODEL.DEVICE`` falls back to
+    the CPU where CUDA is absent. Logs the precision each stage runs in."""
+    configure_cpu_math()
+    cfg = load_config(config_file, opts)
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = score_threshold
+    cfg.TEST.DETECTIONS_PER_IMAGE = max(cfg.TEST.DETECTIONS_PER_IMAGE,
+                                        max_cells * cfg.MODEL.ROI_HEADS.NUM_CLASSES)
+    cfg.MODEL.DEVICE = available_device(cfg.MODEL.DEVICE)
+    cfg.freeze()
+    log_precision_policy(cfg, training=False)
+    return cfg
+
+
+def report_failures(failures: Sequence[Failure]) -> int:
+    """Log the skipped files (after the progress bars, so they are seen) and return the exit code."""
+    for path, problem in failures:
+        logger.error("not processed: %s: %s", path, problem)
+    if failures:
+        logger.error("%d file(s) could not be read", len(failures))
+    return 1 if failures else 0

@@ -1,0 +1,1 @@
+"""What the tools write about predictions besides submissions: preview pictures, tables, results json."""
