@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """The seed-repeated comparison: plain Mask R-CNN, the R-Mask R-CNN ablations and R-Mask R-CNN trained
-with identical schedules (detectron2_myeloma/comparison.py) on the SegPC sample and DSB2018, plus the
+with identical schedules (benchmarks/comparison.py) on the SegPC sample and DSB2018, plus the
 cell classifier over seeds; the mean ± std tables go into docs/RESULTS.md.
 
     python -m benchmarks.compare --seeds 1 2 3 --jobs 2                       # everything still missing

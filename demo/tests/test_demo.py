@@ -20,8 +20,11 @@ def test_demo_writes_every_result(tmp_path):
     assert headline["SegPC mIoU (val submission)"] == score["metrics"]["mIoU"]
     assert set(score["per_image"]) == set(SEGPC_MINI_VAL_IDS)
     assert set(read_submission(str(out / "submission.txt"))) == set(SEGPC_MINI_VAL_IDS)
-    assert 0 <= headline["classifier balanced accuracy"] <= 1
-    assert {"segm AP (%)", "bbox AP (%)"} <= set(headline)
+    classifier = json.loads((out / "classifier" / "metrics.json").read_text())
+    assert headline["classifier balanced accuracy"] == classifier["balanced_accuracy"]
+    evaluation = json.loads((out / "detector" / "inference" / "evaluation.json").read_text())
+    for name, task in (("segm AP (%)", "segm"), ("bbox AP (%)", "bbox")):
+        assert headline[name] == pytest.approx(evaluation[task]["AP"], nan_ok=True)
     for image_id in SEGPC_MINI_VAL_IDS:
         assert (out / "predictions" / f"{image_id}_overlay.png").is_file()
     assert (out / "classifier" / "confusion_matrix.png").is_file()

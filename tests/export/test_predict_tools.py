@@ -31,7 +31,7 @@ from cli import tool_main
 make_submission = tool_main("make_submission")
 predict = tool_main("predict")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PROJECT_CONFIG = REPO / "configs" / "SegPC" / "mask_rcnn_lite2_fpn.yaml"
 IMAGE = REPO / "datasets" / "segpc_mini" / "train" / "x" / "2009.jpg"
 
