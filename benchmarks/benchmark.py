@@ -66,6 +66,7 @@ from detectron2_myeloma.modeling.precision import (
     resolve_precision,
     training_precision,
 )
+from detectron2_myeloma.utils.device import available_device
 from testing.pptx_decks import build_main_deck, write_png
 from testing.segpc_reference import official_miou, perturbations
 
@@ -188,7 +189,10 @@ def training_worker(cfg: CfgNode, repeats: int, warmup: int, desc: str) -> Dict[
 
 def training_cfg(config_file: str, opts: List[Any], output_dir: str) -> CfgNode:
     """The config's own training settings on the bundled ``segpc_mini_train``; writers go to ``output_dir``."""
-    return load_config(str(REPO / config_file), [*opts, "DATASETS.TRAIN", ("segpc_mini_train",), "OUTPUT_DIR", output_dir])
+    cfg = load_config(str(REPO / config_file),
+                      [*opts, "DATASETS.TRAIN", ("segpc_mini_train",), "OUTPUT_DIR", output_dir])
+    cfg.MODEL.DEVICE = available_device(cfg.MODEL.DEVICE)  # as tools/train_net.py does
+    return cfg
 
 
 def training_section(args: argparse.Namespace, workdir: Path) -> str:

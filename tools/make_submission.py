@@ -21,6 +21,7 @@ from detectron2_myeloma.evaluation.submission import (
 )
 from detectron2_myeloma.data.classes import cell_and_nucleus_classes, model_metadata
 from detectron2_myeloma.data.images import Failure, image_stem, list_images
+from detectron2_myeloma.engine.cpu import configure_cpu_math
 from detectron2_myeloma.engine.defaults import add_model_arguments, report_failures, setup_inference
 from detectron2_myeloma.engine.predictor import build_predictor, predict_images
 
@@ -48,6 +49,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not (args.config_file and args.input):
         parser.error("give --config-file and --input (model), or --masks-in (masks)")
 
+    configure_cpu_math()
     cfg = setup_inference(args.config_file, args.opts, args.score_threshold, max_cells=args.max_instances)
     cell_class, nucleus_class = cell_and_nucleus_classes(model_metadata(cfg, args.classes).thing_classes)
     predictor = build_predictor(cfg, cell_class)

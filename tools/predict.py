@@ -21,6 +21,7 @@ from typing import List, Optional
 
 from detectron2_myeloma.data.classes import cell_and_nucleus_classes, model_metadata
 from detectron2_myeloma.data.images import Failure, list_images
+from detectron2_myeloma.engine.cpu import configure_cpu_math
 from detectron2_myeloma.engine.defaults import add_model_arguments, report_failures, setup_inference
 from detectron2_myeloma.engine.predictor import build_predictor, predict_images
 from detectron2_myeloma.export.predictions import PredictionWriter
@@ -35,6 +36,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
+    configure_cpu_math()
     cfg = setup_inference(args.config_file, args.opts, args.score_threshold)
     metadata = model_metadata(cfg, args.classes)
     cell_class, _ = cell_and_nucleus_classes(metadata.thing_classes)

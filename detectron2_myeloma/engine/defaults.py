@@ -1,8 +1,5 @@
-"""What the inference tools share at start-up, as ``detectron2.engine.defaults`` is for Detectron2's:
-the model arguments, the frozen inference config and the process-wide settings, and the exit report.
-
-These functions are for entry points: :func:`setup_inference` changes process-wide state.
-"""
+"""What the inference tools share, as ``detectron2.engine.defaults`` is for Detectron2's: the model
+arguments, the frozen inference config and the exit report."""
 import argparse
 import logging
 from typing import Sequence
@@ -13,7 +10,6 @@ from ..config import load_config
 from ..data.images import Failure
 from ..modeling.precision import log_precision_policy
 from ..utils.device import available_device
-from .cpu import configure_cpu_math
 
 logger = logging.getLogger(__name__)
 
@@ -33,12 +29,11 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) 
 
 def setup_inference(config_file: str, opts: Sequence[str], score_threshold: float,
                     max_cells: int = 0) -> CfgNode:
-    """The frozen inference config, after the process-wide set-up (denormal flushing).
+    """The frozen inference config of ``config_file`` + ``opts``.
 
     The score threshold is applied inside the model; ``TEST.DETECTIONS_PER_IMAGE`` is raised to
     ``max_cells`` per class, room for that many cells and their nuclei; ``MODEL.DEVICE`` falls back to
     the CPU where CUDA is absent. Logs the precision each stage runs in."""
-    configure_cpu_math()
     cfg = load_config(config_file, opts)
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = score_threshold
     cfg.TEST.DETECTIONS_PER_IMAGE = max(cfg.TEST.DETECTIONS_PER_IMAGE,
