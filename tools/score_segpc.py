@@ -7,13 +7,11 @@ Prints the metrics, the per-image scores, and as the last line ``mIoU <value>`` 
 import argparse
 import json
 import logging
-from collections import OrderedDict
 from typing import List, Optional
 
-import numpy as np
+from tabulate import tabulate
 
-from detectron2_myeloma.data.segpc_format import iter_submission, read_segpc_mask, resize_to_submission
-from detectron2_myeloma.evaluation.segpc_score import aggregate, gt_mask_files, match_image
+from detectron2_myeloma.evaluation.segpc_score import score_submission
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -26,29 +24,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
-    gt_files = gt_mask_files(args.gt)
-
-    def gt_cells(image_id: str) -> List[np.ndarray]:
-        return [resize_to_submission(read_segpc_mask(p)) for p in gt_files[image_id]]
-
-    matches = {}
-    for image_id, instances in iter_submission(args.submission):
-        if image_id not in gt_files:
-            logging.warning("submission image %s has no ground truth: ignored", image_id)
-            continue
-        matches[image_id] = match_image(gt_cells(image_id), [nuc | cyt for nuc, cyt in instances])
-    for image_id in gt_files.keys() - matches.keys():
-        matches[image_id] = match_image(gt_cells(image_id), [])
-    score = aggregate(OrderedDict((image_id, matches[image_id]) for image_id in gt_files))
-
+    score = score_submission(args.gt, args.submission)
     metrics = score.to_dict()
-    print(f"{'metric':<16}value")
-    for name, value in metrics.items():
-        print(f"{name:<16}{value:.6f}" if isinstance(value, float) else f"{name:<16}{value}")
-    print(f"\n{'image':<16}{'mIoU':>10}{'cells':>7}{'preds':>7}{'TP@0.5':>8}")
-    for image_id, row in score.per_image.items():
-        miou = "-" if row["mIoU"] is None else f"{row['mIoU']:.6f}"
-        print(f"{image_id:<16}{miou:>10}{row['gt_cells']:>7}{row['predictions']:>7}{row['matched@0.5']:>8}")
+    print(tabulate([(name, f"{v:.6f}" if isinstance(v, float) else v) for name, v in metrics.items()],
+                   headers=["metric", "value"], disable_numparse=True))
+    print()
+    print(tabulate([[image_id, "-" if row["mIoU"] is None else f"{row['mIoU']:.6f}", row["gt_cells"],
+                     row["predictions"], row["matched@0.5"]] for image_id, row in score.per_image.items()],
+                   headers=["image", "mIoU", "cells", "preds", "TP@0.5"], disable_numparse=True))
     if args.output:
         with open(args.output, "w") as f:
             json.dump({"metrics": metrics, "per_image": score.per_image}, f, indent=1)

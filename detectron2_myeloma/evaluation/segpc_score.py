@@ -29,6 +29,7 @@ from ..data.images import image_files
 from ..data.report import DatasetError
 from ..data.segpc_format import (
     SUBMISSION_SHAPE,
+    iter_submission,
     read_segpc_mask,
     resize_to_submission,
     split_mask_name,
@@ -260,6 +261,27 @@ def gt_mask_files(y_dir: str) -> Dict[str, List[str]]:
             raise DatasetError(path, f"cell {k} of image {image_id} also in {found[image_id][k]}")
         found[image_id][k] = path
     return {image_id: [cells[k] for k in sorted(cells)] for image_id, cells in sorted(found.items())}
+
+
+def score_submission(y_dir: str, submission: str) -> SegPCScore:
+    """Score a ``submission.txt`` against a SegPC ``y/`` folder, as the challenge does (no AP: the
+    file has no scores). One submission line and one image's masks are read at a time, so a whole
+    split fits in little memory; images of the submission without ground truth are ignored (with a
+    warning), ground-truth images missing from it score 0."""
+    gt_files = gt_mask_files(y_dir)
+
+    def gt_cells(image_id: str) -> List[np.ndarray]:
+        return [resize_to_submission(read_segpc_mask(p)) for p in gt_files[image_id]]
+
+    matches = {}
+    for image_id, instances in iter_submission(submission):
+        if image_id not in gt_files:
+            logger.warning("submission image %s has no ground truth: ignored", image_id)
+            continue
+        matches[image_id] = match_image(gt_cells(image_id), [nuc | cyt for nuc, cyt in instances])
+    for image_id in gt_files.keys() - matches.keys():
+        matches[image_id] = match_image(gt_cells(image_id), [])
+    return aggregate(OrderedDict((image_id, matches[image_id]) for image_id in gt_files))
 
 
 def load_gt_dir(y_dir: str) -> Dict[str, List[np.ndarray]]:
