@@ -28,7 +28,7 @@ from . import modeling as _modeling  # noqa: F401  registers the project's model
 from .config import load_config
 from .data.report import DatasetError
 from .data.segpc_format import IMAGE_EXTENSIONS
-from .modeling.cell_classifier_hook import NOT_CLASSIFIED
+from .classifier.labels import NOT_CLASSIFIED
 from .modeling.precision import log_precision_policy
 
 logger = logging.getLogger(__name__)
