@@ -146,8 +146,8 @@ def inference_section(args: argparse.Namespace, workdir: Path) -> str:
 def write_classifier_checkpoint(path: Path) -> Path:
     """A classifier checkpoint as tools/train_classifier.py writes it: the Lite2 config (128 px crops),
     ImageNet weights and an untrained head; its cost does not depend on the weights."""
-    from detectron2_myeloma.classifier_config import get_classifier_cfg
-    from detectron2_myeloma.modeling.classifier import build_classifier, classifier_checkpoint
+    from detectron2_myeloma.classifier.config import get_classifier_cfg
+    from detectron2_myeloma.classifier.model import build_classifier, classifier_checkpoint
 
     cfg = get_classifier_cfg()
     cfg.merge_from_file(str(REPO / CLASSIFIER))

@@ -49,7 +49,7 @@ def add_myeloma_config(cfg: CN) -> None:
     _C.INPUT.CELL_AUG.BRIGHTNESS = 0.1  # brightness factor drawn from [1 - x, 1 + x]; 0 = off
     _C.INPUT.CELL_AUG.CONTRAST = 0.1  # contrast factor drawn from [1 - x, 1 + x]; 0 = off
     _C.INPUT.CELL_AUG.SATURATION = 0.1  # saturation factor drawn from [1 - x, 1 + x]; 0 = off
-    _C.INPUT.CELL_AUG.HUE = 4.0  # stain jitter: hue shift up to +-x OpenCV hue units (of 180); 0 = off
+    _C.INPUT.CELL_AUG.HUE = 0.022  # hue (stain) shift up to +-x of the hue circle, <= 0.5 (~4/180); 0 = off
 
     # Cell classifier post-hook ("CellClassifierHook" in MODEL.POST_HOOKS): labels each cell detection
     # myeloma (probability above the checkpoint's TEST.THRESHOLD) or not, from a square crop of the

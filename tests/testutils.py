@@ -5,8 +5,8 @@ import cv2
 import numpy as np
 import torch
 
-from detectron2_myeloma.classifier_config import get_classifier_cfg
-from detectron2_myeloma.modeling.classifier import build_classifier, classifier_checkpoint
+from detectron2_myeloma.classifier.config import get_classifier_cfg
+from detectron2_myeloma.classifier.model import build_classifier, classifier_checkpoint
 
 
 def write_segpc_cell(path: Path, shape, center, radius, nucleus_radius) -> np.ndarray:

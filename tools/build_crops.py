@@ -17,8 +17,9 @@ from typing import List, Optional
 from detectron2.data import DatasetCatalog
 
 import detectron2_myeloma  # noqa: F401  registers the datasets
-from detectron2_myeloma.data.crop_dataset import (CellSizePrior, build_crop_dataset, detectron2_box_predictor,
-                                                  split_by_image)
+from detectron2_myeloma.classifier.dataset import build_crop_dataset, split_by_image
+from detectron2_myeloma.classifier.negatives import CellSizePrior
+from detectron2_myeloma.engine.box_predictor import box_predictor
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
@@ -50,7 +51,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     else:
         train, val = split_by_image(records, args.val_fraction)
     prior = None if args.no_stain_heuristic else CellSizePrior.from_dataset(train)
-    predictor = (detectron2_box_predictor(args.detector_config, args.detector_weights, args.device)
+    predictor = (box_predictor(args.detector_config, args.detector_weights, args.device)
                  if args.detector_config else None)
     balance = build_crop_dataset(
         {"train": train, "val": val}, args.output, margin=args.margin, size=args.size, prior=prior,

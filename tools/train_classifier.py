@@ -11,8 +11,8 @@ import argparse
 import logging
 from typing import List, Optional
 
-from detectron2_myeloma.classifier_config import get_classifier_cfg
-from detectron2_myeloma.engine.classifier_trainer import train_classifier
+from detectron2_myeloma.classifier.config import get_classifier_cfg
+from detectron2_myeloma.classifier.trainer import train_classifier
 
 
 def main(argv: Optional[List[str]] = None) -> dict:

@@ -5,7 +5,7 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetMapper
 from detectron2.data import transforms as T
 
-from .transforms import RandomHueShift, RandomRot90
+from .transforms import RandomColorJitter, RandomRot90, build_color_jitter
 
 
 def build_cell_augmentations(cfg: CfgNode, is_train: bool) -> List[T.Augmentation]:
@@ -23,14 +23,9 @@ def build_cell_augmentations(cfg: CfgNode, is_train: bool) -> List[T.Augmentatio
         augs.append(T.RandomFlip(horizontal=False, vertical=True))
     if aug.ROT90:
         augs.append(RandomRot90())
-    if aug.BRIGHTNESS > 0:
-        augs.append(T.RandomBrightness(1 - aug.BRIGHTNESS, 1 + aug.BRIGHTNESS))
-    if aug.CONTRAST > 0:
-        augs.append(T.RandomContrast(1 - aug.CONTRAST, 1 + aug.CONTRAST))
-    if aug.SATURATION > 0:
-        augs.append(T.RandomSaturation(1 - aug.SATURATION, 1 + aug.SATURATION))
-    if aug.HUE > 0:
-        augs.append(RandomHueShift(aug.HUE, cfg.INPUT.FORMAT))
+    jitter = build_color_jitter(aug, "INPUT.CELL_AUG")
+    if jitter is not None:
+        augs.append(RandomColorJitter(jitter, cfg.INPUT.FORMAT))
     return augs
 
 

@@ -1,12 +1,18 @@
-"""Augmentations cells need that Detectron2 lacks: exact 90-degree rotations and stain (hue) jitter.
+"""Augmentations cells need that Detectron2 lacks: exact 90-degree rotations, and the colour jitter
+(stain and illumination) that the detector shares with the cell classifier.
 
 Cells have no canonical orientation, so a 90-degree rotation is as valid a sample as a flip; doing it
 with ``np.rot90`` keeps masks exact (no interpolation), unlike a general ``RotationTransform``.
 """
-import cv2
+import functools
+from typing import Any, Dict, Optional
+
 import numpy as np
+import torch
+from detectron2.config import CfgNode
 from detectron2.data import transforms as T
 from fvcore.transforms.transform import NoOpTransform, Transform
+from torchvision.transforms import v2
 
 
 class Rot90Transform(Transform):
@@ -45,34 +51,35 @@ class RandomRot90(T.Augmentation):
         return Rot90Transform(image.shape[0], image.shape[1], k) if k else NoOpTransform()
 
 
-class HueShiftTransform(Transform):
-    """Shift hue by ``delta`` (OpenCV hue units, 0..180) on an RGB/BGR uint8 image: stain variation."""
-
-    def __init__(self, delta: float, image_format: str):
-        super().__init__()
-        self._set_attributes(locals())
-
-    def apply_image(self, img: np.ndarray) -> np.ndarray:
-        to_hsv, from_hsv = ((cv2.COLOR_RGB2HSV, cv2.COLOR_HSV2RGB) if self.image_format == "RGB"
-                            else (cv2.COLOR_BGR2HSV, cv2.COLOR_HSV2BGR))
-        hsv = cv2.cvtColor(img.astype(np.uint8), to_hsv)
-        hsv[..., 0] = ((hsv[..., 0].astype(np.int16) + int(round(self.delta))) % 180).astype(np.uint8)
-        return cv2.cvtColor(hsv, from_hsv)
-
-    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
-        return coords
-
-    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
-        return segmentation
+def build_color_jitter(aug: CfgNode, key: str) -> Optional[v2.ColorJitter]:
+    """The photometric jitter of a config node with BRIGHTNESS, CONTRAST, SATURATION and HUE: one
+    definition (torchvision's ``ColorJitter``), and so one meaning of the keys, for the detector's
+    ``INPUT.CELL_AUG`` and the classifier's ``AUG``. None when all four are 0; ``key`` names the node."""
+    if not 0 <= aug.HUE <= 0.5:
+        raise ValueError(f"{key}.HUE must be a fraction of the hue circle in [0, 0.5], got {aug.HUE} (an "
+                         "OpenCV hue shift of h, out of 180, is h / 180)")
+    amounts = {"brightness": aug.BRIGHTNESS, "contrast": aug.CONTRAST, "saturation": aug.SATURATION,
+               "hue": aug.HUE}
+    return v2.ColorJitter(**amounts) if any(amounts.values()) else None
 
 
-class RandomHueShift(T.Augmentation):
-    """Hue shift drawn uniformly from [-max_delta, max_delta] (OpenCV hue units)."""
+def _jitter_image(jitter: v2.ColorJitter, params: Dict[str, Any], image_format: str,
+                  image: np.ndarray) -> np.ndarray:
+    rgb = image[..., ::-1] if image_format == "BGR" else image
+    out = jitter.transform(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1), params)
+    out = out.permute(1, 2, 0).numpy()
+    return np.ascontiguousarray(out[..., ::-1] if image_format == "BGR" else out)
 
-    def __init__(self, max_delta: float, image_format: str = "RGB"):
+
+class RandomColorJitter(T.Augmentation):
+    """A torchvision ``ColorJitter`` (:func:`build_color_jitter`) as a Detectron2 augmentation of HxWx3
+    uint8 images in ``image_format`` (RGB or BGR): its factors and their order are drawn per image from
+    torch's generator (which Detectron2 seeds in every data-loader worker), boxes and masks unchanged."""
+
+    def __init__(self, jitter: v2.ColorJitter, image_format: str = "RGB"):
         super().__init__()
         self._init(locals())
 
     def get_transform(self, image: np.ndarray) -> Transform:
-        delta = np.random.uniform(-self.max_delta, self.max_delta)
-        return HueShiftTransform(delta, self.image_format)
+        params = self.jitter.make_params([])
+        return T.ColorTransform(functools.partial(_jitter_image, self.jitter, params, self.image_format))

@@ -1,1 +1,2 @@
-"""Training: the detector's ``Trainer`` and the step its precision policy picks, the cell classifier's loop."""
+"""Training and running the detector: its ``Trainer``, the step its precision policy picks, and the detector
+as a plain box predictor."""

@@ -8,7 +8,7 @@ from detectron2.data import Metadata
 from detectron2.structures import Instances
 from detectron2.utils.visualizer import Visualizer
 
-from ..modeling.cell_classifier_hook import NOT_CLASSIFIED
+from ..classifier.labels import NOT_CLASSIFIED
 
 PREVIEW_MAX_SIDE = 1280  # overlays and splashes of 2040x1536 / 2560x1920 images are scaled down to this
 

@@ -12,7 +12,7 @@ from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 from detectron2.structures import Instances
 
 from ..data.images import image_stem
-from ..modeling.cell_classifier_hook import NOT_CLASSIFIED
+from ..classifier.labels import NOT_CLASSIFIED
 from .overlays import cell_labels, colour_splash, draw_overlay, preview_scale
 
 RESULTS_JSON = "instances_predictions.json"

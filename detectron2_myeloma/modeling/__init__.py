@@ -1,9 +1,8 @@
 """R-Mask R-CNN: Mask R-CNN with a timm/ResNet bottom-up, PANet's bottom-up path, channel/spatial
-attention and adaptive mask pooling, and the cell classifier that labels its detections afterwards.
+attention and adaptive mask pooling, and the post-hooks that refine its detections afterwards.
 Importing this package registers its Detectron2 components."""
 from .backbone import build_resnet_rmask_fpn_backbone, build_rmask_fpn, build_timm_rmask_fpn_backbone
 from .adaptive_pooling import AdaptiveFusionMaskHead
-from .cell_classifier_hook import CellClassifierHook
 from .meta_arch import GeneralizedRCNNWithPostHooks
 from .post_hooks import POST_HOOK_REGISTRY, PostHook, build_post_hooks
 from .roi_heads import RMaskROIHeads
@@ -13,7 +12,6 @@ __all__ = [
     "build_resnet_rmask_fpn_backbone",
     "build_rmask_fpn",
     "build_timm_rmask_fpn_backbone",
-    "CellClassifierHook",
     "GeneralizedRCNNWithPostHooks",
     "POST_HOOK_REGISTRY",
     "PostHook",

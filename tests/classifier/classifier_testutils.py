@@ -4,8 +4,9 @@ from typing import Dict, List
 
 from fvcore.common.config import CfgNode
 
-from detectron2_myeloma.classifier_config import get_classifier_cfg
-from detectron2_myeloma.data.crop_dataset import CellSizePrior, build_crop_dataset
+from detectron2_myeloma.classifier.config import get_classifier_cfg
+from detectron2_myeloma.classifier.dataset import build_crop_dataset
+from detectron2_myeloma.classifier.negatives import CellSizePrior
 
 SEGPC_MINI = Path(__file__).resolve().parents[2] / "datasets" / "segpc_mini" / "train"
 CROP_SIZE = 64

@@ -6,6 +6,7 @@ import pytest
 import torch
 from classifier_testutils import SEGPC_MINI, make_crops
 
+from detectron2_myeloma.classifier.negatives import CellSizePrior
 from detectron2_myeloma.data.segpc import load_segpc
 
 
@@ -14,6 +15,12 @@ def segpc_records() -> Dict[str, dict]:
     """Dataset dicts of five real bundled images (1991: 12 cells, 2042: 9, 2050: 8, 2048: 8, 2011: 9)."""
     records = load_segpc(str(SEGPC_MINI), image_ids=["1991", "2042", "2050", "2048", "2011"])
     return {r["image_id"]: r for r in records}
+
+
+@pytest.fixture(scope="session")
+def prior(segpc_records) -> CellSizePrior:
+    """The size prior of all five images."""
+    return CellSizePrior.from_dataset(list(segpc_records.values()))
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,9 @@
-"""Crop geometry is exact (borders, corners, tiny boxes, margins) and the torch crops equal OpenCV's."""
-import cv2
+"""Crop geometry is exact (borders, corners, tiny boxes, margins), and so is the cut (that the hook's
+crops are the saved training crops: test_hook.py)."""
 import numpy as np
 import pytest
-import torch
-from classifier_testutils import SEGPC_MINI
 
-from detectron2_myeloma.data.crops import area_resize, crop_and_resize, crop_and_resize_batch, square_crop_box
+from detectron2_myeloma.classifier.crops import crop_and_resize, square_crop_box
 
 HW = (100, 200)  # height, width
 
@@ -82,51 +80,3 @@ def test_padding_only_where_the_square_leaves_the_image():
 def test_grayscale_keeps_two_dimensions():
     image = np.arange(100 * 200, dtype=np.float32).reshape(HW)
     assert crop_and_resize(image, (10, 10, 50, 50), 0.1, 16).shape == (16, 16)
-
-
-@pytest.mark.parametrize("length, size", [(1, 8), (3, 8), (33, 300), (263, 300), (64, 64), (450, 128),
-                                          (455, 64), (1536, 64), (131, 64)])
-def test_area_resize_equals_opencv(length, size):
-    """Float images: area_resize reproduces cv2.INTER_AREA when shrinking and enlarging, including
-    OpenCV's own rounding at pixel boundaries (33 -> 300)."""
-    x = np.random.default_rng(length).uniform(0, 255, (length, length, 2)).astype(np.float32)
-    expected = cv2.resize(x, (size, size), interpolation=cv2.INTER_AREA)
-    got = area_resize(torch.from_numpy(x).permute(2, 0, 1), size).permute(1, 2, 0).numpy()
-    np.testing.assert_allclose(got, expected, atol=1e-3)
-
-
-def real_image_boxes(segpc_image):
-    rng = np.random.default_rng(3)
-    height, width = segpc_image.shape[:2]
-    boxes = [[rng.uniform(-20, width), rng.uniform(-20, height)] for _ in range(20)]
-    boxes = [[x, y, x + rng.uniform(1, 400), y + rng.uniform(1, 400)] for x, y in boxes]
-    boxes += [[0, 0, 30, 30], [width - 400, height - 300, width, height], [10, 10, 10.5, 10.5],
-              [0, 0, width, height], [300, 200, 640, 560]]  # corners, tiny, padded, a cell-sized box
-    return boxes
-
-
-@pytest.fixture(scope="module")
-def segpc_image():
-    return cv2.imread(str(SEGPC_MINI / "x" / "1991.jpg"))[:600, :800]  # a corner: small padded crops
-
-
-@pytest.mark.parametrize("size, margin", [(64, 0.15), (128, 0.0), (300, 0.3)])
-def test_torch_batch_matches_numpy(segpc_image, size, margin):
-    """uint8 crops from crop_and_resize_batch equal OpenCV's up to its fixed-point rounding."""
-    boxes = real_image_boxes(segpc_image)
-    expected = np.stack([crop_and_resize(segpc_image, b, margin, size) for b in boxes]).astype(np.float32)
-    image = torch.from_numpy(segpc_image).permute(2, 0, 1)
-    got = crop_and_resize_batch(image, torch.tensor(boxes), margin, size).permute(0, 2, 3, 1).numpy()
-    assert got.dtype == np.float32 and got.shape == expected.shape
-    diff = np.abs(got - expected)
-    assert diff.max() <= 1
-    assert (diff > 0).mean() < 0.03  # enlarging (small boxes at 300 px) rounds in fixed point
-
-
-def test_torch_batch_float_image_and_empty(segpc_image):
-    image = torch.from_numpy(segpc_image.astype(np.float32)).permute(2, 0, 1)
-    boxes = np.array(real_image_boxes(segpc_image)[-5:])
-    expected = np.stack([crop_and_resize(segpc_image.astype(np.float32), b, 0.15, 96) for b in boxes])
-    got = crop_and_resize_batch(image, boxes, 0.15, 96).permute(0, 2, 3, 1).numpy()
-    np.testing.assert_allclose(got, expected, atol=1e-3)
-    assert crop_and_resize_batch(image, np.zeros((0, 4)), 0.15, 96).shape == (0, 3, 96, 96)

@@ -1,13 +1,15 @@
-"""Cell augmentations: exact 90-degree rotations, and a mapped training sample whose boxes fit its masks."""
+"""Cell augmentations: exact 90-degree rotations, colour jitter in torchvision's hue unit that leaves the
+geometry alone, and a mapped training sample whose boxes fit its masks."""
 import numpy as np
 import pytest
 import torch
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
+from torchvision.transforms import v2
 
 from detectron2_myeloma import add_myeloma_config
-from detectron2_myeloma.data.mapper import build_cell_mapper
-from detectron2_myeloma.data.transforms import HueShiftTransform, Rot90Transform
+from detectron2_myeloma.data.mapper import build_cell_augmentations, build_cell_mapper
+from detectron2_myeloma.data.transforms import RandomColorJitter, Rot90Transform
 
 
 @pytest.mark.parametrize("k", [1, 2, 3])
@@ -24,12 +26,32 @@ def test_rot90_maps_masks_boxes_and_inverse_exactly(k):
     np.testing.assert_array_equal(t.inverse().apply_segmentation(rotated), mask)
 
 
+def hue_shift(hue: float, image_format: str):
+    """The detector's jitter with hue shifted by exactly ``hue`` of the circle, nothing else."""
+    return RandomColorJitter(v2.ColorJitter(hue=(hue, hue)), image_format).get_transform(None)
+
+
 def test_hue_shift_changes_colour_not_geometry():
     img = np.zeros((4, 4, 3), np.uint8)
     img[..., 0] = 200  # pure red
-    out = HueShiftTransform(30, "RGB").apply_image(img)
+    t = hue_shift(30 / 180, "RGB")  # 30 OpenCV hue units: red turns yellow
+    out = t.apply_image(img)
     assert out.shape == img.shape and not np.array_equal(out, img)
-    assert np.array_equal(HueShiftTransform(0, "RGB").apply_image(img), img)
+    np.testing.assert_allclose(out.reshape(-1, 3), [[200, 200, 0]] * 16, atol=1)
+    np.testing.assert_array_equal(hue_shift(30 / 180, "BGR").apply_image(img[..., ::-1]), out[..., ::-1])
+    assert np.array_equal(hue_shift(0, "RGB").apply_image(img), img)
+    coords, mask = np.array([[1.5, 2.5]]), np.eye(4, dtype=np.uint8)
+    assert np.array_equal(t.apply_coords(coords), coords) and np.array_equal(t.apply_segmentation(mask), mask)
+
+
+@pytest.mark.parametrize("hue", [-0.1, 0.6, 4.0])  # 4.0: the old OpenCV-unit default
+def test_hue_outside_the_circle_is_refused(hue):
+    cfg = get_cfg()
+    add_myeloma_config(cfg)
+    cfg.INPUT.CELL_AUG.HUE = hue
+    message = r"INPUT.CELL_AUG.HUE must be a fraction of the hue circle in \[0, 0.5\]"
+    with pytest.raises(ValueError, match=message):
+        build_cell_augmentations(cfg, is_train=True)
 
 
 def test_training_sample_from_bundled_image():

@@ -28,7 +28,8 @@ def get_classifier_cfg() -> CN:
     _C.INPUT.SIZE = 128
     _C.INPUT.CROP_MARGIN = 0.15  # relative margin of the square crop; must equal the crop folder's
 
-    # Training augmentation, per crop (all exact on square crops but the colour jitter).
+    # Training augmentation, per crop (all exact on square crops but the colour jitter); the jitter
+    # keys mean what the detector's INPUT.CELL_AUG ones mean (data/transforms.build_color_jitter).
     _C.AUG = CN()
     _C.AUG.HFLIP = True  # random horizontal flip
     _C.AUG.VFLIP = True  # random vertical flip (cells have no up or down)
@@ -36,7 +37,7 @@ def get_classifier_cfg() -> CN:
     _C.AUG.BRIGHTNESS = 0.1  # brightness factor drawn from [1 - x, 1 + x]; 0 = off
     _C.AUG.CONTRAST = 0.1  # contrast factor drawn from [1 - x, 1 + x]; 0 = off
     _C.AUG.SATURATION = 0.1  # saturation factor drawn from [1 - x, 1 + x]; 0 = off
-    _C.AUG.HUE = 0.02  # stain jitter: hue shift up to +-x of the hue circle (torchvision units); 0 = off
+    _C.AUG.HUE = 0.02  # hue (stain) shift up to +-x of the hue circle, <= 0.5; 0 = off
 
     _C.SOLVER = CN()
     _C.SOLVER.BASE_LR = 2e-4  # Adam learning rate (EfficientNet-B3 myeloma paper)

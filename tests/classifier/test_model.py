@@ -8,9 +8,9 @@ import timm
 import torch
 from classifier_testutils import small_cfg
 
-from detectron2_myeloma.classifier_config import get_classifier_cfg
-from detectron2_myeloma.modeling.classifier import (CellClassifier, build_classifier, classifier_checkpoint,
-                                                    load_classifier)
+from detectron2_myeloma.classifier.config import get_classifier_cfg
+from detectron2_myeloma.classifier.model import (CellClassifier, build_classifier, classifier_checkpoint,
+                                                 load_classifier)
 from detectron2_myeloma.modeling.pretrained import packaged_weights_path
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "Classifier"

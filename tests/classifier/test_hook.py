@@ -1,20 +1,26 @@
-"""The cell classifier post-hook: crops from the full-resolution image, fields added to the detections,
-nuclei left unclassified, non-myeloma cells dropped on request, detector outputs and checkpoints
-untouched, and clear errors."""
+"""The cell classifier post-hook: crops from the full-resolution image, bit-identical to the saved
+training crops, fields added to the detections, nuclei left unclassified, non-myeloma cells dropped on
+request, detector outputs and checkpoints untouched, the same answers on CUDA, and clear errors."""
 from typing import Any, Dict
 
 import cv2
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from classifier_testutils import SEGPC_MINI
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
-from testutils import write_tiny_classifier
+from detector_testutils import cpu_and_cuda_twins, tiny_cfg
+from testutils import assert_float32_fields, assert_twin_detections, write_tiny_classifier
 
-from detectron2_myeloma.data.crops import crop_and_resize_batch
-from detectron2_myeloma.modeling import CellClassifierHook
-from detectron2_myeloma.modeling.classifier import CellClassifier, load_classifier
+from detectron2_myeloma.classifier.crops import crop_and_resize
+from detectron2_myeloma.classifier.dataset import image_candidates, read_manifest
+from detectron2_myeloma.classifier.hook import CellClassifierHook
+from detectron2_myeloma.classifier.labels import CLASS_NAMES
+from detectron2_myeloma.classifier.model import CellClassifier, load_classifier
+from detectron2_myeloma.classifier.negatives import CellSizePrior
 
 FULL_HW = (256, 320)  # the detector sees the image at half this size
 DETECTOR_FIELDS = ("pred_boxes", "scores", "pred_classes", "pred_masks")
@@ -45,23 +51,25 @@ def field(instances: Instances, name: str) -> torch.Tensor:
 
 
 def expected_probs(classifier: CellClassifier, image: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    crops = crop_and_resize_batch(image, boxes, classifier.crop_margin, classifier.input_size)
-    return classifier.classify(crops)
+    """The classifier on crop_and_resize crops of the 3xHxW uint8 RGB ``image``."""
+    rgb = image.permute(1, 2, 0).numpy()
+    margin, size = classifier.crop_margin, classifier.input_size
+    return classifier.classify(np.stack([crop_and_resize(rgb, box, margin, size) for box in boxes.tolist()]))
 
 
-def hooked_cfg(make_cfg, classifier_path, **overrides):
-    return make_cfg({"MODEL.POST_HOOKS": ["CellClassifierHook"], "MODEL.CELL_CLASSIFIER.WEIGHTS": classifier_path,
+def hooked_cfg(classifier_path, **overrides):
+    return tiny_cfg({"MODEL.POST_HOOKS": ["CellClassifierHook"], "MODEL.CELL_CLASSIFIER.WEIGHTS": classifier_path,
                      **{f"MODEL.CELL_CLASSIFIER.{k}": v for k, v in overrides.items()}})
 
 
-def test_model_with_hook(make_cfg, classifier_path, original, tmp_path):
+def test_model_with_hook(classifier_path, original, tmp_path):
     """Same detector weights with and without the hook: identical detections; the hook only adds its
     fields, from crops of the original image; keep_non_myeloma=False drops exactly the 0 labels."""
     torch.manual_seed(0)
-    plain = build_model(make_cfg()).eval()
+    plain = build_model(tiny_cfg()).eval()
     assert plain.post_hooks == []
-    hooked = build_model(hooked_cfg(make_cfg, classifier_path)).eval()
-    dropping = build_model(hooked_cfg(make_cfg, classifier_path, KEEP_NON_MYELOMA=False)).eval()
+    hooked = build_model(hooked_cfg(classifier_path)).eval()
+    dropping = build_model(hooked_cfg(classifier_path, KEEP_NON_MYELOMA=False)).eval()
     classifier = hooked.post_hooks[0].classifier
     classifier_state = {k: v.clone() for k, v in classifier.state_dict().items()}
     # A detector checkpoint neither holds the classifier nor touches it when loaded.
@@ -103,6 +111,59 @@ def test_model_with_hook(make_cfg, classifier_path, original, tmp_path):
     assert len(dropped) == len(kept)
     for name in (*DETECTOR_FIELDS, "pred_cell_labels"):
         assert torch.equal(field(kept, name), field(dropped, name)), name
+
+
+def cutting_classifier(size: int, margin: float) -> CellClassifier:
+    """A classifier that cuts ``size`` px crops with ``margin``; its net is never run."""
+    return CellClassifier(torch.nn.Identity(), [0.0] * 3, [1.0] * 3, size, margin)
+
+
+def real_image_boxes(segpc_image):
+    rng = np.random.default_rng(3)
+    height, width = segpc_image.shape[:2]
+    boxes = [[rng.uniform(-20, width), rng.uniform(-20, height)] for _ in range(20)]
+    boxes = [[x, y, x + rng.uniform(1, 400), y + rng.uniform(1, 400)] for x, y in boxes]
+    boxes += [[0, 0, 30, 30], [width - 400, height - 300, width, height], [10, 10, 10.5, 10.5],
+              [0, 0, width, height], [300, 200, 640, 560]]  # corners, tiny, padded, a cell-sized box
+    return torch.tensor(boxes, dtype=torch.float32)  # as the detector gives them
+
+
+@pytest.fixture(scope="module")
+def segpc_image():
+    return cv2.imread(str(SEGPC_MINI / "x" / "1991.jpg"))[:600, :800]  # a corner: small padded crops
+
+
+@pytest.mark.parametrize("size, margin", [(64, 0.15), (128, 0.0), (300, 0.3)])
+@pytest.mark.parametrize("input_format", ["RGB", "BGR"])
+def test_hook_cuts_the_training_crops(segpc_image, size, margin, input_format):
+    """Corner, padded, tiny and cell-sized boxes, shrunk and enlarged: the crops the hook classifies are
+    bit for bit what build_crop_dataset saves for those boxes (crop_and_resize of the BGR image), in RGB."""
+    boxes = real_image_boxes(segpc_image)
+    saved = np.stack([crop_and_resize(segpc_image, box, margin, size) for box in boxes.tolist()])
+    image = segpc_image[..., ::-1] if input_format == "RGB" else segpc_image
+    inputs = {"original_image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)}
+    hook = CellClassifierHook(classifier=cutting_classifier(size, margin), input_format=input_format)
+    crops = hook.cell_crops(inputs, boxes, segpc_image.shape[:2])
+    assert crops.dtype == np.uint8 and crops.shape == (len(boxes), size, size, 3)
+    np.testing.assert_array_equal(crops, saved[..., ::-1])
+    assert hook.cell_crops(inputs, boxes[:0], segpc_image.shape[:2]).shape == (0, size, size, 3)
+
+
+def test_hook_crops_equal_the_saved_crops(small_crops, segpc_records):
+    """Every crop of a val image of a real crop folder (annotated cells and stain negatives at float
+    boxes), recut by the hook from the image file, equals the saved PNG exactly."""
+    record = segpc_records["2048"]
+    prior = CellSizePrior.from_dataset([segpc_records["1991"], segpc_records["2042"]])  # as small_crops
+    image = cv2.imread(record["file_name"])
+    candidates = image_candidates(record, image, prior, None, 0.3)
+    paths = [f"val/{CLASS_NAMES[label]}/2048_{n}.png" for n, (_, label, _) in enumerate(candidates)]
+    assert sorted(paths) == sorted(r["path"] for r in read_manifest(str(small_crops), "val"))
+    assert {source for _, _, source in candidates} == {"annotation", "stain_heuristic"}
+    boxes = torch.tensor(np.stack([box for box, _, _ in candidates]))
+    hook = CellClassifierHook(classifier=cutting_classifier(64, 0.15))
+    crops = hook.cell_crops({"file_name": record["file_name"]}, boxes, image.shape[:2])
+    for path, crop in zip(paths, crops):
+        np.testing.assert_array_equal(crop, cv2.imread(str(small_crops / path))[..., ::-1], err_msg=path)
 
 
 def hand_made_instances(classes) -> Instances:
@@ -154,8 +215,26 @@ def test_missing_or_mismatched_image_is_a_clear_error(classifier_path, original)
         hook([{"original_image": original[:, :128]}], [{"instances": hand_made_instances([0, 1])}])
 
 
-def test_enabled_without_weights_fails_at_build_time(make_cfg, tmp_path):
+def test_enabled_without_weights_fails_at_build_time(tmp_path):
     with pytest.raises(ValueError, match="MODEL.CELL_CLASSIFIER.WEIGHTS is empty"):
-        build_model(make_cfg({"MODEL.POST_HOOKS": ["CellClassifierHook"]}))
+        build_model(tiny_cfg({"MODEL.POST_HOOKS": ["CellClassifierHook"]}))
     with pytest.raises(FileNotFoundError, match="MODEL.CELL_CLASSIFIER.WEIGHTS.*missing.pth"):
-        build_model(hooked_cfg(make_cfg, str(tmp_path / "missing.pth")))
+        build_model(hooked_cfg(str(tmp_path / "missing.pth")))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cell_classifier_hook_on_cuda_matches_cpu(original, tmp_path):
+    path = str(write_tiny_classifier(tmp_path / "model_best.pth"))
+    on_cuda = {"MODEL.POST_HOOKS": ["CellClassifierHook"], "MODEL.CELL_CLASSIFIER.WEIGHTS": path, "MODEL.DEVICE": "cuda"}
+    cpu, cuda = cpu_and_cuda_twins(hooked_cfg(path), tiny_cfg(on_cuda))
+    assert next(cuda.post_hooks[0].classifier.parameters()).device.type == "cuda"
+    with torch.no_grad():
+        reference, = cpu([model_input(original)])
+        labelled, = cuda([model_input(original)])
+    reference, labelled = reference["instances"], labelled["instances"].to("cpu")
+    assert_float32_fields(labelled)
+    twin = assert_twin_detections(labelled, reference)
+    cells = labelled.pred_classes[:5] == 0
+    torch.testing.assert_close(labelled.pred_cell_probs[:5][cells], reference.pred_cell_probs[twin][cells],
+                               rtol=0, atol=0.02)

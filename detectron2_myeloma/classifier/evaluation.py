@@ -9,9 +9,10 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score, roc_curve
+from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix,
+                             precision_recall_fscore_support, roc_auc_score, roc_curve)
 
-from ..data.crop_dataset import CLASS_NAMES
+from .labels import CLASS_NAMES
 
 
 def classification_metrics(labels: Sequence[int], probs: Sequence[float], threshold: float = 0.5) -> dict:
@@ -32,13 +33,12 @@ def classification_metrics(labels: Sequence[int], probs: Sequence[float], thresh
     classes = list(range(len(CLASS_NAMES)))
     precision, recall, f1, support = precision_recall_fscore_support(
         labels, predicted, labels=classes, zero_division=0)
-    present = support > 0
-    both = bool(present.all())
+    both = bool((support > 0).all())
     return {
         "num_samples": int(labels.size),
         "threshold": threshold,
-        "accuracy": float((predicted == labels).mean()),
-        "balanced_accuracy": float(recall[present].mean()),
+        "accuracy": float(accuracy_score(labels, predicted)),
+        "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
         "roc_auc": float(roc_auc_score(labels, probs)) if both else None,
         "majority_rate": float(support.max() / labels.size),
         "per_class": {name: {"precision": float(precision[i]), "recall": float(recall[i]),

@@ -1,7 +1,7 @@
 """Cell classifier: a timm EfficientNet that tells myeloma plasma cells from other cells in square crops.
 
-Crops come from :mod:`detectron2_myeloma.data.crops` (the same function at training and inference);
-:meth:`CellClassifier.classify` is what a detector post-hook calls on the crops of its detections.
+Crops come from :func:`.crops.crop_and_resize` (the same function at training and inference);
+:meth:`CellClassifier.classify` is what :class:`.hook.CellClassifierHook` calls on the crops of its cells.
 """
 import logging
 import warnings
@@ -13,20 +13,12 @@ import torch
 from fvcore.common.config import CfgNode
 from torch import nn
 
-from ..classifier_config import get_classifier_cfg
-from ..data.crop_dataset import CLASS_NAMES
-from .pretrained import load_timm_weights, packaged_weights_path
+from ..modeling.pretrained import load_timm_weights, packaged_weights_path
+from ..utils.device import available_device
+from .config import get_classifier_cfg
+from .labels import CLASS_NAMES, MYELOMA
 
 logger = logging.getLogger(__name__)
-
-MYELOMA = CLASS_NAMES.index("myeloma")
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"``: cuda when available, else cpu; any other name as torch spells it."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _frozen_modules(net: nn.Module, freeze_at: int) -> list:
@@ -80,9 +72,9 @@ class CellClassifier(nn.Module):
         """Myeloma probability of each crop, on the model's device, in eval mode.
 
         Args:
-            crops: (N, 3, S, S) tensor (e.g. from :func:`~detectron2_myeloma.data.crops.crop_and_resize_batch`
-                with the channels flipped to RGB), or (N, S, S, 3) uint8 RGB array; 0..255 RGB, with
-                S = ``input_size`` and cut with ``crop_margin``.
+            crops: (N, 3, S, S) tensor, or (N, S, S, 3) uint8 array (as the hook's ``cell_crops``);
+                0..255 RGB, with S = ``input_size`` and cut with ``crop_margin``. Only the crops move
+                to the model's device, a chunk at a time.
         """
         if isinstance(crops, np.ndarray):
             crops = torch.from_numpy(crops).permute(0, 3, 1, 2)
@@ -131,7 +123,8 @@ def classifier_checkpoint(model: CellClassifier, cfg: CfgNode, **extra) -> dict:
 def load_classifier(path: str, device: Optional[Union[str, torch.device]] = None) -> CellClassifier:
     """A trained classifier from a checkpoint of :func:`classifier_checkpoint`, in eval mode.
 
-    ``device`` defaults to the checkpoint cfg's DEVICE (``"auto"``: cuda when available).
+    ``device`` defaults to the checkpoint cfg's DEVICE (``"auto"``: cuda when available); a CUDA device
+    on a machine without one falls back to the CPU, as everywhere in the project (``available_device``).
     """
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if tuple(checkpoint["class_names"]) != CLASS_NAMES:
@@ -140,4 +133,5 @@ def load_classifier(path: str, device: Optional[Union[str, torch.device]] = None
     cfg.merge_from_other_cfg(CfgNode.load_cfg(checkpoint["cfg"]))
     model = build_classifier(cfg, load_pretrained=False)
     model.load_state_dict(checkpoint["model"])
-    return model.to(resolve_device(device if device is not None else cfg.DEVICE)).eval()
+    device = available_device(str(device if device is not None else cfg.DEVICE))
+    return model.to(torch.device(device)).eval()

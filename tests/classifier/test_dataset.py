@@ -1,5 +1,5 @@
-"""Crop dataset: the stain heuristic finds real unannotated nuclei, splits never share an image, the
-manifest and balance agree with the files, detector negatives are filtered and merged."""
+"""Crop folder: splits never share an image, the manifest and balance agree with the files, the files
+are the crop function's output, and a project detector gives hard negatives end to end."""
 import json
 
 import cv2
@@ -7,75 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from detectron2_myeloma.data.crop_dataset import (CLASS_NAMES, CellSizePrior, CropDataset, annotation_boxes,
-                                                  build_crop_dataset, detector_negatives, find_nucleus_blobs,
-                                                  image_candidates, max_iou, read_manifest, split_by_image,
-                                                  stain_negatives)
-from detectron2_myeloma.data.masks import rle_to_mask
-
-
-@pytest.fixture(scope="module")
-def image_1991(segpc_records):
-    record = segpc_records["1991"]
-    return record, cv2.imread(record["file_name"])
-
-
-@pytest.fixture(scope="module")
-def prior(segpc_records):
-    return CellSizePrior.from_dataset(list(segpc_records.values()))
-
-
-def test_size_prior_is_measured_from_nuclei(prior):
-    # SegPC at 2040x1536: nuclei of ~26k..59k px, cells ~1.6x wider than their nucleus.
-    assert 5_000 < prior.min_nucleus_area < prior.max_nucleus_area < 150_000
-    assert 1.2 < prior.cell_scale < 2.2
-    assert 0.1 < prior.work_scale < 0.5
-
-
-def test_size_prior_needs_nucleus_masks(segpc_records):
-    record = dict(segpc_records["1991"])
-    record["annotations"] = [{k: v for k, v in a.items() if k != "nucleus"} for a in record["annotations"]]
-    with pytest.raises(ValueError, match="nucleus masks"):
-        CellSizePrior.from_dataset([record])
-
-
-def test_heuristic_finds_annotated_nuclei(image_1991, prior):
-    """The blob finder is a nucleus detector: most annotated nuclei of a real image get a blob."""
-    record, image = image_1991
-    blobs = find_nucleus_blobs(image, prior)
-    nuclei = [rle_to_mask(a["nucleus"]) for a in record["annotations"]]
-    found = sum(any(n[int(cy), int(cx)] for _, (cx, cy) in blobs) for n in nuclei)
-    assert found >= 0.8 * len(nuclei)
-
-
-def test_heuristic_negatives_do_not_overlap_annotations(image_1991, prior):
-    record, image = image_1991
-    negatives = stain_negatives(image, record["annotations"], prior)
-    assert len(negatives) >= 5  # 1991 has many unannotated lymphocytes and plasma-like cells
-    annotated = np.zeros(image.shape[:2], bool)
-    for a in record["annotations"]:
-        annotated |= rle_to_mask(a["segmentation"])
-    assert (max_iou(negatives, annotation_boxes(record["annotations"])) < 0.3).all()
-    for x0, y0, x1, y1 in negatives:
-        assert not annotated[int((y0 + y1) / 2), int((x0 + x1) / 2)]  # cell centre not in an annotated cell
-        assert 0 <= x0 < x1 <= image.shape[1] and 0 <= y0 < y1 <= image.shape[0]
-        # cell-sized, like the annotated cells (235..528 px boxes on SegPC)
-        assert 150 < max(x1 - x0, y1 - y0) < 700
-
-
-def test_detector_negatives_filtered_and_deduplicated(image_1991, prior):
-    record, image = image_1991
-    cells = annotation_boxes(record["annotations"])
-    stain = stain_negatives(image, record["annotations"], prior)
-    detections = np.concatenate([cells[:2] + 3, stain[:1] + 5, [[1700, 1300, 1900, 1500]]])
-
-    candidates = image_candidates(record, image, prior, lambda _: detections, 0.3)
-    by_source = {s: np.array([b for b, _, src in candidates if src == s]) for s in ("annotation", "detector",
-                                                                                   "stain_heuristic")}
-    assert len(by_source["annotation"]) == len(cells)
-    np.testing.assert_allclose(by_source["detector"], detections[2:])  # the two matching cells are dropped
-    assert len(by_source["stain_heuristic"]) == len(stain) - 1  # the one a detection duplicates
-    assert all(label == (src == "annotation") for _, label, src in candidates)
+from detectron2_myeloma.classifier.crops import crop_and_resize
+from detectron2_myeloma.classifier.dataset import (CropDataset, build_crop_dataset, read_manifest,
+                                                   split_by_image)
+from detectron2_myeloma.classifier.labels import CLASS_NAMES
+from detectron2_myeloma.classifier.negatives import detector_negatives
 
 
 def test_split_by_image_is_deterministic_and_disjoint():
@@ -115,8 +51,6 @@ def test_manifest_files_and_balance_agree(small_crops):
 
 
 def test_crops_are_the_crop_function_output(small_crops, segpc_records):
-    from detectron2_myeloma.data.crops import crop_and_resize
-
     index, row = next((i, r) for i, r in enumerate(read_manifest(str(small_crops), "val"))
                       if r["label"] == "myeloma")
     image = cv2.imread(segpc_records[row["image_id"]]["file_name"])
@@ -143,7 +77,7 @@ def test_detector_path_end_to_end(segpc_records, tmp_path):
     from detectron2.modeling import build_model
 
     from detectron2_myeloma import add_myeloma_config
-    from detectron2_myeloma.data.crop_dataset import detectron2_box_predictor
+    from detectron2_myeloma.engine.box_predictor import box_predictor
 
     cfg = get_cfg()
     add_myeloma_config(cfg)
@@ -157,8 +91,7 @@ def test_detector_path_end_to_end(segpc_records, tmp_path):
     (tmp_path / "detector.yaml").write_text(cfg.dump())
     torch.save({"model": build_model(cfg).state_dict()}, tmp_path / "detector.pth")
 
-    predictor = detectron2_box_predictor(str(tmp_path / "detector.yaml"), str(tmp_path / "detector.pth"),
-                                         "cpu")
+    predictor = box_predictor(str(tmp_path / "detector.yaml"), str(tmp_path / "detector.pth"), "cpu")
     record = segpc_records["2048"]
     image = cv2.imread(record["file_name"])
     boxes = predictor(image)

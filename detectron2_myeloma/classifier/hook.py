@@ -1,10 +1,12 @@
-"""Post-hook of :class:`~detectron2_myeloma.modeling.meta_arch.GeneralizedRCNNWithPostHooks` that labels each detected cell
-myeloma or not with the cell classifier (``MODEL.CELL_CLASSIFIER``).
+"""Post-hook of :class:`~detectron2_myeloma.modeling.meta_arch.GeneralizedRCNNWithPostHooks` that labels each
+detected cell myeloma or not with the cell classifier (``MODEL.POST_HOOKS ["CellClassifierHook"]``,
+configured by ``MODEL.CELL_CLASSIFIER``).
 
 The classifier was trained on crops that ``tools/build_crops.py`` cut from full-resolution images, so the
 hook cuts its crops from the full-resolution image too (never from the detector's resized input), with
-the same function, margin and size. It is a plain callable holding the classifier, not a submodule:
-detector checkpoints neither contain nor overwrite the classifier's weights.
+the same function on the CPU: they are bit-identical to training crops, and only the small crops go to
+the classifier's device. It is a plain callable holding the classifier, not a submodule: detector
+checkpoints neither contain nor overwrite the classifier's weights.
 """
 import math
 import os
@@ -16,32 +18,32 @@ import torch
 from detectron2.config import CfgNode, configurable
 from detectron2.structures import Instances
 
-from ..data.crops import crop_and_resize_batch
-from .classifier import CellClassifier, load_classifier
-from .post_hooks import POST_HOOK_REGISTRY
+from ..modeling.post_hooks import POST_HOOK_REGISTRY
+from .crops import crop_and_resize
+from .labels import NOT_CLASSIFIED
+from .model import CellClassifier, load_classifier
 
-NOT_CLASSIFIED = -1  # pred_cell_labels of detections that are not cells (their probability is NaN)
 
-
-def original_rgb_image(inputs: Dict[str, Any], input_format: str) -> torch.Tensor:
-    """The full-resolution image of one model input as a 3xHxW uint8 RGB tensor (on the CPU unless
-    given elsewhere): ``inputs["original_image"]`` (3xHxW uint8 in ``input_format``), else the file
-    ``inputs["file_name"]`` read as ``tools/build_crops.py`` reads it (OpenCV, BGR)."""
+def original_rgb_image(inputs: Dict[str, Any], input_format: str) -> np.ndarray:
+    """The full-resolution image of one model input as an HxWx3 uint8 RGB array: ``inputs["original_image"]``
+    (3xHxW uint8 in ``input_format``), else the file ``inputs["file_name"]`` read as
+    ``tools/build_crops.py`` reads it (OpenCV, BGR)."""
     if "original_image" in inputs:
         image = torch.as_tensor(inputs["original_image"])
         if image.dim() != 3 or image.shape[0] != 3 or image.dtype != torch.uint8:
             raise ValueError(f'"original_image" must be a 3xHxW uint8 tensor in INPUT.FORMAT '
                              f"({input_format}), got {image.dtype} of shape {tuple(image.shape)}")
+        image = image.permute(1, 2, 0).cpu().numpy()
     elif "file_name" in inputs:
-        bgr = cv2.imread(inputs["file_name"], cv2.IMREAD_COLOR)
-        if bgr is None:
+        image = cv2.imread(inputs["file_name"], cv2.IMREAD_COLOR)
+        if image is None:
             raise FileNotFoundError(f"cell classifier: cannot read image {inputs['file_name']}")
-        image, input_format = torch.from_numpy(np.ascontiguousarray(bgr.transpose(2, 0, 1))), "BGR"
+        input_format = "BGR"
     else:
         raise ValueError("MODEL.CELL_CLASSIFIER needs the full-resolution image of each input: an "
                          '"original_image" entry (as detectron2_myeloma.engine.predictor.OriginalImagePredictor '
                          'gives) or a "file_name" to read it from')
-    return image.flip(0) if input_format == "BGR" else image
+    return np.ascontiguousarray(image[..., ::-1] if input_format == "BGR" else image)
 
 
 @POST_HOOK_REGISTRY.register()
@@ -51,8 +53,8 @@ class CellClassifierHook:
     labelled 0.
 
     Only detections of ``cell_class`` are classified. The others (nuclei of a cell + nucleus model) are
-    labelled -1 with probability NaN and always kept: a nucleus is no cell to call myeloma, and the
-    submission writer pairs nuclei with the cells that remain, ignoring the rest.
+    labelled :data:`~.labels.NOT_CLASSIFIED` with probability NaN and always kept: a nucleus is no cell to
+    call myeloma, and the submission writer pairs nuclei with the cells that remain, ignoring the rest.
     """
 
     @configurable
@@ -105,13 +107,18 @@ class CellClassifierHook:
     def cell_probs(self, inputs: Dict[str, Any], boxes: torch.Tensor, image_size: Tuple[int, int]
                    ) -> torch.Tensor:
         """Myeloma probabilities of the XYXY ``boxes`` (original image pixels), on the boxes' device."""
-        device = boxes.device
-        if self.classifier.device != device:  # follows the detector, e.g. after model.to(device)
-            self.classifier.to(device)
+        if self.classifier.device != boxes.device:  # follows the detector, e.g. after model.to(device)
+            self.classifier.to(boxes.device)
+        return self.classifier.classify(self.cell_crops(inputs, boxes, image_size), self.batch_size)
+
+    def cell_crops(self, inputs: Dict[str, Any], boxes: torch.Tensor, image_size: Tuple[int, int]
+                   ) -> np.ndarray:
+        """(N, S, S, 3) uint8 RGB crops of the XYXY ``boxes``, cut on the CPU from the full-resolution
+        image of ``inputs`` as the training crops were (their channels in RGB order)."""
         image = original_rgb_image(inputs, self.input_format)
-        if tuple(image.shape[1:]) != tuple(image_size):
-            raise ValueError(f"the full-resolution image is {tuple(image.shape[1:])} but the detections are "
+        if image.shape[:2] != tuple(image_size):
+            raise ValueError(f"the full-resolution image is {image.shape[:2]} but the detections are "
                              f'in a {tuple(image_size)} frame (the input\'s "height" and "width")')
-        crops = crop_and_resize_batch(image.to(device), boxes, self.classifier.crop_margin,
-                                      self.classifier.input_size)
-        return self.classifier.classify(crops, self.batch_size)
+        size, margin = self.classifier.input_size, self.classifier.crop_margin
+        crops = [crop_and_resize(image, box, margin, size) for box in boxes.tolist()]
+        return np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)

@@ -6,65 +6,25 @@ again and reported (``metrics.json``, confusion matrix and ROC curve PNGs).
 """
 import logging
 import os
-import random
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from detectron2.utils.env import seed_all_rng
 from fvcore.common.config import CfgNode
 from torch import nn
 from torch.utils.data import DataLoader, WeightedRandomSampler
-from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
-from ..data.crop_dataset import CLASS_NAMES, CropDataset, read_crop_params
-from ..evaluation.classification import classification_metrics, format_metrics, write_classification_report
-from ..modeling.classifier import (CellClassifier, build_classifier, classifier_checkpoint, load_classifier,
-                                   resolve_device)
+from ..utils.device import available_device
+from .augmentation import build_crop_augmentation
+from .dataset import CropDataset, read_crop_params
+from .evaluation import classification_metrics, format_metrics, write_classification_report
+from .labels import CLASS_NAMES, MYELOMA
+from .model import CellClassifier, build_classifier, classifier_checkpoint, load_classifier
 
 logger = logging.getLogger(__name__)
-
-
-class CropAugmentation:
-    """Random flips, rot90 and colour jitter of a uint8 CxHxW crop (cfg.AUG). Flips and rot90 are exact on
-    square crops, and cells have no orientation; the jitter mimics stain and illumination changes."""
-
-    def __init__(self, aug_cfg: CfgNode):
-        self.cfg = aug_cfg
-
-    @staticmethod
-    def _factor(amount: float) -> float:
-        return 1.0 + (2 * random.random() - 1) * amount
-
-    def __call__(self, crop: torch.Tensor) -> torch.Tensor:
-        cfg = self.cfg
-        if cfg.HFLIP and random.random() < 0.5:
-            crop = crop.flip(-1)
-        if cfg.VFLIP and random.random() < 0.5:
-            crop = crop.flip(-2)
-        if cfg.ROT90:
-            crop = torch.rot90(crop, random.randrange(4), dims=(-2, -1))
-        if cfg.BRIGHTNESS:
-            crop = TF.adjust_brightness(crop, self._factor(cfg.BRIGHTNESS))
-        if cfg.CONTRAST:
-            crop = TF.adjust_contrast(crop, self._factor(cfg.CONTRAST))
-        if cfg.SATURATION:
-            crop = TF.adjust_saturation(crop, self._factor(cfg.SATURATION))
-        if cfg.HUE:
-            crop = TF.adjust_hue(crop, (2 * random.random() - 1) * cfg.HUE)
-        return crop.contiguous()
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _worker_seed(worker_id: int) -> None:
-    # CropAugmentation draws from `random`, which DataLoader workers do not reseed from torch's seed.
-    random.seed(torch.initial_seed() % 2 ** 32)
 
 
 def class_weights(labels: List[int]) -> torch.Tensor:
@@ -84,8 +44,7 @@ def build_train_loader(cfg: CfgNode, dataset: CropDataset) -> DataLoader:
         sampler = WeightedRandomSampler(per_sample.double(), len(dataset), replacement=True,
                                         generator=generator)
     return DataLoader(dataset, batch_size=cfg.SOLVER.BATCH_SIZE, shuffle=sampler is None, sampler=sampler,
-                      num_workers=cfg.DATALOADER.NUM_WORKERS, generator=generator,
-                      worker_init_fn=_worker_seed, drop_last=False)
+                      num_workers=cfg.DATALOADER.NUM_WORKERS, generator=generator, drop_last=False)
 
 
 def build_criterion(cfg: CfgNode, labels: List[int], device: torch.device) -> nn.Module:
@@ -126,7 +85,7 @@ def predict_dataset(model: CellClassifier, dataset: CropDataset, batch_size: int
     for crops, target in loader:
         logits = model(crops.to(model.device))
         loss += float(F.cross_entropy(logits, target.to(model.device), reduction="sum"))
-        probs.append(torch.softmax(logits, dim=1)[:, CLASS_NAMES.index("myeloma")].cpu())
+        probs.append(torch.softmax(logits, dim=1)[:, MYELOMA].cpu())
         labels.append(target)
     return torch.cat(labels).numpy(), torch.cat(probs).numpy(), loss / len(dataset)
 
@@ -150,9 +109,9 @@ def train_classifier(cfg: CfgNode, crops_dir: str, output_dir: Optional[str] = N
     output_dir = output_dir or cfg.OUTPUT_DIR
     os.makedirs(output_dir, exist_ok=True)
     check_crop_params(cfg, crops_dir)
-    seed_everything(cfg.SEED)
-    device = resolve_device(cfg.DEVICE)
-    train_set = CropDataset(crops_dir, "train", CropAugmentation(cfg.AUG))
+    seed_all_rng(cfg.SEED)
+    device = torch.device(available_device(cfg.DEVICE))
+    train_set = CropDataset(crops_dir, "train", build_crop_augmentation(cfg.AUG))
     val_set = CropDataset(crops_dir, "val")
     if len(val_set) == 0:
         raise ValueError(f"{crops_dir} has no val crops")

@@ -1,0 +1,25 @@
+"""A trained project detector as a plain function from an image to its boxes: what code that needs only
+boxes takes (the cell classifier's detector negatives), so that it builds no Detectron2 model itself."""
+from typing import Callable, Optional
+
+import numpy as np
+from detectron2.engine import DefaultPredictor
+
+from ..config import load_config
+from ..utils.device import available_device
+
+
+def box_predictor(config_file: str, weights: str, device: Optional[str] = None
+                  ) -> Callable[[np.ndarray], np.ndarray]:
+    """``image_bgr -> (N, 4)`` XYXY boxes, best first, of Detectron2's ``DefaultPredictor`` for the detector
+    ``config_file`` with ``weights``, on ``device`` (default: the config's MODEL.DEVICE) where this machine
+    has it."""
+    cfg = load_config(config_file, ["MODEL.WEIGHTS", weights])
+    cfg.MODEL.DEVICE = available_device(device if device is not None else cfg.MODEL.DEVICE)
+    cfg.freeze()
+    predictor = DefaultPredictor(cfg)
+
+    def predict(image_bgr: np.ndarray) -> np.ndarray:
+        return predictor(image_bgr)["instances"].pred_boxes.tensor.cpu().numpy()
+
+    return predict
