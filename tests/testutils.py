@@ -1,4 +1,5 @@
-"""Helpers for tests that build small fixtures on disk: SegPC masks, a tiny classifier checkpoint."""
+"""Helpers shared by the tests: fixtures built on disk (SegPC masks, a tiny classifier checkpoint) and
+comparisons of two models' detections."""
 from pathlib import Path
 
 import cv2
@@ -51,3 +52,12 @@ def assert_twin_detections(other, reference, top: int = 5) -> torch.Tensor:
     assert (iou > 0.95).all(), iou
     torch.testing.assert_close(other.scores[:top], reference.scores[twin], rtol=0, atol=0.02)
     return twin
+
+
+def detection_pairs(model, reference, batch):
+    """``(model's Instances, reference's Instances)`` of each image of ``batch``, both in eval mode."""
+    model.eval()
+    reference.eval()
+    with torch.no_grad():
+        ours, theirs = model(batch), reference(batch)
+    return [(a["instances"], b["instances"]) for a, b in zip(ours, theirs)]

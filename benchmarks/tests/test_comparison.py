@@ -6,9 +6,8 @@ import os
 import sys
 
 import pytest
-from detectron2.config import get_cfg
 
-from detectron2_myeloma import add_myeloma_config
+from detectron2_myeloma import load_config
 from benchmarks.ablations import VARIANTS
 from benchmarks.comparison import (SCHEDULES, Run, classifier_metrics, classifier_table, detection_metrics,
                                            detection_table, grid, load_records, plot_detection, replace_section,
@@ -19,10 +18,7 @@ from testing.markdown import markdown_rows
 
 
 def flat_cfg(run: Run) -> dict:
-    cfg = get_cfg()
-    add_myeloma_config(cfg)
-    cfg.merge_from_file(run.config_file)
-    cfg.merge_from_list(run.opts("out"))
+    cfg = load_config(run.config_file, run.opts("out"))
     flat = {}
 
     def walk(node, prefix):

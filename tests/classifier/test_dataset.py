@@ -73,16 +73,12 @@ def test_an_image_in_two_splits_is_refused(segpc_records, tmp_path, prior):
 def test_detector_path_end_to_end(segpc_records, tmp_path):
     """A project detector config + checkpoint (tiny, random weights: any boxes will do) gives hard
     negatives through DefaultPredictor, at full-image coordinates."""
-    from detectron2.config import get_cfg
     from detectron2.modeling import build_model
 
-    from detectron2_myeloma import add_myeloma_config
+    from detectron2_myeloma import load_config
     from detectron2_myeloma.engine.box_predictor import box_predictor
 
-    cfg = get_cfg()
-    add_myeloma_config(cfg)
-    cfg.merge_from_file("configs/SegPC/mask_rcnn_lite2_fpn.yaml")
-    cfg.merge_from_list([
+    cfg = load_config("configs/SegPC/mask_rcnn_lite2_fpn.yaml", [
         "MODEL.TIMM.NAME", "test_efficientnet", "MODEL.TIMM.PRETRAINED", False, "MODEL.DEVICE", "cpu",
         "MODEL.MASK_ON", False, "MODEL.FPN.OUT_CHANNELS", 16, "MODEL.ROI_BOX_HEAD.FC_DIM", 16,
         "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0, "TEST.DETECTIONS_PER_IMAGE", 10,

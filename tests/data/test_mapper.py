@@ -7,7 +7,7 @@ from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 from torchvision.transforms import v2
 
-from detectron2_myeloma import add_myeloma_config
+from detectron2_myeloma import add_myeloma_config, load_config
 from detectron2_myeloma.data.mapper import build_cell_augmentations, build_cell_mapper
 from detectron2_myeloma.data.transforms import RandomColorJitter, Rot90Transform
 
@@ -55,9 +55,7 @@ def test_hue_outside_the_circle_is_refused(hue):
 
 
 def test_training_sample_from_bundled_image():
-    cfg = get_cfg()
-    add_myeloma_config(cfg)
-    cfg.merge_from_file("configs/SegPC/rmask_rcnn_lite2_fpn.yaml")
+    cfg = load_config("configs/SegPC/rmask_rcnn_lite2_fpn.yaml")
     mapper = build_cell_mapper(cfg, is_train=True)
     record = DatasetCatalog.get("segpc_mini_train")[0]
     np.random.seed(0)

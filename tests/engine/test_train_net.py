@@ -2,11 +2,10 @@
 interrupted run at the right iteration."""
 import numpy as np
 import pytest
-from detectron2.config import get_cfg
 from detectron2.engine import HookBase
 from detectron2.utils.env import seed_all_rng
 
-from detectron2_myeloma import add_myeloma_config
+from detectron2_myeloma import load_config
 from detectron2_myeloma.data.builtin import register_segpc
 from detectron2_myeloma.engine.trainer import Trainer
 
@@ -21,10 +20,7 @@ def small_cfg(output_dir, max_iter, config="configs/SegPC/mask_rcnn_lite2_fpn.ya
 
     if ONE_IMAGE not in DatasetCatalog.list():
         register_segpc(ONE_IMAGE, "datasets/segpc_mini/train", image_ids=["1997"])
-    cfg = get_cfg()
-    add_myeloma_config(cfg)
-    cfg.merge_from_file(config)
-    cfg.merge_from_list([
+    return load_config(config, [
         "DATASETS.TRAIN", (ONE_IMAGE,), "DATASETS.TEST", (),
         "INPUT.MIN_SIZE_TRAIN", (256,), "INPUT.MAX_SIZE_TRAIN", 352, "INPUT.CROP.SIZE", [224, 224],
         "MODEL.FPN.OUT_CHANNELS", 64, "MODEL.ROI_MASK_HEAD.CONV_DIM", 64, "MODEL.ROI_BOX_HEAD.FC_DIM", 256,
@@ -34,7 +30,6 @@ def small_cfg(output_dir, max_iter, config="configs/SegPC/mask_rcnn_lite2_fpn.ya
         "SOLVER.STEPS", (), "SOLVER.MAX_ITER", max_iter, "DATALOADER.NUM_WORKERS", 0,
         "MODEL.DEVICE", "cpu", "OUTPUT_DIR", str(output_dir), "SEED", 1,
     ])
-    return cfg
 
 
 NO_AUGMENTATION = [

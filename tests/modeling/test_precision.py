@@ -3,7 +3,7 @@ autocast inference (bfloat16 on the CPU)."""
 import torch
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
-from testutils import assert_float32_fields, assert_twin_detections
+from testutils import assert_float32_fields, assert_twin_detections, detection_pairs
 
 
 def twin_models(make_cfg, **overrides):
@@ -31,12 +31,7 @@ def test_channels_last_changes_the_layout_not_the_results(make_cfg, batch):
     for name, value in reference_losses.items():
         torch.testing.assert_close(losses[name], value, rtol=1e-4, atol=1e-5, msg=name)
 
-    model.eval()
-    reference.eval()
-    with torch.no_grad():
-        ours, theirs = model(batch), reference(batch)
-    for a, b in zip(ours, theirs):
-        a, b = a["instances"], b["instances"]
+    for a, b in detection_pairs(model, reference, batch):
         assert len(a) == len(b) > 0
         torch.testing.assert_close(a.scores, b.scores, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(a.pred_boxes.tensor, b.pred_boxes.tensor, rtol=1e-4, atol=1e-3)

@@ -14,6 +14,7 @@ from detectron2_myeloma.modeling.adaptive_pooling import AllLevelsROIPooler
 from detectron2_myeloma.modeling.attention import ChannelAttention, SpatialAttention
 from detectron2_myeloma.modeling.panet_fpn import PANetFPN
 from detectron2_myeloma.modeling.timm_backbone import build_timm_bottom_up
+from testutils import detection_pairs
 
 ORDERS = ["CA", "SA", "CA-SA", "SA-CA"]
 GATES = ["sigmoid", "softmax"]
@@ -117,12 +118,7 @@ def test_all_switches_off_is_plain_mask_rcnn(make_cfg, batch):
     assert [name for name, _ in model.named_modules()] == [name for name, _ in plain.named_modules()]
 
     plain.load_state_dict(model.state_dict())
-    model.eval()
-    plain.eval()
-    with torch.no_grad():
-        ours, theirs = model(batch), plain(batch)
-    for a, b in zip(ours, theirs):
-        a, b = a["instances"], b["instances"]
+    for a, b in detection_pairs(model, plain, batch):
         assert len(a) > 0
         for field in ("pred_boxes", "scores", "pred_classes", "pred_masks"):
             x, y = a.get(field), b.get(field)
