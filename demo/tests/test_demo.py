@@ -1,4 +1,4 @@
-"""`make demo` end to end with a 2-iteration detector and a 1-epoch classifier (slow: ~3 minutes)."""
+"""`make demo` end to end with a 2-iteration detector and a 1-epoch classifier (slow)."""
 import json
 import subprocess
 import sys

@@ -31,8 +31,7 @@ def small_crops(segpc_records, tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
-    """Small batches on shared cores: one thread avoids synchronisation stalls (measured 0.4 s against
-    4-14 s for three Lite0 steps with two threads on a busy 2-core machine)."""
+    """Small batches on shared cores: one thread avoids the threads' synchronisation stalls."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
