@@ -7,9 +7,10 @@ export PYTHONUNBUFFERED := 1
 
 setup:
 	@bash dev/setup_venv.sh
-	@# DSB2018 is too large for git: use the shared copy when this checkout has one beside it.
-	@if [ -d "$(SHARED_DATA)/dsb2018" ] && [ ! -e datasets/dsb2018 ]; then \
-		ln -s "$$(cd $(SHARED_DATA)/dsb2018 && pwd)" datasets/dsb2018; fi
+	@# Datasets too large for git: use the shared copies when this checkout has them beside it.
+	@for name in dsb2018 segpc_lowres segpc_nikon; do \
+		if [ -d "$(SHARED_DATA)/$$name" ] && [ ! -e datasets/$$name ]; then \
+			ln -s "$$(cd $(SHARED_DATA)/$$name && pwd)" datasets/$$name; fi; done
 
 demo: setup
 	$(PY) demo/demo.py --output output/demo

@@ -53,3 +53,12 @@ def real_segpc_copy(tmp_path, segpc_mini) -> Path:
             shutil.copy(mask, root / "y")
     return root
 
+
+
+@pytest.fixture(scope="session")
+def shared_segpc():
+    """The reduced and Nikon SegPC-2021 sets beside this checkout (``make setup`` links them into
+    datasets/); tests that need them skip without."""
+    for name in ("segpc_lowres", "segpc_nikon"):
+        if not (REPO / "datasets" / name).is_dir():
+            pytest.skip(f"{name} is not in datasets/ (make setup links ../shared/data/{name})")

@@ -18,6 +18,7 @@ from tabulate import tabulate  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import detectron2_myeloma  # noqa: E402,F401  registers the datasets
+from detectron2_myeloma.data.images import read_record_image  # noqa: E402
 from detectron2_myeloma.data.statistics import equivalent_diameter, instance_size_summary  # noqa: E402
 
 
@@ -33,7 +34,7 @@ def main(argv=None) -> int:
     meta = MetadataCatalog.get(args.dataset)
     os.makedirs(args.output, exist_ok=True)
     for record in tqdm(dicts[: args.max_images], desc="overlays"):
-        image = cv2.imread(record["file_name"], cv2.IMREAD_COLOR)[:, :, ::-1]
+        image = read_record_image(record)[:, :, ::-1]
         vis = Visualizer(image, metadata=meta, scale=args.scale).draw_dataset_dict(record)
         name = f"{os.path.splitext(os.path.basename(record['file_name']))[0]}.png"
         cv2.imwrite(os.path.join(args.output, name), vis.get_image()[:, :, ::-1])

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..data.images import read_record_image
 from .crops import crop_and_resize
 from .labels import CLASS_NAMES
 from .negatives import (BoxPredictor, CellSizePrior, annotation_boxes, detector_negatives, drop_duplicates,
@@ -95,9 +96,7 @@ def build_crop_dataset(splits: Mapping[str, Sequence[dict]], output_dir: str, ma
     rows = []
     for split, records in splits.items():
         for record in records:
-            image = cv2.imread(record["file_name"], cv2.IMREAD_COLOR)
-            if image is None:
-                raise FileNotFoundError(f"cannot read image {record['file_name']}")
+            image = read_record_image(record)
             candidates = image_candidates(record, image, prior, predictor, iou_threshold)
             for n, (box, label, source) in enumerate(candidates):
                 rel = os.path.join(split, CLASS_NAMES[label], f"{record['image_id']}_{n}.png")

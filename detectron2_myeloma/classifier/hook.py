@@ -12,12 +12,12 @@ import math
 import os
 from typing import Any, Dict, List, Tuple
 
-import cv2
 import numpy as np
 import torch
 from detectron2.config import CfgNode, configurable
 from detectron2.structures import Instances
 
+from ..data.images import read_record_image
 from ..modeling.post_hooks import POST_HOOK_REGISTRY
 from .crops import crop_and_resize
 from .labels import NOT_CLASSIFIED
@@ -35,10 +35,7 @@ def original_rgb_image(inputs: Dict[str, Any], input_format: str) -> np.ndarray:
                              f"({input_format}), got {image.dtype} of shape {tuple(image.shape)}")
         image = image.permute(1, 2, 0).cpu().numpy()
     elif "file_name" in inputs:
-        image = cv2.imread(inputs["file_name"], cv2.IMREAD_COLOR)
-        if image is None:
-            raise FileNotFoundError(f"cell classifier: cannot read image {inputs['file_name']}")
-        input_format = "BGR"
+        image, input_format = read_record_image(inputs), "BGR"  # the record's part of the file, as cropped
     else:
         raise ValueError("MODEL.CELL_CLASSIFIER needs the full-resolution image of each input: an "
                          '"original_image" entry (as detectron2_myeloma.engine.predictor.OriginalImagePredictor '

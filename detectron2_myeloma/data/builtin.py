@@ -17,6 +17,16 @@ THING_COLORS = {"cell": (220, 20, 60), "nucleus": (30, 90, 255)}
 # Fixed split of the bundled 14-image sample (val: 4 images, 26 of the 90 cells).
 SEGPC_MINI_VAL_IDS = ("1998", "2011", "2034", "2048")
 SEGPC_MINI_TRAIN_IDS = ("1991", "1997", "2001", "2005", "2009", "2032", "2042", "2044", "2045", "2050")
+# Full-size Nikon frames held out for measuring (4 of the 15, 18 of the 61 cells; one per id series and
+# one more from the largest), chosen once.
+SEGPC_NIKON_VAL_IDS = ("108", "114", "202", "303")
+# Full-size frames no shipped model may see at any resolution: segpc_lowres holds reduced copies of them.
+FULL_SIZE_VAL_IDS = SEGPC_MINI_VAL_IDS + SEGPC_NIKON_VAL_IDS
+# segpc_lowres frames are 4:3 pictures centred on padded 512x512 squares (see the shared data README).
+LOWRES_FRAME_ASPECT = 4 / 3
+# Median equivalent cell diameter in pixels (data.statistics.median_cell_diameter; checked by
+# tests/data/test_builtin.py): the physical scale of each source.
+CELL_DIAMETERS = {"segpc_mini": 319.9, "segpc_nikon": 319.6, "segpc_lowres": 79.4}
 
 
 def _set_metadata(name: str, thing_classes: Sequence[str], evaluator_type: str, **extra) -> None:
@@ -29,12 +39,17 @@ def _set_metadata(name: str, thing_classes: Sequence[str], evaluator_type: str, 
 
 
 def register_segpc(name: str, root: str, categories: str = "cell",
-                   image_ids: Optional[Sequence[str]] = None) -> None:
-    """A SegPC-2021 split (``root/x``, ``root/y``); evaluated by COCO metrics and the SegPC scorer."""
+                   image_ids: Optional[Sequence[str]] = None, exclude_ids: Sequence[str] = (),
+                   frame_aspect: Optional[float] = None, cell_diameter: Optional[float] = None) -> None:
+    """A SegPC-2021 split (``root/x``, ``root/y``); evaluated by COCO metrics and the SegPC scorer.
+    ``image_ids`` / ``exclude_ids`` keep or drop ids, ``frame_aspect`` crops padding away
+    (:func:`~.segpc.load_segpc`), ``cell_diameter`` (median, pixels) goes into the metadata."""
     classes = segpc_thing_classes(categories)
     ids = list(image_ids) if image_ids is not None else None
-    DatasetCatalog.register(name, lambda: load_segpc(root, categories, ids))
-    _set_metadata(name, classes, "segpc", segpc_root=root, image_root=os.path.join(root, "x"))
+    DatasetCatalog.register(name, lambda: load_segpc(root, categories, ids, frame_aspect=frame_aspect,
+                                                     exclude_ids=tuple(exclude_ids)))
+    extra = {"cell_diameter": cell_diameter} if cell_diameter is not None else {}
+    _set_metadata(name, classes, "segpc", segpc_root=root, image_root=os.path.join(root, "x"), **extra)
 
 
 def register_coco(name: str, json_file: str, image_root: str) -> None:
@@ -68,8 +83,17 @@ def register_all(root: str) -> None:
     for split in ("train", "val", "test"):
         register_segpc(f"segpc_{split}", os.path.join(segpc, split))
     mini = os.path.join(root, "segpc_mini", "train")
-    register_segpc("segpc_mini_train", mini, image_ids=SEGPC_MINI_TRAIN_IDS)
-    register_segpc("segpc_mini_val", mini, image_ids=SEGPC_MINI_VAL_IDS)
+    register_segpc("segpc_mini_train", mini, image_ids=SEGPC_MINI_TRAIN_IDS, cell_diameter=CELL_DIAMETERS["segpc_mini"])
+    register_segpc("segpc_mini_val", mini, image_ids=SEGPC_MINI_VAL_IDS, cell_diameter=CELL_DIAMETERS["segpc_mini"])
+    lowres = {"frame_aspect": LOWRES_FRAME_ASPECT, "cell_diameter": CELL_DIAMETERS["segpc_lowres"]}
+    for split in ("train", "val"):
+        register_segpc(f"segpc_lowres_{split}", os.path.join(root, "segpc_lowres", split), **lowres)
+    register_segpc("segpc_lowres_train_fit", os.path.join(root, "segpc_lowres", "train"),
+                   exclude_ids=FULL_SIZE_VAL_IDS, **lowres)
+    nikon = os.path.join(root, "segpc_nikon", "train")
+    register_segpc("segpc_nikon_train", nikon, cell_diameter=CELL_DIAMETERS["segpc_nikon"])
+    register_segpc("segpc_nikon_fit", nikon, exclude_ids=SEGPC_NIKON_VAL_IDS, cell_diameter=CELL_DIAMETERS["segpc_nikon"])
+    register_segpc("segpc_nikon_val", nikon, image_ids=SEGPC_NIKON_VAL_IDS, cell_diameter=CELL_DIAMETERS["segpc_nikon"])
     for split in ("train", "val"):
         dsb = os.path.join(root, "dsb2018")
         register_coco(f"dsb2018_{split}", os.path.join(dsb, f"{split}.json"), os.path.join(dsb, split))

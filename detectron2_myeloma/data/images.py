@@ -5,7 +5,7 @@ same everywhere; an image's id is its file name without extension (SegPC ``x/<id
 """
 import logging
 import os
-from typing import Iterator, List, Sequence, Tuple
+from typing import Any, Iterator, List, Mapping, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -60,6 +60,20 @@ def read_image(path: str) -> np.ndarray:
     if image is None:
         raise DatasetError(path, "cannot read image (missing, truncated or not an image)")
     return image
+
+
+def record_crop(image: np.ndarray, record: Mapping[str, Any]) -> np.ndarray:
+    """The part of a record's image file that its annotations and ``height``/``width`` describe: the
+    ``"crop"`` box ``[x0, y0, x1, y1]`` (file pixels) when the reader cut padding away, else all of it."""
+    if "crop" not in record:
+        return image
+    x0, y0, x1, y1 = record["crop"]
+    return image[y0:y1, x0:x1]
+
+
+def read_record_image(record: Mapping[str, Any]) -> np.ndarray:
+    """HxWx3 uint8 BGR image of a dataset record, cropped as :func:`record_crop` says."""
+    return record_crop(read_image(record["file_name"]), record)
 
 
 def iter_images(paths: Sequence[str], failures: List[Failure], desc: str = "images"

@@ -1,10 +1,15 @@
 """Training/test augmentations for cells, as a Detectron2 ``DatasetMapper``."""
-from typing import List
+import copy
+from typing import Any, Dict, List
 
+import numpy as np
+import torch
 from detectron2.config import CfgNode
 from detectron2.data import DatasetMapper
+from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
+from .images import record_crop
 from .transforms import RandomColorJitter, RandomRot90, build_color_jitter
 
 
@@ -29,9 +34,30 @@ def build_cell_augmentations(cfg: CfgNode, is_train: bool) -> List[T.Augmentatio
     return augs
 
 
+class CellDatasetMapper(DatasetMapper):
+    """``DatasetMapper`` whose image is the part of the file its record describes (:func:`record_crop`:
+    the frame inside a padded canvas), as Detectron2 asks of datasets not read whole from a file.
+    Instance annotations only (no semantic segmentation, no precomputed proposals)."""
+
+    def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
+        dataset_dict = copy.deepcopy(dataset_dict)
+        image = utils.read_image(dataset_dict["file_name"], format=self.image_format)
+        image = record_crop(image, dataset_dict)
+        utils.check_image_size(dataset_dict, image)
+        aug_input = T.AugInput(image)
+        transforms = self.augmentations(aug_input)
+        image = aug_input.image
+        dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        if not self.is_train:
+            dataset_dict.pop("annotations", None)
+        elif "annotations" in dataset_dict:
+            self._transform_annotations(dataset_dict, transforms, image.shape[:2])
+        return dataset_dict
+
+
 def build_cell_mapper(cfg: CfgNode, is_train: bool) -> DatasetMapper:
-    """Detectron2's mapper with the cell augmentations; masks stay bitmasks (RLE in, no polygons)."""
-    return DatasetMapper(
+    """The cell mapper with the cell augmentations; masks stay bitmasks (RLE in, no polygons)."""
+    return CellDatasetMapper(
         is_train=is_train,
         augmentations=build_cell_augmentations(cfg, is_train),
         image_format=cfg.INPUT.FORMAT,

@@ -27,6 +27,15 @@ def instance_size_summary(dicts: Sequence[dict], thing_classes: Sequence[str]) -
     return summary
 
 
+def median_cell_diameter(dicts: Sequence[dict], category_id: int = 0) -> float:
+    """Median equivalent diameter (pixels) of the ``category_id`` instances: a dataset's cell scale, as
+    cellpose's ``diameter`` is an image's."""
+    diameters = [equivalent_diameter(a) for d in dicts for a in d["annotations"] if a["category_id"] == category_id]
+    if not diameters:
+        raise ValueError(f"no instances of category {category_id} to measure")
+    return float(np.median(diameters))
+
+
 def equivalent_diameter(annotation: dict) -> float:
     """Diameter of the disc with the annotation's mask area, in pixels."""
     return float(np.sqrt(4 * rle_area(annotation["segmentation"]) / np.pi))
