@@ -41,6 +41,13 @@ def add_myeloma_config(cfg: CN) -> None:
     _C.register_renamed_key("MODEL.RMASK.MASK_POOLING", "MODEL.ROI_MASK_HEAD.NAME",
                             'MASK_POOLING "adaptive" is ROI_MASK_HEAD.NAME "AdaptiveFusionMaskHead"')
 
+    # One physical scale: images resized so that their median cell (the record's "cell_diameter", from
+    # the dataset's metadata; at inference the frame size's default or --cell-diameter) spans this many
+    # pixels, in place of the INPUT.MIN_SIZE_* shortest-edge resize.
+    _C.INPUT.CELL_DIAMETER = CN()
+    _C.INPUT.CELL_DIAMETER.TRAIN = ()  # target diameters (px), one drawn per training image; (): MIN_SIZE_TRAIN
+    _C.INPUT.CELL_DIAMETER.TEST = 0.0  # target diameter (px) at test; 0: MIN_SIZE_TEST
+
     # Training augmentations for cells (after INPUT.MIN_SIZE_TRAIN resizing and INPUT.CROP).
     _C.INPUT.CELL_AUG = CN()
     _C.INPUT.CELL_AUG.HFLIP = True  # random horizontal flip

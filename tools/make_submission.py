@@ -52,7 +52,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     configure_cpu_math()
     cfg = setup_inference(args.config_file, args.opts, args.score_threshold, max_cells=args.max_instances)
     cell_class, nucleus_class = cell_and_nucleus_classes(model_metadata(cfg, args.classes).thing_classes)
-    predictor = build_predictor(cfg, cell_class)
+    predictor = build_predictor(cfg, cell_class, args.cell_diameter)
     failures: List[Failure] = []
     with SubmissionWriter(args.output, args.masks_out) as writer:
         for path, _, instances in predict_images(predictor, list_images(args.input), failures):

@@ -40,7 +40,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     cfg = setup_inference(args.config_file, args.opts, args.score_threshold)
     metadata = model_metadata(cfg, args.classes)
     cell_class, _ = cell_and_nucleus_classes(metadata.thing_classes)
-    predictor = build_predictor(cfg, cell_class)
+    predictor = build_predictor(cfg, cell_class, args.cell_diameter)
     paths = list_images(args.input)
     position = {path: index for index, path in enumerate(paths, start=1)}
     failures: List[Failure] = []

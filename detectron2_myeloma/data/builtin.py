@@ -4,7 +4,7 @@ Datasets live under ``$DETECTRON2_MYELOMA_DATASETS`` (default ``./datasets``); s
 Registration only stores loaders: nothing is read until a dataset is first used.
 """
 import os
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
@@ -27,6 +27,9 @@ LOWRES_FRAME_ASPECT = 4 / 3
 # Median equivalent cell diameter in pixels (data.statistics.median_cell_diameter; checked by
 # tests/data/test_builtin.py): the physical scale of each source.
 CELL_DIAMETERS = {"segpc_mini": 319.9, "segpc_nikon": 319.6, "segpc_lowres": 79.4}
+# Frame sizes (height, width) whose cell scale is known: what inference assumes without --cell-diameter.
+FRAME_CELL_DIAMETERS = {(1536, 2040): CELL_DIAMETERS["segpc_mini"], (1920, 2560): CELL_DIAMETERS["segpc_nikon"],
+                        (512, 512): CELL_DIAMETERS["segpc_lowres"], (384, 512): CELL_DIAMETERS["segpc_lowres"]}
 
 
 def _set_metadata(name: str, thing_classes: Sequence[str], evaluator_type: str, **extra) -> None:
@@ -43,11 +46,19 @@ def register_segpc(name: str, root: str, categories: str = "cell",
                    frame_aspect: Optional[float] = None, cell_diameter: Optional[float] = None) -> None:
     """A SegPC-2021 split (``root/x``, ``root/y``); evaluated by COCO metrics and the SegPC scorer.
     ``image_ids`` / ``exclude_ids`` keep or drop ids, ``frame_aspect`` crops padding away
-    (:func:`~.segpc.load_segpc`), ``cell_diameter`` (median, pixels) goes into the metadata."""
+    (:func:`~.segpc.load_segpc`), ``cell_diameter`` (median, pixels) goes into the metadata and into
+    every record (``INPUT.CELL_DIAMETER`` resizes by it)."""
     classes = segpc_thing_classes(categories)
     ids = list(image_ids) if image_ids is not None else None
-    DatasetCatalog.register(name, lambda: load_segpc(root, categories, ids, frame_aspect=frame_aspect,
-                                                     exclude_ids=tuple(exclude_ids)))
+
+    def load() -> List[dict]:
+        records = load_segpc(root, categories, ids, frame_aspect=frame_aspect, exclude_ids=tuple(exclude_ids))
+        if cell_diameter is not None:
+            for record in records:
+                record["cell_diameter"] = cell_diameter
+        return records
+
+    DatasetCatalog.register(name, load)
     extra = {"cell_diameter": cell_diameter} if cell_diameter is not None else {}
     _set_metadata(name, classes, "segpc", segpc_root=root, image_root=os.path.join(root, "x"), **extra)
 

@@ -1,6 +1,6 @@
 """Training/test augmentations for cells, as a Detectron2 ``DatasetMapper``."""
 import copy
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -10,14 +10,23 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
 from .images import record_crop
-from .transforms import RandomColorJitter, RandomRot90, build_color_jitter
+from .transforms import RandomColorJitter, RandomRot90, ResizeToCellDiameter, build_color_jitter
+
+
+def cell_diameter_targets(cfg: CfgNode, is_train: bool) -> Tuple[float, ...]:
+    """The ``INPUT.CELL_DIAMETER`` targets in force: () when images are resized by their shortest edge."""
+    diameter = cfg.INPUT.CELL_DIAMETER
+    return tuple(diameter.TRAIN) if is_train else ((diameter.TEST,) if diameter.TEST > 0 else ())
 
 
 def build_cell_augmentations(cfg: CfgNode, is_train: bool) -> List[T.Augmentation]:
-    """Resize to the cell-appropriate scale, then (training) crop, flip, rotate and colour-jitter."""
+    """Resize to the cell-appropriate scale (unless the mapper resizes by cell diameter), then
+    (training) crop, flip, rotate and colour-jitter."""
+    by_diameter = bool(cell_diameter_targets(cfg, is_train))
     if not is_train:
-        return [T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, "choice")]
-    augs: List[T.Augmentation] = [T.ResizeShortestEdge(
+        return [] if by_diameter else [T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST,
+                                                             "choice")]
+    augs: List[T.Augmentation] = [] if by_diameter else [T.ResizeShortestEdge(
         cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING)]
     if cfg.INPUT.CROP.ENABLED:
         augs.append(T.RandomCrop(cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE))
@@ -36,8 +45,14 @@ def build_cell_augmentations(cfg: CfgNode, is_train: bool) -> List[T.Augmentatio
 
 class CellDatasetMapper(DatasetMapper):
     """``DatasetMapper`` whose image is the part of the file its record describes (:func:`record_crop`:
-    the frame inside a padded canvas), as Detectron2 asks of datasets not read whole from a file.
-    Instance annotations only (no semantic segmentation, no precomputed proposals)."""
+    the frame inside a padded canvas), as Detectron2 asks of datasets not read whole from a file, and
+    which, given ``cell_diameters``, first resizes every image so that its cells (the record's
+    ``"cell_diameter"``) span one of them. Instance annotations only (no semantic segmentation, no
+    precomputed proposals)."""
+
+    def __init__(self, is_train: bool = True, *, cell_diameters: Sequence[float] = (), **kwargs):
+        super().__init__(is_train, **kwargs)
+        self.cell_diameters = tuple(cell_diameters)
 
     def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
         dataset_dict = copy.deepcopy(dataset_dict)
@@ -45,7 +60,14 @@ class CellDatasetMapper(DatasetMapper):
         image = record_crop(image, dataset_dict)
         utils.check_image_size(dataset_dict, image)
         aug_input = T.AugInput(image)
-        transforms = self.augmentations(aug_input)
+        augmentations = self.augmentations
+        if self.cell_diameters:
+            if "cell_diameter" not in dataset_dict:
+                raise ValueError(f"{dataset_dict['file_name']}: INPUT.CELL_DIAMETER resizes by cell size but "
+                                 "the record has no cell_diameter (register the dataset with one)")
+            resize = ResizeToCellDiameter(self.cell_diameters, dataset_dict["cell_diameter"])
+            augmentations = T.AugmentationList([resize, *augmentations.augs])
+        transforms = augmentations(aug_input)
         image = aug_input.image
         dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
         if not self.is_train:
@@ -59,6 +81,7 @@ def build_cell_mapper(cfg: CfgNode, is_train: bool) -> DatasetMapper:
     """The cell mapper with the cell augmentations; masks stay bitmasks (RLE in, no polygons)."""
     return CellDatasetMapper(
         is_train=is_train,
+        cell_diameters=cell_diameter_targets(cfg, is_train),
         augmentations=build_cell_augmentations(cfg, is_train),
         image_format=cfg.INPUT.FORMAT,
         use_instance_mask=cfg.MODEL.MASK_ON,

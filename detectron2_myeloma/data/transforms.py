@@ -5,7 +5,7 @@ Cells have no canonical orientation, so a 90-degree rotation is as valid a sampl
 with ``np.rot90`` keeps masks exact (no interpolation), unlike a general ``RotationTransform``.
 """
 import functools
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -49,6 +49,25 @@ class RandomRot90(T.Augmentation):
     def get_transform(self, image: np.ndarray) -> Transform:
         k = int(np.random.randint(4))
         return Rot90Transform(image.shape[0], image.shape[1], k) if k else NoOpTransform()
+
+
+class ResizeToCellDiameter(T.Augmentation):
+    """Resize an image so that cells of ``diameter`` pixels span one of ``targets`` pixels (drawn
+    uniformly when there are several). ``diameter`` is a number, or a function of the image's
+    (height, width) for images whose scale is known from their frame size."""
+
+    def __init__(self, targets: Sequence[float], diameter: Union[float, Callable[[Tuple[int, int]], float]]):
+        super().__init__()
+        if not targets or min(targets) <= 0:
+            raise ValueError(f"cell diameter targets must be positive, got {tuple(targets)}")
+        self._init(locals())
+
+    def get_transform(self, image: np.ndarray) -> Transform:
+        height, width = image.shape[:2]
+        diameter = self.diameter((height, width)) if callable(self.diameter) else self.diameter
+        target = self.targets[int(np.random.randint(len(self.targets)))]
+        scale = float(target) / float(diameter)
+        return T.ResizeTransform(height, width, max(1, round(height * scale)), max(1, round(width * scale)))
 
 
 def build_color_jitter(aug: CfgNode, key: str) -> Optional[v2.ColorJitter]:

@@ -3,21 +3,21 @@ boxes takes (the cell classifier's detector negatives), so that it builds no Det
 from typing import Callable, Optional
 
 import numpy as np
-from detectron2.engine import DefaultPredictor
 
 from ..config import load_config
 from ..utils.device import available_device
+from .predictor import OriginalImagePredictor
 
 
 def box_predictor(config_file: str, weights: str, device: Optional[str] = None
                   ) -> Callable[[np.ndarray], np.ndarray]:
-    """``image_bgr -> (N, 4)`` XYXY boxes, best first, of Detectron2's ``DefaultPredictor`` for the detector
+    """``image_bgr -> (N, 4)`` XYXY boxes, best first, of the tools' predictor for the detector
     ``config_file`` with ``weights``, on ``device`` (default: the config's MODEL.DEVICE) where this machine
     has it."""
     cfg = load_config(config_file, ["MODEL.WEIGHTS", weights])
     cfg.MODEL.DEVICE = available_device(device if device is not None else cfg.MODEL.DEVICE)
     cfg.freeze()
-    predictor = DefaultPredictor(cfg)
+    predictor = OriginalImagePredictor(cfg)  # resizes as the tools do (by cell size where configured)
 
     def predict(image_bgr: np.ndarray) -> np.ndarray:
         return predictor(image_bgr)["instances"].pred_boxes.tensor.cpu().numpy()

@@ -21,6 +21,10 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) 
     parser.add_argument("--score-threshold", type=float, default=0.5,
                         help="keep detections with at least this score (also sets "
                              "MODEL.ROI_HEADS.SCORE_THRESH_TEST)")
+    parser.add_argument("--cell-diameter", type=float, metavar="PX",
+                        help="median cell diameter in the input images, in pixels, for a model that resizes "
+                             "by cell size (INPUT.CELL_DIAMETER.TEST); default: known from the frame size "
+                             "for SegPC-2021's microscopes")
     parser.add_argument("--classes", help="model class names, comma-separated (e.g. cell,nucleus); "
                                           "default: thing_classes of DATASETS.TEST[0]")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[],

@@ -8,7 +8,9 @@ from detectron2.config import CfgNode
 from detectron2.engine import DefaultPredictor
 from detectron2.structures import Instances
 
+from ..data.builtin import FRAME_CELL_DIAMETERS
 from ..data.images import Failure, iter_images
+from ..data.transforms import ResizeToCellDiameter
 
 
 class OriginalImagePredictor(DefaultPredictor):
@@ -17,11 +19,16 @@ class OriginalImagePredictor(DefaultPredictor):
     resolution its training crops were cut at, rather than from the resized ``"image"``.
 
     The entry is added by a forward pre-hook on the model, so the pre-processing stays
-    ``DefaultPredictor``'s own.
+    ``DefaultPredictor``'s own. With ``INPUT.CELL_DIAMETER.TEST`` set, images are resized so that their
+    cells span that many pixels: cells of ``cell_diameter`` pixels, or, without it, of the diameter known
+    for the image's frame size (``FRAME_CELL_DIAMETERS``: SegPC's two microscopes and its reduced frames).
     """
 
-    def __init__(self, cfg: CfgNode):
+    def __init__(self, cfg: CfgNode, cell_diameter: Optional[float] = None):
         super().__init__(cfg)
+        target = cfg.INPUT.CELL_DIAMETER.TEST
+        if target > 0:
+            self.aug = ResizeToCellDiameter((target,), cell_diameter or frame_cell_diameter)
         self._original: Optional[np.ndarray] = None
         self.model.register_forward_pre_hook(self._attach_original_image)
 
@@ -42,14 +49,25 @@ class OriginalImagePredictor(DefaultPredictor):
             inputs["original_image"] = full
 
 
-def build_predictor(cfg: CfgNode, cell_class: int) -> OriginalImagePredictor:
-    """The predictor of the tools. Raises ValueError when a cell classifier would classify another
-    class than the one the outputs count as cells (``cell_class``, from the class names)."""
+def frame_cell_diameter(image_hw: Tuple[int, int]) -> float:
+    """The median cell diameter (pixels) of frames of this size; ValueError for an unknown size."""
+    if tuple(image_hw) not in FRAME_CELL_DIAMETERS:
+        known = ", ".join(f"{w}x{h}" for h, w in FRAME_CELL_DIAMETERS)
+        raise ValueError(f"the cell size of {image_hw[1]}x{image_hw[0]} frames is not known (known: {known}): "
+                         "give it with --cell-diameter PX (median cell diameter in pixels)")
+    return FRAME_CELL_DIAMETERS[tuple(image_hw)]
+
+
+def build_predictor(cfg: CfgNode, cell_class: int, cell_diameter: Optional[float] = None
+                    ) -> OriginalImagePredictor:
+    """The predictor of the tools (``cell_diameter``: see :class:`OriginalImagePredictor`). Raises
+    ValueError when a cell classifier would classify another class than the one the outputs count as
+    cells (``cell_class``, from the class names)."""
     classifier = cfg.MODEL.CELL_CLASSIFIER
     if "CellClassifierHook" in cfg.MODEL.POST_HOOKS and classifier.CELL_CLASS != cell_class:
         raise ValueError(f"MODEL.CELL_CLASSIFIER.CELL_CLASS is {classifier.CELL_CLASS} but the cell class "
                          f"of the class names is {cell_class}")
-    return OriginalImagePredictor(cfg)
+    return OriginalImagePredictor(cfg, cell_diameter)
 
 
 def predict_images(predictor: DefaultPredictor, paths: Iterable[str], failures: List[Failure]

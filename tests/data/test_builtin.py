@@ -56,6 +56,7 @@ def test_cell_diameter_metadata_is_the_measured_median(name, measured_on, reques
         request.getfixturevalue("shared_segpc")
     records = [r for dataset in measured_on for r in DatasetCatalog.get(dataset)]
     assert MetadataCatalog.get(name).cell_diameter == pytest.approx(median_cell_diameter(records), abs=1.0)
+    assert {r["cell_diameter"] for r in DatasetCatalog.get(name)} == {MetadataCatalog.get(name).cell_diameter}
 
 
 def test_lowres_records_describe_the_frame(shared_segpc):

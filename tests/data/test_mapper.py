@@ -9,6 +9,7 @@ from torchvision.transforms import v2
 
 from detectron2_myeloma import add_myeloma_config, load_config
 from detectron2_myeloma.data.mapper import build_cell_augmentations, build_cell_mapper
+from detectron2_myeloma.data.segpc import load_segpc
 from detectron2_myeloma.data.transforms import RandomColorJitter, Rot90Transform
 
 
@@ -70,3 +71,20 @@ def test_training_sample_from_bundled_image():
             ys, xs = torch.nonzero(mask, as_tuple=True)
             assert torch.allclose(box, torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1],
                                                     dtype=box.dtype))
+
+
+def test_training_images_are_resized_to_the_target_cell_diameter(tiny_segpc):
+    record = load_segpc(str(tiny_segpc))[0]  # 120x160, cells of radius 20 and 25
+    cfg = load_config("configs/SegPC/mask_rcnn_lite2_fpn.yaml", [
+        "INPUT.CELL_DIAMETER.TRAIN", (40.0,), "INPUT.CROP.ENABLED", False, "INPUT.CELL_AUG.ROT90", False])
+    with pytest.raises(ValueError, match="a.png: INPUT.CELL_DIAMETER resizes by cell size but the record has no"):
+        build_cell_mapper(cfg, is_train=True)(record)
+    sample = build_cell_mapper(cfg, is_train=True)({**record, "cell_diameter": 20.0})  # 2x
+    assert tuple(sample["image"].shape) == (3, 240, 320)
+    areas = sample["instances"].gt_masks.tensor.sum(dim=(1, 2)).float()
+    expected = torch.tensor([a["area"] for a in record["annotations"]]) * 4
+    torch.testing.assert_close(areas, expected, rtol=0.03, atol=0)
+    test_cfg = load_config("configs/SegPC/mask_rcnn_lite2_fpn.yaml", ["INPUT.CELL_DIAMETER.TEST", 10.0])
+    assert build_cell_augmentations(test_cfg, is_train=False) == []
+    assert tuple(build_cell_mapper(test_cfg, is_train=False)({**record, "cell_diameter": 20.0})["image"].shape) \
+        == (3, 60, 80)

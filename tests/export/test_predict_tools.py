@@ -147,6 +147,26 @@ def test_predictor_gives_the_model_the_original_image(config_file):
     assert inputs["image"].shape == (3, 256, 340)  # INPUT.MIN_SIZE_TEST 256
 
 
+def model_input_shape(predictor, image: np.ndarray) -> tuple:
+    seen = []
+    predictor.model.forward = lambda batched_inputs: seen.extend(batched_inputs) or [{}]
+    predictor(image)
+    return tuple(seen[0]["image"].shape)
+
+
+def test_predictor_resizes_by_cell_diameter(config_file):
+    """With INPUT.CELL_DIAMETER.TEST, a frame is scaled so that its cells span the target: by the known
+    diameter of its frame size (320 px in a full-size Olympus frame), or by --cell-diameter."""
+    cfg = setup_inference(config_file, ["INPUT.CELL_DIAMETER.TEST", 128.0], 0.5)
+    scale = 128 / 319.9
+    assert model_input_shape(build_predictor(cfg, 0), cv2.imread(str(IMAGE))) == (
+        3, round(1536 * scale), round(2040 * scale))
+    unknown = np.zeros((100, 200, 3), np.uint8)
+    with pytest.raises(ValueError, match="cell size of 200x100 frames is not known.*--cell-diameter"):
+        model_input_shape(build_predictor(cfg, 0), unknown)
+    assert model_input_shape(build_predictor(cfg, 0, cell_diameter=64.0), unknown) == (3, 200, 400)
+
+
 def classifier_opts(path: Path) -> list:
     return ["MODEL.POST_HOOKS", "['CellClassifierHook']", "MODEL.CELL_CLASSIFIER.WEIGHTS", str(path)]
 
