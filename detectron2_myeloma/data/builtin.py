@@ -94,17 +94,20 @@ def register_all(root: str) -> None:
     for split in ("train", "val", "test"):
         register_segpc(f"segpc_{split}", os.path.join(segpc, split))
     mini = os.path.join(root, "segpc_mini", "train")
-    register_segpc("segpc_mini_train", mini, image_ids=SEGPC_MINI_TRAIN_IDS, cell_diameter=CELL_DIAMETERS["segpc_mini"])
-    register_segpc("segpc_mini_val", mini, image_ids=SEGPC_MINI_VAL_IDS, cell_diameter=CELL_DIAMETERS["segpc_mini"])
-    lowres = {"frame_aspect": LOWRES_FRAME_ASPECT, "cell_diameter": CELL_DIAMETERS["segpc_lowres"]}
+    mini_scale = {"cell_diameter": CELL_DIAMETERS["segpc_mini"]}
+    register_segpc("segpc_mini_train", mini, image_ids=SEGPC_MINI_TRAIN_IDS, **mini_scale)
+    register_segpc("segpc_mini_val", mini, image_ids=SEGPC_MINI_VAL_IDS, **mini_scale)
+    lowres = os.path.join(root, "segpc_lowres")
+    lowres_frames = {"frame_aspect": LOWRES_FRAME_ASPECT, "cell_diameter": CELL_DIAMETERS["segpc_lowres"]}
     for split in ("train", "val"):
-        register_segpc(f"segpc_lowres_{split}", os.path.join(root, "segpc_lowres", split), **lowres)
-    register_segpc("segpc_lowres_train_fit", os.path.join(root, "segpc_lowres", "train"),
-                   exclude_ids=FULL_SIZE_VAL_IDS, **lowres)
+        register_segpc(f"segpc_lowres_{split}", os.path.join(lowres, split), **lowres_frames)
+    register_segpc("segpc_lowres_train_fit", os.path.join(lowres, "train"), exclude_ids=FULL_SIZE_VAL_IDS,
+                   **lowres_frames)
     nikon = os.path.join(root, "segpc_nikon", "train")
-    register_segpc("segpc_nikon_train", nikon, cell_diameter=CELL_DIAMETERS["segpc_nikon"])
-    register_segpc("segpc_nikon_fit", nikon, exclude_ids=SEGPC_NIKON_VAL_IDS, cell_diameter=CELL_DIAMETERS["segpc_nikon"])
-    register_segpc("segpc_nikon_val", nikon, image_ids=SEGPC_NIKON_VAL_IDS, cell_diameter=CELL_DIAMETERS["segpc_nikon"])
+    nikon_scale = {"cell_diameter": CELL_DIAMETERS["segpc_nikon"]}
+    register_segpc("segpc_nikon_train", nikon, **nikon_scale)
+    register_segpc("segpc_nikon_fit", nikon, exclude_ids=SEGPC_NIKON_VAL_IDS, **nikon_scale)
+    register_segpc("segpc_nikon_val", nikon, image_ids=SEGPC_NIKON_VAL_IDS, **nikon_scale)
     for split in ("train", "val"):
         dsb = os.path.join(root, "dsb2018")
         register_coco(f"dsb2018_{split}", os.path.join(dsb, f"{split}.json"), os.path.join(dsb, split))
