@@ -1,6 +1,7 @@
 """Helpers shared by the tests: fixtures built on disk (SegPC masks, a tiny classifier checkpoint) and
 comparisons of two models' detections."""
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -61,3 +62,12 @@ def detection_pairs(model, reference, batch):
     with torch.no_grad():
         ours, theirs = model(batch), reference(batch)
     return [(a["instances"], b["instances"]) for a, b in zip(ours, theirs)]
+
+
+def single_torch_thread() -> Iterator[None]:
+    """Run a test with one torch thread (a fixture body): on tiny tensors and shared cores, the threads'
+    synchronisation stalls cost more than they compute."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -3,8 +3,8 @@ from pathlib import Path
 from typing import Dict
 
 import pytest
-import torch
 from classifier_testutils import SEGPC_MINI, make_crops
+from testutils import single_torch_thread
 
 from detectron2_myeloma.classifier.negatives import CellSizePrior
 from detectron2_myeloma.data.segpc import load_segpc
@@ -29,10 +29,4 @@ def small_crops(segpc_records, tmp_path_factory) -> Path:
     return make_crops(segpc_records, ["1991", "2042"], ["2048"], tmp_path_factory.mktemp("crops"))
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Small batches on shared cores: one thread avoids the threads' synchronisation stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+one_torch_thread = pytest.fixture(autouse=True)(single_torch_thread)

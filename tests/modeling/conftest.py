@@ -3,18 +3,12 @@
 from typing import Any, Callable, Dict, List
 
 import pytest
-import torch
 from detectron2.config import CfgNode
 from detector_testutils import synthetic_batch, tiny_cfg
+from testutils import single_torch_thread
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """These tensors are tiny: with several threads, synchronisation (worse on shared cores) dominates."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+one_torch_thread = pytest.fixture(autouse=True)(single_torch_thread)
 
 
 @pytest.fixture
