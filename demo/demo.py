@@ -1,16 +1,20 @@
 #!/usr/bin/env python
-"""`make demo`: the whole job on the bundled real SegPC-2021 sample (10 train / 4 val images), on CPU.
+"""`make demo`: the main job on the bundled real SegPC-2021 sample, on CPU, with the shipped models.
 
-Steps: convert the sample to COCO json and draw its ground truth; train R-Mask R-CNN on
-segpc_mini_train (short schedule) and evaluate it on segpc_mini_val (COCO bbox/segm AP, SegPC mIoU);
-cut cell crops and train the myeloma cell classifier; predict the val images with detector +
-classifier (overlays, colour splash, CSV, COCO json); write the val split's submission.txt and score it
-locally. Every step is one of the tools, run as a child process with the command printed, exactly as
-a user would type it. Ends by printing where each result is and the headline numbers.
+Steps: convert the sample to COCO json and draw the ground truth of its 4 val images (frames the shipped
+models never saw, at any resolution); evaluate the shipped detector on them (COCO bbox/segm AP, SegPC
+mIoU); detect and classify them (overlays coloured by the classifier's answer, colour splash, CSV
+counts, COCO json); write their SegPC-2021 submission.txt and score it. With --train (`make
+demo-train`) the detector and the classifier are first trained from scratch on the 10 training images
+of the sample (a short schedule) and used instead. Every step is one of the tools, run as a child
+process with the command printed, exactly as a user would type it. Ends by printing where each result
+is and the headline numbers.
 
-    python demo/demo.py --output output/demo [--iters 250] [--classifier-epochs 5]
+    python demo/demo.py --output output/demo
+    python demo/demo.py --output output/demo-train --train [--iters 250] [--classifier-epochs 5]
 """
 import argparse
+import csv
 import json
 import os
 import shlex
@@ -22,11 +26,12 @@ from typing import List, Optional
 
 from detectron2.data import DatasetCatalog
 
+from detectron2_myeloma import model_zoo
 from detectron2_myeloma.data.builtin import SEGPC_MINI_VAL_IDS
 from detectron2_myeloma.engine.trainer import EVALUATION_JSON
 
 SAMPLE = os.path.join("datasets", "segpc_mini", "train")
-DETECTOR = os.path.join("configs", "SegPC", "rmask_rcnn_lite2_fpn.yaml")
+DETECTOR = os.path.join("configs", "SegPC", "rmask_rcnn_lite2_fpn.yaml")  # what --train trains
 CLASSIFIER = os.path.join("configs", "Classifier", "lite2.yaml")
 
 
@@ -60,8 +65,10 @@ def read_json(path: str):
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="output/demo")
-    parser.add_argument("--iters", type=int, default=250, help="detector training iterations (batch of 4)")
-    parser.add_argument("--classifier-epochs", type=int, default=5, help="cell classifier epochs")
+    parser.add_argument("--train", action="store_true",
+                        help="train both models on the sample first instead of using the shipped ones")
+    parser.add_argument("--iters", type=int, default=250, help="--train: detector iterations (batch of 4)")
+    parser.add_argument("--classifier-epochs", type=int, default=5, help="--train: cell classifier epochs")
     args = parser.parse_args(argv)
     out = args.output
     os.makedirs(out, exist_ok=True)
@@ -78,24 +85,38 @@ def main(argv: Optional[List[str]] = None) -> int:
           "--output", os.path.join(out, "segpc_mini_coco.json"))),
         ("ground-truth overlays and cell sizes (val split)",
          ("visualize_data", "segpc_mini_val", "--output", os.path.join(out, "gt_val"))),
-        (f"train R-Mask R-CNN on segpc_mini_train ({iters} iterations), evaluate on segpc_mini_val",
-         ("train_net", "--config-file", DETECTOR, "SOLVER.MAX_ITER", str(iters),
-          "SOLVER.STEPS", f"({int(iters * 0.8)},)", "SOLVER.WARMUP_ITERS", str(min(50, iters // 4)),
-          "SOLVER.CHECKPOINT_PERIOD", str(iters), "TEST.EVAL_PERIOD", "0", "SEED", "1",
-          "OUTPUT_DIR", paths["detector"])),
-        ("cut cell crops (annotated cells, stain-blob and detector negatives)",
-         ("build_crops", "--dataset", "segpc_mini_train", "--val-dataset", "segpc_mini_val",
-          "--output", paths["crops"], "--detector-config", DETECTOR, "--detector-weights", weights)),
-        (f"train the cell classifier ({args.classifier_epochs} epochs)",
-         ("train_classifier", "--config-file", CLASSIFIER, "--crops", paths["crops"],
-          "--output", paths["classifier"], "SOLVER.EPOCHS", str(args.classifier_epochs))),
+    ]
+    if args.train:
+        model = ["--config-file", DETECTOR, "MODEL.WEIGHTS", weights]
+        classifier = ["MODEL.POST_HOOKS", "['CellClassifierHook']", "MODEL.CELL_CLASSIFIER.WEIGHTS",
+                      classifier_weights]
+        steps += [
+            (f"train R-Mask R-CNN on segpc_mini_train ({iters} iterations), evaluate on segpc_mini_val",
+             ("train_net", "--config-file", DETECTOR, "SOLVER.MAX_ITER", str(iters),
+              "SOLVER.STEPS", f"({int(iters * 0.8)},)", "SOLVER.WARMUP_ITERS", str(min(50, iters // 4)),
+              "SOLVER.CHECKPOINT_PERIOD", str(iters), "TEST.EVAL_PERIOD", "0", "SEED", "1",
+              "OUTPUT_DIR", paths["detector"])),
+            ("cut cell crops (annotated cells, stain-blob and detector negatives)",
+             ("build_crops", "--dataset", "segpc_mini_train", "--val-dataset", "segpc_mini_val",
+              "--output", paths["crops"], "--detector-config", DETECTOR, "--detector-weights", weights)),
+            (f"train the cell classifier ({args.classifier_epochs} epochs)",
+             ("train_classifier", "--config-file", CLASSIFIER, "--crops", paths["crops"],
+              "--output", paths["classifier"], "SOLVER.EPOCHS", str(args.classifier_epochs))),
+        ]
+    else:  # the shipped models: the inference tools' default without --config-file
+        config_file, _ = model_zoo.default_inference()
+        model, classifier = [], []
+        steps.append(
+            (f"evaluate the shipped detector ({model_zoo.DEFAULT_DETECTOR}) on segpc_mini_val",
+             ("train_net", "--config-file", config_file, "--eval-only", "MODEL.WEIGHTS", model_zoo.DEFAULT_DETECTOR,
+              "DATASETS.TEST", "('segpc_mini_val',)", "OUTPUT_DIR", paths["detector"])))
+    steps += [
         ("detect and classify the val images: overlays, colour splash, CSV, COCO json",
-         ("predict", "--config-file", DETECTOR, "--input", os.path.join(val, "x"),
-          "--output", paths["predictions"], "MODEL.WEIGHTS", weights,
-          "MODEL.POST_HOOKS", "['CellClassifierHook']", "MODEL.CELL_CLASSIFIER.WEIGHTS", classifier_weights)),
+         ("predict", *model[:2], "--input", os.path.join(val, "x"), "--output", paths["predictions"],
+          *model[2:], *classifier)),
         ("write the SegPC-2021 submission of the val images",
-         ("make_submission", "--config-file", DETECTOR, "--input", os.path.join(val, "x"),
-          "--output", paths["submission.txt"], "--masks-out", paths["masks"], "MODEL.WEIGHTS", weights)),
+         ("make_submission", *model[:2], "--input", os.path.join(val, "x"), "--output", paths["submission.txt"],
+          "--masks-out", paths["masks"], *model[2:])),
         ("score the submission with the SegPC-2021 scorer",
          ("score_segpc", "--gt", os.path.join(val, "y"), "--submission", paths["submission.txt"],
           "--output", paths["score.json"])),
@@ -111,33 +132,47 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"=== step {i} took {time.time() - step_start:.0f} s", flush=True)
 
     evaluation = read_json(os.path.join(paths["detector"], "inference", EVALUATION_JSON))
-    classifier = read_json(os.path.join(paths["classifier"], "metrics.json"))
-    miou = read_json(paths["score.json"])["metrics"]["mIoU"]
-    headline = {  # COCO APs in percent as Detectron2 reports them, the rest as fractions
+    headline = {  # COCO APs in percent as Detectron2 reports them, the rest as fractions or counts
         "segm AP (%)": evaluation["segm"]["AP"], "segm AP50 (%)": evaluation["segm"]["AP50"],
-        "bbox AP (%)": evaluation["bbox"]["AP"], "SegPC mIoU (val submission)": miou,
-        "classifier accuracy": classifier["accuracy"],
-        "classifier balanced accuracy": classifier["balanced_accuracy"],
-        "classifier ROC AUC": classifier["roc_auc"],
+        "bbox AP (%)": evaluation["bbox"]["AP"],
+        "SegPC mIoU (val submission)": read_json(paths["score.json"])["metrics"]["mIoU"],
     }
+    if args.train:
+        classifier = read_json(os.path.join(paths["classifier"], "metrics.json"))
+        headline.update({"classifier accuracy": classifier["accuracy"],
+                         "classifier balanced accuracy": classifier["balanced_accuracy"],
+                         "classifier ROC AUC": classifier["roc_auc"]})
+    with open(os.path.join(paths["predictions"], "summary.csv"), newline="") as f:
+        summary = list(csv.DictReader(f))
+    headline["annotated cells"] = sum(len(r["annotations"]) for r in DatasetCatalog.get("segpc_mini_val"))
+    for column in ("cells", "myeloma", "non_myeloma"):
+        headline[f"detected: {column}"] = sum(int(r[column] or 0) for r in summary)
     with open(os.path.join(out, "headline.json"), "w") as f:
         json.dump(headline, f, indent=1)
     print(f"\nDemo done in {(time.time() - start) / 60:.1f} min. Results in {out}/:")
-    for where, what in [
-        ("segpc_mini_coco.json", "the bundled sample as COCO json"),
-        ("gt_val/", "ground-truth overlays and cell sizes"),
-        ("detector/", "R-Mask R-CNN checkpoint, log, metrics.json; inference/ holds the COCO and SegPC evaluation"),
-        ("crops/", "classifier crops (ImageFolder) and manifest.csv"),
-        ("classifier/", "classifier checkpoint, metrics.json, confusion_matrix.png, roc_curve.png"),
-        ("predictions/", "overlays, colour splash, summary.csv, cells.csv, COCO results json"),
+    results = [("segpc_mini_coco.json", "the bundled sample as COCO json"),
+               ("gt_val/", "ground-truth overlays and cell sizes")]
+    if args.train:
+        results += [
+            ("detector/", "R-Mask R-CNN checkpoint, log, metrics.json; inference/ holds the COCO and SegPC "
+                          "evaluation"),
+            ("crops/", "classifier crops (ImageFolder) and manifest.csv"),
+            ("classifier/", "classifier checkpoint, metrics.json, confusion_matrix.png, roc_curve.png")]
+    else:
+        results.append(("detector/inference/", "COCO and SegPC evaluation of the shipped detector"))
+    results += [
+        ("predictions/", "overlays (coloured by the classifier), colour splash, summary.csv, cells.csv, "
+                         "COCO results json"),
         ("submission.txt, masks/", "SegPC-2021 submission of the val images and its masks"),
         ("score.json", "its local SegPC-2021 score"),
-        ("headline.json", "the numbers below"),
-    ]:
+        ("headline.json", "the numbers below")]
+    for where, what in results:
         print(f"  {where:<24}{what}")
-    print("\nHeadline numbers (4 val images, 26 cells; a short CPU schedule on 10 training images):")
+    models = ("a short CPU schedule on the sample's 10 training images" if args.train else
+              f"the shipped models, {model_zoo.DEFAULT_DETECTOR} (models/)")
+    print(f"\nHeadline numbers (4 val images, 26 cells; {models}):")
     for name, value in headline.items():
-        print(f"  {name:<32}{'n/a' if value is None else f'{value:.3f}'}")
+        print(f"  {name:<32}{'n/a' if value is None else (value if isinstance(value, int) else f'{value:.3f}')}")
     return 0
 
 

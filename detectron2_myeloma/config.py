@@ -4,6 +4,8 @@ from typing import Any, Sequence
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
+from .model_zoo import resolve_weights
+
 
 def add_myeloma_config(cfg: CN) -> None:
     """Add the project's keys to a Detectron2 config (call before merging a project YAML)."""
@@ -73,9 +75,12 @@ def add_myeloma_config(cfg: CN) -> None:
 
 def load_config(config_file: str, opts: Sequence[Any] = ()) -> CN:
     """Detectron2's defaults, the project's keys, ``config_file`` and then ``opts`` (KEY VALUE pairs, as
-    on a command line); not frozen."""
+    on a command line); not frozen. Short names of shipped models in ``MODEL.WEIGHTS`` and
+    ``MODEL.CELL_CLASSIFIER.WEIGHTS`` become their files (:mod:`~detectron2_myeloma.model_zoo`)."""
     cfg = get_cfg()
     add_myeloma_config(cfg)
     cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(opts))
+    cfg.MODEL.WEIGHTS = resolve_weights(cfg.MODEL.WEIGHTS)
+    cfg.MODEL.CELL_CLASSIFIER.WEIGHTS = resolve_weights(cfg.MODEL.CELL_CLASSIFIER.WEIGHTS)
     return cfg

@@ -33,6 +33,10 @@ def main(argv: Optional[List[str]] = None) -> dict:
                         help="share of --dataset's images put in val when there is no --val-dataset")
     parser.add_argument("--margin", type=float, default=0.15, help="relative margin of the square crops")
     parser.add_argument("--size", type=int, default=128, help="crop side in pixels (= classifier INPUT.SIZE)")
+    parser.add_argument("--crop-diameters", type=float, default=0.0,
+                        help="cut squares of this many median cell diameters (the datasets' cell_diameter): one "
+                             "physical scale for every source (= classifier INPUT.CROP_DIAMETERS); 0: from "
+                             "each box and --margin")
     parser.add_argument("--iou-threshold", type=float, default=0.3,
                         help="a negative overlaps every annotated cell box with IoU below this")
     parser.add_argument("--no-stain-heuristic", action="store_true",
@@ -55,7 +59,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
                  if args.detector_config else None)
     balance = build_crop_dataset(
         {"train": train, "val": val}, args.output, margin=args.margin, size=args.size, prior=prior,
-        predictor=predictor, iou_threshold=args.iou_threshold,
+        predictor=predictor, iou_threshold=args.iou_threshold, crop_diameters=args.crop_diameters,
         info={"dataset": args.dataset, "val_dataset": args.val_dataset,
               "val_fraction": None if args.val_dataset else args.val_fraction,
               "detector_weights": args.detector_weights})

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Write a SegPC-2021 submission.txt, from a trained model or from a folder of 0/20/40 cell masks.
 
-    tools/make_submission.py --config-file CFG --input test/x --output submission.txt \\
-        [--masks-out DIR] [--score-threshold 0.5] [--max-instances 100] MODEL.WEIGHTS model_final.pth
+    tools/make_submission.py --input test/x --output submission.txt [--masks-out DIR] \\
+        [--score-threshold 0.05] [--max-instances 100] [--config-file CFG MODEL.WEIGHTS model_final.pth]
     tools/make_submission.py --masks-in val/y --images val/x --output submission.txt
 
 No instance ever has an empty nucleus or cytoplasm list (the official parser would zero the image):
@@ -22,10 +22,12 @@ from detectron2_myeloma.evaluation.submission import (
 from detectron2_myeloma.data.classes import cell_and_nucleus_classes, model_metadata
 from detectron2_myeloma.data.images import Failure, image_stem, list_images
 from detectron2_myeloma.engine.cpu import configure_cpu_math
-from detectron2_myeloma.engine.defaults import add_model_arguments, report_failures, setup_inference
+from detectron2_myeloma.engine.defaults import (add_model_arguments, report_failures, reports_input_errors,
+                                                setup_inference)
 from detectron2_myeloma.engine.predictor import build_predictor, predict_images
 
 
+@reports_input_errors
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,7 +39,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--masks-in", metavar="DIR", help="mask mode: folder of <id>_<k>.bmp/png masks")
     parser.add_argument("--images", metavar="DIR", help="mask mode: images folder; ids without masks get "
                                                         "empty lines")
-    add_model_arguments(parser, required=False)
+    # 0.05, Detectron2's SCORE_THRESH_TEST: extra instances cost nothing in the SegPC-2021 score, so a
+    # higher threshold can only lose cells (docs/RESULTS.md, "The shipped models")
+    add_model_arguments(parser, score_threshold=0.05)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
@@ -46,16 +50,17 @@ def main(argv: Optional[List[str]] = None) -> int:
             parser.error("--masks-in excludes --config-file and --input")
         print(write_masks_submission(args.masks_in, args.output, args.images, args.masks_out).summary())
         return 0
-    if not (args.config_file and args.input):
-        parser.error("give --config-file and --input (model), or --masks-in (masks)")
+    if not args.input:
+        parser.error("give --input (model mode; without --config-file the shipped model), or --masks-in")
 
+    paths = list_images(args.input)  # bad input is reported before the model loads
     configure_cpu_math()
     cfg = setup_inference(args.config_file, args.opts, args.score_threshold, max_cells=args.max_instances)
     cell_class, nucleus_class = cell_and_nucleus_classes(model_metadata(cfg, args.classes).thing_classes)
     predictor = build_predictor(cfg, cell_class, args.cell_diameter)
     failures: List[Failure] = []
     with SubmissionWriter(args.output, args.masks_out) as writer:
-        for path, _, instances in predict_images(predictor, list_images(args.input), failures):
+        for path, _, instances in predict_images(predictor, paths, failures):
             parts = submission_parts(instances, cell_class, nucleus_class, args.score_threshold,
                                      args.max_instances)
             writer.write(image_stem(path), parts)

@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """Run a trained model on images and save what it found.
 
-    tools/predict.py --config-file CFG --input IMAGE_OR_DIR --output DIR [--score-threshold 0.5] \\
-        MODEL.WEIGHTS model_final.pth
+    tools/predict.py --input IMAGE_OR_DIR --output DIR [--score-threshold 0.5] [--cell-diameter PX]
+    tools/predict.py --config-file CFG --input ... --output ... MODEL.WEIGHTS model_final.pth
+
+Without --config-file the shipped SegPC-2021 model predicts (models/, detectron2_myeloma.model_zoo).
 
 For each image: <stem>_overlay.png (predictions drawn by Detectron2's Visualizer) and <stem>_splash.png
 (detected cells in colour, the rest grey), scaled down to 1280 px; for all images: summary.csv (one row
@@ -22,11 +24,13 @@ from typing import List, Optional
 from detectron2_myeloma.data.classes import cell_and_nucleus_classes, model_metadata
 from detectron2_myeloma.data.images import Failure, list_images
 from detectron2_myeloma.engine.cpu import configure_cpu_math
-from detectron2_myeloma.engine.defaults import add_model_arguments, report_failures, setup_inference
+from detectron2_myeloma.engine.defaults import (add_model_arguments, report_failures, reports_input_errors,
+                                                setup_inference)
 from detectron2_myeloma.engine.predictor import build_predictor, predict_images
 from detectron2_myeloma.export.predictions import PredictionWriter
 
 
+@reports_input_errors
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -36,12 +40,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
+    paths = list_images(args.input)  # bad input is reported before the model loads
     configure_cpu_math()
     cfg = setup_inference(args.config_file, args.opts, args.score_threshold)
     metadata = model_metadata(cfg, args.classes)
     cell_class, _ = cell_and_nucleus_classes(metadata.thing_classes)
     predictor = build_predictor(cfg, cell_class, args.cell_diameter)
-    paths = list_images(args.input)
     position = {path: index for index, path in enumerate(paths, start=1)}
     failures: List[Failure] = []
     with PredictionWriter(args.output, metadata, cell_class) as writer:

@@ -1,4 +1,5 @@
-"""`make demo` end to end with a 2-iteration detector and a 1-epoch classifier (slow)."""
+"""`make demo` end to end with the shipped models, and `make demo-train` with a 2-iteration detector and a
+1-epoch classifier (both slow)."""
 import json
 import subprocess
 import sys
@@ -10,9 +11,27 @@ from detectron2_myeloma.data.segpc_format import read_submission
 
 
 @pytest.mark.slow
-def test_demo_writes_every_result(tmp_path):
+def test_demo_with_the_shipped_models(tmp_path):
     out = tmp_path / "demo"
-    demo = subprocess.run([sys.executable, "demo/demo.py", "--output", str(out), "--iters", "2",
+    demo = subprocess.run([sys.executable, "demo/demo.py", "--output", str(out)], capture_output=True, text=True)
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    headline = json.loads((out / "headline.json").read_text())
+    score = json.loads((out / "score.json").read_text())
+    assert headline["SegPC mIoU (val submission)"] == score["metrics"]["mIoU"]
+    assert set(score["per_image"]) == set(SEGPC_MINI_VAL_IDS)
+    # a trained model, not random heads: most of the 26 annotated cells are found and outlined
+    assert headline["annotated cells"] == 26 and score["metrics"]["mIoU"] > 0.7
+    evaluation = json.loads((out / "detector" / "inference" / "evaluation.json").read_text())
+    assert headline["segm AP (%)"] == pytest.approx(evaluation["segm"]["AP"]) and evaluation["segm"]["AP"] > 40
+    assert headline["detected: cells"] >= 20
+    assert "$ python tools/predict.py --input" in demo.stdout  # the shipped model needs no --config-file
+    assert not (out / "detector" / "model_final.pth").exists()  # nothing was trained
+
+
+@pytest.mark.slow
+def test_demo_train_writes_every_result(tmp_path):
+    out = tmp_path / "demo"
+    demo = subprocess.run([sys.executable, "demo/demo.py", "--output", str(out), "--train", "--iters", "2",
                            "--classifier-epochs", "1"], capture_output=True, text=True)
     assert demo.returncode == 0, demo.stderr[-3000:]
     headline = json.loads((out / "headline.json").read_text())

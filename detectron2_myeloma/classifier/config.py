@@ -27,6 +27,10 @@ def get_classifier_cfg() -> CN:
     # nuclei stay ~60 px across with visible chromatin, at a quarter of Lite2's 260 px cost on CPU.
     _C.INPUT.SIZE = 128
     _C.INPUT.CROP_MARGIN = 0.15  # relative margin of the square crop; must equal the crop folder's
+    # Crop side in median cell diameters of the image (the record's "cell_diameter"; at inference the
+    # frame's or --cell-diameter): one physical scale for every source, cell size kept. 0: the side
+    # follows each box (CROP_MARGIN). Must equal the crop folder's.
+    _C.INPUT.CROP_DIAMETERS = 0.0
 
     # Training augmentation, per crop (all exact on square crops but the colour jitter); the jitter
     # keys mean what the detector's INPUT.CELL_AUG ones mean (data/transforms.build_color_jitter).

@@ -23,7 +23,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..data.images import read_record_image
-from .crops import crop_and_resize
+from ..utils.errors import InputError
+from .crops import crop_and_resize, crop_side
 from .labels import CLASS_NAMES
 from .negatives import (BoxPredictor, CellSizePrior, annotation_boxes, detector_negatives, drop_duplicates,
                         stain_negatives)
@@ -73,7 +74,7 @@ def image_candidates(record: dict, image_bgr: np.ndarray, prior: Optional[CellSi
 def build_crop_dataset(splits: Mapping[str, Sequence[dict]], output_dir: str, margin: float = 0.15,
                        size: int = 128, prior: Optional[CellSizePrior] = None,
                        predictor: Optional[BoxPredictor] = None, iou_threshold: float = 0.3,
-                       pad_value: int = 0, info: Optional[dict] = None) -> dict:
+                       pad_value: int = 0, info: Optional[dict] = None, crop_diameters: float = 0.0) -> dict:
     """Write the crops of every split (see the module docstring) and return the class balance.
 
     Args:
@@ -81,6 +82,8 @@ def build_crop_dataset(splits: Mapping[str, Sequence[dict]], output_dir: str, ma
         prior: enables the stain heuristic (measure it on the training split).
         predictor: enables detector hard negatives.
         info: extra entries for ``crops.json`` (e.g. dataset names).
+        crop_diameters: crop side in the record's ``cell_diameter`` (see :func:`.crops.square_crop_box`);
+            0: from each box and ``margin``.
     """
     if prior is None and predictor is None:
         raise ValueError("no source of negatives: give a CellSizePrior (stain heuristic) or a predictor")
@@ -97,10 +100,11 @@ def build_crop_dataset(splits: Mapping[str, Sequence[dict]], output_dir: str, ma
     for split, records in splits.items():
         for record in records:
             image = read_record_image(record)
+            side = crop_side(crop_diameters, record.get("cell_diameter"))
             candidates = image_candidates(record, image, prior, predictor, iou_threshold)
             for n, (box, label, source) in enumerate(candidates):
                 rel = os.path.join(split, CLASS_NAMES[label], f"{record['image_id']}_{n}.png")
-                crop = crop_and_resize(image, box, margin, size, pad_value)
+                crop = crop_and_resize(image, box, margin, size, pad_value, side)
                 cv2.imwrite(os.path.join(output_dir, rel), crop)
                 rows.append({"path": rel, "split": split, "image_id": record["image_id"],
                              "source_image": record["file_name"],
@@ -116,7 +120,8 @@ def build_crop_dataset(splits: Mapping[str, Sequence[dict]], output_dir: str, ma
     with open(os.path.join(output_dir, "balance.json"), "w") as f:
         json.dump(balance, f, indent=2)
     with open(os.path.join(output_dir, "crops.json"), "w") as f:
-        json.dump({"margin": margin, "size": size, "pad_value": pad_value, "iou_threshold": iou_threshold,
+        json.dump({"margin": margin, "size": size, "pad_value": pad_value, "crop_diameters": crop_diameters,
+                   "iou_threshold": iou_threshold,
                    "prior": asdict(prior) if prior is not None else None,
                    "detector_negatives": predictor is not None, **(info or {})}, f, indent=2)
     return balance
@@ -140,15 +145,23 @@ def class_balance(rows: Sequence[Mapping[str, str]], splits: Mapping[str, Sequen
 
 def read_manifest(crops_dir: str, split: Optional[str] = None) -> List[Dict[str, str]]:
     """Rows of ``crops_dir/manifest.csv``, optionally of one split."""
-    with open(os.path.join(crops_dir, "manifest.csv"), newline="") as f:
+    with _crop_folder_file(crops_dir, "manifest.csv") as f:
         rows = list(csv.DictReader(f))
     return [r for r in rows if split is None or r["split"] == split]
 
 
 def read_crop_params(crops_dir: str) -> dict:
     """``crops.json`` of a crop folder: margin and size that inference must reuse."""
-    with open(os.path.join(crops_dir, "crops.json")) as f:
+    with _crop_folder_file(crops_dir, "crops.json") as f:
         return json.load(f)
+
+
+def _crop_folder_file(crops_dir: str, name: str):
+    path = os.path.join(crops_dir, name)
+    try:
+        return open(path, newline="")
+    except OSError as err:
+        raise InputError(f"{path}: {err.strerror} (not a crop folder of tools/build_crops.py?)") from None
 
 
 class CropDataset(Dataset):

@@ -19,7 +19,7 @@ from detectron2.structures import Instances
 
 from ..data.images import read_record_image
 from ..modeling.post_hooks import POST_HOOK_REGISTRY
-from .crops import crop_and_resize
+from .crops import crop_and_resize, crop_side
 from .labels import NOT_CLASSIFIED
 from .model import CellClassifier, load_classifier
 
@@ -111,11 +111,13 @@ class CellClassifierHook:
     def cell_crops(self, inputs: Dict[str, Any], boxes: torch.Tensor, image_size: Tuple[int, int]
                    ) -> np.ndarray:
         """(N, S, S, 3) uint8 RGB crops of the XYXY ``boxes``, cut on the CPU from the full-resolution
-        image of ``inputs`` as the training crops were (their channels in RGB order)."""
+        image of ``inputs`` as the training crops were (their channels in RGB order); a classifier of
+        physical-scale crops reads the image's median cell diameter from ``inputs["cell_diameter"]``."""
         image = original_rgb_image(inputs, self.input_format)
         if image.shape[:2] != tuple(image_size):
             raise ValueError(f"the full-resolution image is {image.shape[:2]} but the detections are "
                              f'in a {tuple(image_size)} frame (the input\'s "height" and "width")')
         size, margin = self.classifier.input_size, self.classifier.crop_margin
-        crops = [crop_and_resize(image, box, margin, size) for box in boxes.tolist()]
+        side = crop_side(self.classifier.crop_diameters, inputs.get("cell_diameter"))
+        crops = [crop_and_resize(image, box, margin, size, side=side) for box in boxes.tolist()]
         return np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)

@@ -41,11 +41,12 @@ class CellClassifier(nn.Module):
     """
 
     def __init__(self, net: nn.Module, pixel_mean, pixel_std, input_size: int, crop_margin: float,
-                 freeze_at: int = 0, threshold: float = 0.5):
+                 freeze_at: int = 0, threshold: float = 0.5, crop_diameters: float = 0.0):
         super().__init__()
         self.net = net
         self.input_size = int(input_size)
         self.crop_margin = float(crop_margin)
+        self.crop_diameters = float(crop_diameters)
         self.threshold = float(threshold)
         # not persistent: the cfg in the checkpoint holds them
         for name, value in (("pixel_mean", pixel_mean), ("pixel_std", pixel_std)):
@@ -73,7 +74,7 @@ class CellClassifier(nn.Module):
 
         Args:
             crops: (N, 3, S, S) tensor, or (N, S, S, 3) uint8 array (as the hook's ``cell_crops``);
-                0..255 RGB, with S = ``input_size`` and cut with ``crop_margin``. Only the crops move
+                0..255 RGB, with S = ``input_size`` and cut as ``crop_margin`` / ``crop_diameters`` say. Only the crops move
                 to the model's device, a chunk at a time.
         """
         if isinstance(crops, np.ndarray):
@@ -112,7 +113,8 @@ def build_classifier(cfg: CfgNode, load_pretrained: bool = True) -> CellClassifi
             warnings.warn(message, stacklevel=2)
     net.reset_classifier(len(CLASS_NAMES))
     return CellClassifier(net, cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD, cfg.INPUT.SIZE,
-                          cfg.INPUT.CROP_MARGIN, cfg.MODEL.FREEZE_AT, cfg.TEST.THRESHOLD)
+                          cfg.INPUT.CROP_MARGIN, cfg.MODEL.FREEZE_AT, cfg.TEST.THRESHOLD,
+                          cfg.INPUT.CROP_DIAMETERS)
 
 
 def classifier_checkpoint(model: CellClassifier, cfg: CfgNode, **extra) -> dict:

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
 from ..utils.device import available_device
+from ..utils.errors import InputError
 from .augmentation import build_crop_augmentation
 from .dataset import CropDataset, read_crop_params
 from .evaluation import classification_metrics, format_metrics, write_classification_report
@@ -90,14 +91,34 @@ def predict_dataset(model: CellClassifier, dataset: CropDataset, batch_size: int
     return torch.cat(labels).numpy(), torch.cat(probs).numpy(), loss / len(dataset)
 
 
-def check_crop_params(cfg: CfgNode, crops_dir: str) -> None:
-    """Refuse a crop folder cut differently from what the classifier will see at inference."""
+def check_crop_params(crops_dir: str, size: int, margin: float, crop_diameters: float) -> None:
+    """Refuse a crop folder cut differently from what the classifier sees at inference."""
     params = read_crop_params(crops_dir)
-    if params["size"] != cfg.INPUT.SIZE or abs(params["margin"] - cfg.INPUT.CROP_MARGIN) > 1e-9:
-        raise ValueError(
-            f"{crops_dir} holds {params['size']} px crops with margin {params['margin']} but the config "
-            f"says INPUT.SIZE {cfg.INPUT.SIZE} and INPUT.CROP_MARGIN {cfg.INPUT.CROP_MARGIN}: rebuild the "
-            "crops with tools/build_crops.py --size/--margin, or set those keys (crops are resized once)")
+    diameters = params.get("crop_diameters", 0.0)  # folders of earlier versions: box-relative crops
+    if (params["size"] != size or abs(params["margin"] - margin) > 1e-9
+            or abs(diameters - crop_diameters) > 1e-9):
+        raise InputError(
+            f"{crops_dir} holds {params['size']} px crops with margin {params['margin']} and crop diameters "
+            f"{diameters} but the classifier takes INPUT.SIZE {size}, INPUT.CROP_MARGIN {margin} and "
+            f"INPUT.CROP_DIAMETERS {crop_diameters}: rebuild the crops with tools/build_crops.py "
+            "--size/--margin/--crop-diameters, or set those keys (crops are resized once)")
+
+
+def evaluate_classifier(weights: str, crops_dir: str, split: str, output_dir: str, batch_size: int = 64,
+                        num_workers: int = 0) -> Dict:
+    """A trained classifier's report (:func:`write_classification_report`) on one split of a crop folder
+    cut as its training crops were, e.g. crops of images it never saw."""
+    if not os.path.isfile(weights):
+        raise InputError(f"{weights}: no such classifier checkpoint")
+    model = load_classifier(weights)
+    check_crop_params(crops_dir, model.input_size, model.crop_margin, model.crop_diameters)
+    dataset = CropDataset(crops_dir, split)
+    if len(dataset) == 0:
+        raise InputError(f"{crops_dir}: no {split!r} crops in its manifest.csv")
+    labels, probs, loss = predict_dataset(model, dataset, batch_size, num_workers)
+    return write_classification_report(labels, probs, output_dir, model.threshold,
+                                       extra={"weights": weights, "crops_dir": crops_dir, "split": split,
+                                              "loss": loss})
 
 
 def train_classifier(cfg: CfgNode, crops_dir: str, output_dir: Optional[str] = None) -> Dict:
@@ -108,7 +129,7 @@ def train_classifier(cfg: CfgNode, crops_dir: str, output_dir: Optional[str] = N
     """
     output_dir = output_dir or cfg.OUTPUT_DIR
     os.makedirs(output_dir, exist_ok=True)
-    check_crop_params(cfg, crops_dir)
+    check_crop_params(crops_dir, cfg.INPUT.SIZE, cfg.INPUT.CROP_MARGIN, cfg.INPUT.CROP_DIAMETERS)
     seed_all_rng(cfg.SEED)
     device = torch.device(available_device(cfg.DEVICE))
     train_set = CropDataset(crops_dir, "train", build_crop_augmentation(cfg.AUG))

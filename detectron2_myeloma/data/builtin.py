@@ -4,13 +4,13 @@ Datasets live under ``$DETECTRON2_MYELOMA_DATASETS`` (default ``./datasets``); s
 Registration only stores loaders: nothing is read until a dataset is first used.
 """
 import os
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from .coco_io import load_coco_rle
 from .mask_folders import load_mask_folders
-from .segpc import load_segpc, segpc_thing_classes
+from .segpc import load_segpc, segpc_microscope, segpc_thing_classes
 
 THING_COLORS = {"cell": (220, 20, 60), "nucleus": (30, 90, 255)}
 
@@ -27,6 +27,9 @@ LOWRES_FRAME_ASPECT = 4 / 3
 # Median equivalent cell diameter in pixels (data.statistics.median_cell_diameter; checked by
 # tests/data/test_builtin.py): the physical scale of each source.
 CELL_DIAMETERS = {"segpc_mini": 319.9, "segpc_nikon": 319.6, "segpc_lowres": 79.4}
+# segpc_lowres mixes both microscopes, reduced 4x (Olympus) or 5x (Nikon): each record gets its own
+# microscope's median, measured on segpc_lowres_train.
+LOWRES_CELL_DIAMETERS = {"olympus": 79.8, "nikon": 66.7}
 # Frame sizes (height, width) whose cell scale is known: what inference assumes without --cell-diameter.
 FRAME_CELL_DIAMETERS = {(1536, 2040): CELL_DIAMETERS["segpc_mini"], (1920, 2560): CELL_DIAMETERS["segpc_nikon"],
                         (512, 512): CELL_DIAMETERS["segpc_lowres"], (384, 512): CELL_DIAMETERS["segpc_lowres"]}
@@ -43,19 +46,25 @@ def _set_metadata(name: str, thing_classes: Sequence[str], evaluator_type: str, 
 
 def register_segpc(name: str, root: str, categories: str = "cell",
                    image_ids: Optional[Sequence[str]] = None, exclude_ids: Sequence[str] = (),
-                   frame_aspect: Optional[float] = None, cell_diameter: Optional[float] = None) -> None:
+                   frame_aspect: Optional[float] = None, cell_diameter: Optional[float] = None,
+                   record_diameter: Optional[Callable[[str], float]] = None,
+                   microscope: Optional[str] = None) -> None:
     """A SegPC-2021 split (``root/x``, ``root/y``); evaluated by COCO metrics and the SegPC scorer.
     ``image_ids`` / ``exclude_ids`` keep or drop ids, ``frame_aspect`` crops padding away
     (:func:`~.segpc.load_segpc`), ``cell_diameter`` (median, pixels) goes into the metadata and into
-    every record (``INPUT.CELL_DIAMETER`` resizes by it)."""
+    every record (``INPUT.CELL_DIAMETER`` resizes by it), unless ``record_diameter`` gives a record's
+    own from its image id; ``microscope`` keeps the frames of one (:func:`~.segpc.segpc_microscope`)."""
     classes = segpc_thing_classes(categories)
     ids = list(image_ids) if image_ids is not None else None
 
     def load() -> List[dict]:
         records = load_segpc(root, categories, ids, frame_aspect=frame_aspect, exclude_ids=tuple(exclude_ids))
+        if microscope is not None:
+            records = [r for r in records if segpc_microscope(r["image_id"]) == microscope]
         if cell_diameter is not None:
             for record in records:
-                record["cell_diameter"] = cell_diameter
+                record["cell_diameter"] = (record_diameter(record["image_id"]) if record_diameter
+                                           else cell_diameter)
         return records
 
     DatasetCatalog.register(name, load)
@@ -98,9 +107,13 @@ def register_all(root: str) -> None:
     register_segpc("segpc_mini_train", mini, image_ids=SEGPC_MINI_TRAIN_IDS, **mini_scale)
     register_segpc("segpc_mini_val", mini, image_ids=SEGPC_MINI_VAL_IDS, **mini_scale)
     lowres = os.path.join(root, "segpc_lowres")
-    lowres_frames = {"frame_aspect": LOWRES_FRAME_ASPECT, "cell_diameter": CELL_DIAMETERS["segpc_lowres"]}
+    lowres_frames = {"frame_aspect": LOWRES_FRAME_ASPECT, "cell_diameter": CELL_DIAMETERS["segpc_lowres"],
+                     "record_diameter": lambda image_id: LOWRES_CELL_DIAMETERS[segpc_microscope(image_id)]}
     for split in ("train", "val"):
         register_segpc(f"segpc_lowres_{split}", os.path.join(lowres, split), **lowres_frames)
+    for microscope in ("olympus", "nikon"):  # the reduced val split per microscope, for reports
+        register_segpc(f"segpc_lowres_val_{microscope}", os.path.join(lowres, "val"), microscope=microscope,
+                       **lowres_frames)
     register_segpc("segpc_lowres_train_fit", os.path.join(lowres, "train"), exclude_ids=FULL_SIZE_VAL_IDS,
                    **lowres_frames)
     nikon = os.path.join(root, "segpc_nikon", "train")

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..utils.errors import InputError
 from .report import DatasetError
 
 logger = logging.getLogger(__name__)
@@ -37,19 +38,22 @@ def image_stem(path: str) -> str:
 
 
 def list_images(path: str) -> List[str]:
-    """``[path]`` for a file, :func:`image_files` for a folder. Raises ValueError for two files with the
-    same stem (``a.bmp`` and ``a.png``): the stem names the outputs."""
+    """``[path]`` for a file, :func:`image_files` for a folder. Raises InputError for a missing path,
+    a folder without images, and two files with the same stem (``a.bmp`` and ``a.png``): the stem
+    names the outputs."""
     if os.path.isfile(path):
         return [path]
     if not os.path.isdir(path):
-        raise FileNotFoundError(f"{path}: no such file or folder")
+        raise InputError(f"{path}: no such file or folder")
     files = image_files(path)
     seen = {}
     for file in files:
         stem = image_stem(file)
         if stem in seen:
-            raise ValueError(f"{file} and {seen[stem]} share the image id {stem!r}")
+            raise InputError(f"{file} and {seen[stem]} share the image id {stem!r}")
         seen[stem] = file
+    if not files:
+        raise InputError(f"{path}: no images in it ({', '.join(IMAGE_EXTENSIONS)})")
     return files
 
 

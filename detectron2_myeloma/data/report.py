@@ -9,11 +9,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Tuple, TypeVar
 
+from ..utils.errors import InputError
+
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset file that cannot be used; ``str(err)`` starts with the file's path."""
 
     def __init__(self, path: str, problem: str):

@@ -50,6 +50,12 @@ def _list_images(folder: str, strict: bool, report: ConversionReport) -> Dict[st
     return found
 
 
+def segpc_microscope(image_id: str) -> str:
+    """"nikon" or "olympus": SegPC-2021 numbers the 2560x1920 Nikon (MiMM_SBILab) frames below 1000
+    and the 2040x1536 Olympus frames from 1000 up (every frame of segpc_nikon and segpc_mini agrees)."""
+    return "nikon" if int(image_id) < 1000 else "olympus"
+
+
 def load_segpc(
     root: str,
     categories: str = "cell",

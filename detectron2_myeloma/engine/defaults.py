@@ -1,24 +1,30 @@
 """What the inference tools share, as ``detectron2.engine.defaults`` is for Detectron2's: the model
 arguments, the frozen inference config and the exit report."""
 import argparse
+import functools
 import logging
-from typing import Sequence
+import sys
+from typing import Callable, Optional, Sequence
 
 from detectron2.config import CfgNode
 
+from .. import model_zoo
 from ..config import load_config
 from ..data.images import Failure
 from ..modeling.precision import log_precision_policy
 from ..utils.device import available_device
+from ..utils.errors import InputError
 
 logger = logging.getLogger(__name__)
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    """The model options of the inference tools: config file, score threshold, class names and
-    trailing config overrides."""
-    parser.add_argument("--config-file", required=required, metavar="FILE", help="Detectron2 config YAML")
-    parser.add_argument("--score-threshold", type=float, default=0.5,
+def add_model_arguments(parser: argparse.ArgumentParser, score_threshold: float = 0.5) -> None:
+    """The model options of the inference tools: config file, score threshold (``score_threshold`` by
+    default), class names and trailing config overrides."""
+    parser.add_argument("--config-file", metavar="FILE",
+                        help="Detectron2 config YAML (with MODEL.WEIGHTS); default: the shipped model, "
+                             f"{model_zoo.DEFAULT_DETECTOR}, with the shipped cell classifier")
+    parser.add_argument("--score-threshold", type=float, default=score_threshold,
                         help="keep detections with at least this score (also sets "
                              "MODEL.ROI_HEADS.SCORE_THRESH_TEST)")
     parser.add_argument("--cell-diameter", type=float, metavar="PX",
@@ -31,14 +37,23 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) 
                         help="config overrides as KEY VALUE pairs, e.g. MODEL.WEIGHTS model_final.pth")
 
 
-def setup_inference(config_file: str, opts: Sequence[str], score_threshold: float,
+def setup_inference(config_file: Optional[str], opts: Sequence[str], score_threshold: float,
                     max_cells: int = 0) -> CfgNode:
-    """The frozen inference config of ``config_file`` + ``opts``.
+    """The frozen inference config of ``config_file`` + ``opts``; without a config file, the shipped
+    model's (:func:`~detectron2_myeloma.model_zoo.default_inference`) + ``opts``. InputError when no
+    MODEL.WEIGHTS is given: a detector whose heads were never trained finds nothing, silently.
 
     The score threshold is applied inside the model; ``TEST.DETECTIONS_PER_IMAGE`` is raised to
     ``max_cells`` per class, room for that many cells and their nuclei; ``MODEL.DEVICE`` falls back to
     the CPU where CUDA is absent. Logs the precision each stage runs in."""
+    if config_file is None:
+        config_file, shipped_opts = model_zoo.default_inference()
+        opts = [*shipped_opts, *opts]
     cfg = load_config(config_file, opts)
+    if not cfg.MODEL.WEIGHTS:
+        raise InputError(f"{config_file}: MODEL.WEIGHTS is empty (the detector's heads would be untrained): "
+                         f"add MODEL.WEIGHTS <checkpoint or shipped model, e.g. {model_zoo.DEFAULT_DETECTOR}>, "
+                         "or leave out --config-file for the shipped model")
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = score_threshold
     cfg.TEST.DETECTIONS_PER_IMAGE = max(cfg.TEST.DETECTIONS_PER_IMAGE,
                                         max_cells * cfg.MODEL.ROI_HEADS.NUM_CLASSES)
@@ -46,6 +61,19 @@ def setup_inference(config_file: str, opts: Sequence[str], score_threshold: floa
     cfg.freeze()
     log_precision_policy(cfg, training=False)
     return cfg
+
+
+def reports_input_errors(main: Callable[..., int]) -> Callable[..., int]:
+    """A tool's ``main`` that prints an InputError as one line on stderr and returns exit status 1;
+    other exceptions are bugs and keep their traceback."""
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs) -> int:
+        try:
+            return main(*args, **kwargs)
+        except InputError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+    return wrapper
 
 
 def report_failures(failures: Sequence[Failure]) -> int:

@@ -11,6 +11,7 @@ from detectron2.structures import Instances
 from ..data.builtin import FRAME_CELL_DIAMETERS
 from ..data.images import Failure, iter_images
 from ..data.transforms import ResizeToCellDiameter
+from ..utils.errors import InputError
 
 
 class OriginalImagePredictor(DefaultPredictor):
@@ -29,6 +30,7 @@ class OriginalImagePredictor(DefaultPredictor):
         target = cfg.INPUT.CELL_DIAMETER.TEST
         if target > 0:
             self.aug = ResizeToCellDiameter((target,), cell_diameter or frame_cell_diameter)
+        self.cell_diameter = cell_diameter
         self._original: Optional[np.ndarray] = None
         self.model.register_forward_pre_hook(self._attach_original_image)
 
@@ -41,19 +43,24 @@ class OriginalImagePredictor(DefaultPredictor):
             self._original = None
 
     def _attach_original_image(self, model: torch.nn.Module, args: Tuple[Any, ...]) -> None:
+        """Adds ``"original_image"`` and, where known, the image's ``"cell_diameter"`` (for a classifier
+        of physical-scale crops) to the model inputs."""
         if self._original is None:  # the model called directly, not through this predictor
             return
         image = self._original[:, :, ::-1] if self.input_format == "RGB" else self._original
         full = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        diameter = self.cell_diameter or FRAME_CELL_DIAMETERS.get(tuple(self._original.shape[:2]))
         for inputs in args[0]:
             inputs["original_image"] = full
+            if diameter:
+                inputs["cell_diameter"] = diameter
 
 
 def frame_cell_diameter(image_hw: Tuple[int, int]) -> float:
-    """The median cell diameter (pixels) of frames of this size; ValueError for an unknown size."""
+    """The median cell diameter (pixels) of frames of this size; InputError for an unknown size."""
     if tuple(image_hw) not in FRAME_CELL_DIAMETERS:
         known = ", ".join(f"{w}x{h}" for h, w in FRAME_CELL_DIAMETERS)
-        raise ValueError(f"the cell size of {image_hw[1]}x{image_hw[0]} frames is not known (known: {known}): "
+        raise InputError(f"the cell size of {image_hw[1]}x{image_hw[0]} frames is not known (known: {known}): "
                          "give it with --cell-diameter PX (median cell diameter in pixels)")
     return FRAME_CELL_DIAMETERS[tuple(image_hw)]
 
@@ -73,6 +80,12 @@ def build_predictor(cfg: CfgNode, cell_class: int, cell_diameter: Optional[float
 def predict_images(predictor: DefaultPredictor, paths: Iterable[str], failures: List[Failure]
                    ) -> Iterator[Tuple[str, np.ndarray, Instances]]:
     """``(path, BGR image, Instances on CPU at the image's resolution)`` for every readable image;
-    unreadable ones are appended to ``failures``."""
+    unreadable ones, and those the model cannot take (a frame of unknown cell size), are appended to
+    ``failures``."""
     for path, image in iter_images(list(paths), failures):
-        yield path, image, predictor(image)["instances"].to("cpu")
+        try:
+            outputs = predictor(image)
+        except InputError as err:
+            failures.append((path, str(err)))
+            continue
+        yield path, image, outputs["instances"].to("cpu")

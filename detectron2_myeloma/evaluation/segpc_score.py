@@ -72,6 +72,14 @@ class SegPCScore:
     gt_cells: int
     predictions: int
     images: int
+    # Where the mIoU falls short of 1, split three ways (they sum to 1 - miou): cells without a
+    # prediction of IoU >= MATCH_IOU that are merged (their best prediction overlaps another GT cell by
+    # MERGE_IOU or more) or missed (the others), and the boundaries of the matched cells.
+    loss_missed: float = float("nan")
+    loss_merged: float = float("nan")
+    loss_boundary: float = float("nan")
+    missed_cells: int = 0
+    merged_cells: int = 0
     per_image: Dict[str, Dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> "OrderedDict[str, float]":
@@ -80,7 +88,9 @@ class SegPCScore:
             [("mIoU", "miou"), ("mDice", "mean_dice"), ("P@0.5", "precision50"), ("R@0.5", "recall50"),
              ("F1@0.5", "f1_50"), ("AP50", "ap50"), ("AP", "ap"), ("pixel_accuracy", "pixel_accuracy"),
              ("semantic_IoU", "semantic_iou"), ("semantic_RMSE", "semantic_rmse"),
-             ("gt_cells", "gt_cells"), ("predictions", "predictions"), ("images", "images")]
+             ("gt_cells", "gt_cells"), ("predictions", "predictions"), ("images", "images"),
+             ("loss_missed", "loss_missed"), ("loss_merged", "loss_merged"), ("loss_boundary", "loss_boundary"),
+             ("missed_cells", "missed_cells"), ("merged_cells", "merged_cells")]
         )
         values = asdict(self)
         return OrderedDict((k, values[a]) for k, a in names.items() if values[a] is not None)
@@ -129,6 +139,25 @@ def match_image(
         false_pos=int(np.count_nonzero(pred_union)) - true_pos,
         false_neg=int(np.count_nonzero(gt_union)) - true_pos,
     )
+
+
+MATCH_IOU = 0.5  # a GT cell whose best prediction reaches this is matched (its shortfall: boundary)
+MERGE_IOU = 0.2  # an unmatched cell and another one both overlapping its best prediction this much: merged
+
+
+def _shortfall_kinds(ious: np.ndarray) -> np.ndarray:
+    """Per GT cell of one image: 0 matched, 1 missed, 2 merged (see ``SegPCScore.loss_*``)."""
+    kinds = np.zeros(ious.shape[0], dtype=np.int64)
+    if not ious.shape[1]:
+        kinds[:] = 1
+        return kinds
+    best_pred = ious.argmax(axis=1)
+    for g, p in enumerate(best_pred):
+        if ious[g, p] >= MATCH_IOU:
+            continue
+        others = np.delete(ious[:, p], g)
+        kinds[g] = 2 if ious[g, p] >= MERGE_IOU and others.size and others.max() >= MERGE_IOU else 1
+    return kinds
 
 
 def _greedy_matches(ious: np.ndarray, threshold: float) -> int:
@@ -206,7 +235,15 @@ def aggregate(matches: Mapping[Hashable, ImageMatch]) -> SegPCScore:
         per_threshold = [_coco_ap(list(matches.values()), t, gt_cells) for t in COCO_IOU_THRESHOLDS]
         ap50, ap = per_threshold[0], float(np.mean(per_threshold))
 
+    kinds = np.concatenate([_shortfall_kinds(m.ious) for m in matches.values()]) if matches else np.zeros(0)
+    shortfall = 1.0 - best_all
+
+    def loss(kind: int) -> float:
+        return float(shortfall[kinds == kind].sum() / gt_cells) if gt_cells else nan
+
     return SegPCScore(
+        loss_missed=loss(1), loss_merged=loss(2), loss_boundary=loss(0),
+        missed_cells=int((kinds == 1).sum()), merged_cells=int((kinds == 2).sum()),
         miou=float(best_all.mean()) if gt_cells else nan,
         mean_dice=float(np.mean(2 * best_all / (1 + best_all))) if gt_cells else nan,
         pixel_accuracy=float(np.mean(accuracy)) if matches else nan,

@@ -3,7 +3,8 @@ crops are the saved training crops: test_hook.py)."""
 import numpy as np
 import pytest
 
-from detectron2_myeloma.classifier.crops import crop_and_resize, square_crop_box
+from detectron2_myeloma.classifier.crops import crop_and_resize, crop_side, square_crop_box
+from detectron2_myeloma.utils.errors import InputError
 
 HW = (100, 200)  # height, width
 
@@ -80,3 +81,27 @@ def test_padding_only_where_the_square_leaves_the_image():
 def test_grayscale_keeps_two_dimensions():
     image = np.arange(100 * 200, dtype=np.float32).reshape(HW)
     assert crop_and_resize(image, (10, 10, 50, 50), 0.1, 16).shape == (16, 16)
+
+
+@pytest.mark.parametrize("box", [(50, 30, 90, 60), (95, 45, 105, 55), (0, 0, 120, 90)])
+def test_a_fixed_side_ignores_the_box_size(box):
+    """Physical-scale crops: the side is the given one whatever the box, centred on it (shifted inside)."""
+    x0, y0, x1, y1 = square_crop_box(box, HW, margin=0.5, side=60)
+    assert (x1 - x0, y1 - y0) == (60, 60)
+    assert 0 <= x0 and x1 <= HW[1] and 0 <= y0 and y1 <= HW[0]
+    assert abs((x0 + x1) / 2 - min(max((box[0] + box[2]) / 2, 30), HW[1] - 30)) <= 0.5
+
+
+def test_crops_of_one_physical_scale_look_alike_at_any_resolution():
+    """A cell and its 4x reduced copy, cut at 2 cell diameters of their images, give the same crop: the
+    classifier sees reduced and full-size frames alike; box-relative crops would too, but lose the size
+    difference between a small and a large cell, which physical-scale crops keep."""
+    rng = np.random.default_rng(0)
+    full = np.kron(rng.integers(0, 256, (100, 100, 3)), np.ones((4, 4, 1))).astype(np.uint8)  # 400x400
+    reduced = full[::4, ::4]
+    big = crop_and_resize(full, (100, 100, 300, 300), 0.0, 32, side=crop_side(2.0, 160))
+    small = crop_and_resize(reduced, (25, 25, 75, 75), 0.0, 32, side=crop_side(2.0, 40))
+    np.testing.assert_array_equal(big, small)
+    assert crop_side(0.0, None) is None  # box-relative crops need no diameter
+    with pytest.raises(InputError, match="median cell diameter is not known.*--cell-diameter"):
+        crop_side(2.0, None)

@@ -21,6 +21,7 @@ from detectron2_myeloma.classifier.hook import CellClassifierHook
 from detectron2_myeloma.classifier.labels import CLASS_NAMES
 from detectron2_myeloma.classifier.model import CellClassifier, load_classifier
 from detectron2_myeloma.classifier.negatives import CellSizePrior
+from detectron2_myeloma.utils.errors import InputError
 
 FULL_HW = (256, 320)  # the detector sees the image at half this size
 DETECTOR_FIELDS = ("pred_boxes", "scores", "pred_classes", "pred_masks")
@@ -238,3 +239,17 @@ def test_cell_classifier_hook_on_cuda_matches_cpu(original, tmp_path):
     cells = labelled.pred_classes[:5] == 0
     torch.testing.assert_close(labelled.pred_cell_probs[:5][cells], reference.pred_cell_probs[twin][cells],
                                rtol=0, atol=0.02)
+
+
+def test_physical_scale_crops_follow_the_inputs_cell_diameter(segpc_image):
+    """A classifier of INPUT.CROP_DIAMETERS crops cuts squares of that many of the input's median cell
+    diameters (what OriginalImagePredictor and the dataset records give), as build_crop_dataset does."""
+    boxes = real_image_boxes(segpc_image)[:6]
+    classifier = CellClassifier(torch.nn.Identity(), [0.0] * 3, [1.0] * 3, 48, 0.15, crop_diameters=2.0)
+    hook = CellClassifierHook(classifier=classifier, input_format="BGR")
+    inputs = {"original_image": torch.from_numpy(np.ascontiguousarray(segpc_image)).permute(2, 0, 1)}
+    crops = hook.cell_crops({**inputs, "cell_diameter": 80.0}, boxes, segpc_image.shape[:2])
+    expected = [crop_and_resize(segpc_image, box, 0.15, 48, side=160.0)[..., ::-1] for box in boxes.tolist()]
+    np.testing.assert_array_equal(crops, np.stack(expected))
+    with pytest.raises(InputError, match="--cell-diameter"):
+        hook.cell_crops(inputs, boxes, segpc_image.shape[:2])

@@ -1,10 +1,12 @@
 """Training on real bundled crops: the loss falls, the tool writes a sane report, and the classifier
 beats the majority class on val images it never saw."""
 import json
+import shutil
 
 import pytest
 import torch
 from classifier_testutils import SEGPC_MINI, make_crops, small_cfg
+from testutils import write_tiny_classifier
 
 from detectron2_myeloma.classifier.dataset import CropDataset, read_manifest
 from detectron2_myeloma.classifier.model import build_classifier, load_classifier
@@ -14,6 +16,7 @@ from detectron2_myeloma.data.segpc import load_segpc
 from cli import tool_main
 
 train_main = tool_main("train_classifier")
+evaluate_main = tool_main("evaluate_classifier")
 
 FAST = ["MODEL.NAME", "tf_efficientnet_lite0", "INPUT.SIZE", "64", "DATALOADER.NUM_WORKERS", "0",
         "DEVICE", "cpu", "TEST.BATCH_SIZE", "32"]
@@ -55,6 +58,27 @@ def test_tool_writes_report(small_crops, tmp_path):
     crops, labels = torch.utils.data.default_collate([dataset[i] for i in range(len(dataset))])
     predicted = (model.classify(crops) > 0.5).long()
     assert (predicted == labels).float().mean().item() == pytest.approx(metrics["accuracy"])
+    # tools/evaluate_classifier.py on the same crops reports the same numbers
+    assert evaluate_main(["--weights", str(out / "model_best.pth"), "--crops", str(small_crops),
+                          "--output", str(tmp_path / "eval"), "--workers", "0"]) == 0
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert report["confusion_matrix"] == metrics["confusion_matrix"]
+    for key in ("accuracy", "balanced_accuracy", "roc_auc"):
+        assert report[key] == pytest.approx(metrics[key]), key
+    assert (tmp_path / "eval" / "confusion_matrix.png").stat().st_size > 0
+
+
+def test_evaluating_on_crops_cut_otherwise_is_one_line(small_crops, tmp_path, capsys):
+    weights = write_tiny_classifier(tmp_path / "tiny.pth", size=64)  # box-relative 64 px crops, as small_crops
+    other = tmp_path / "crops"
+    shutil.copytree(small_crops, other)
+    params = json.loads((other / "crops.json").read_text())
+    (other / "crops.json").write_text(json.dumps({**params, "crop_diameters": 2.0}))
+    assert evaluate_main(["--weights", str(weights), "--crops", str(other), "--output", str(tmp_path / "e")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "crop diameters 2.0" in err[0] and "INPUT.CROP_DIAMETERS 0.0" in err[0]
+    assert evaluate_main(["--weights", str(weights), "--crops", str(tmp_path), "--output", str(tmp_path / "e")]) == 1
+    assert "crops.json" in capsys.readouterr().err and not (tmp_path / "e").exists()
 
 
 def test_crops_of_another_size_are_refused(small_crops, tmp_path):

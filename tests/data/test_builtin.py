@@ -5,10 +5,11 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 import detectron2_myeloma  # noqa: F401
-from detectron2_myeloma.data.builtin import (FULL_SIZE_VAL_IDS, SEGPC_MINI_TRAIN_IDS, SEGPC_MINI_VAL_IDS,
-                                             SEGPC_NIKON_VAL_IDS, register_segpc)
+from detectron2_myeloma.data.builtin import (FULL_SIZE_VAL_IDS, LOWRES_CELL_DIAMETERS, SEGPC_MINI_TRAIN_IDS,
+                                             SEGPC_MINI_VAL_IDS, SEGPC_NIKON_VAL_IDS, register_segpc)
 from detectron2_myeloma.data.images import read_record_image
 from detectron2_myeloma.data.report import DatasetError
+from detectron2_myeloma.data.segpc import segpc_microscope
 from detectron2_myeloma.data.statistics import median_cell_diameter
 
 
@@ -49,7 +50,6 @@ def test_held_out_frames_are_in_no_training_set_at_any_resolution(shared_segpc):
 @pytest.mark.parametrize("name, measured_on", [
     ("segpc_mini_train", ("segpc_mini_train", "segpc_mini_val")),
     ("segpc_nikon_fit", ("segpc_nikon_train",)),
-    ("segpc_lowres_val", ("segpc_lowres_val",)),
 ])
 def test_cell_diameter_metadata_is_the_measured_median(name, measured_on, request):
     if name != "segpc_mini_train":
@@ -57,6 +57,27 @@ def test_cell_diameter_metadata_is_the_measured_median(name, measured_on, reques
     records = [r for dataset in measured_on for r in DatasetCatalog.get(dataset)]
     assert MetadataCatalog.get(name).cell_diameter == pytest.approx(median_cell_diameter(records), abs=1.0)
     assert {r["cell_diameter"] for r in DatasetCatalog.get(name)} == {MetadataCatalog.get(name).cell_diameter}
+
+
+def test_reduced_frames_carry_their_microscopes_cell_diameter(shared_segpc):
+    """segpc_lowres reduces Olympus frames 4x and Nikon frames 5x: one diameter for all would put the
+    two microscopes' cells at scales 20% apart."""
+    assert MetadataCatalog.get("segpc_lowres_val").cell_diameter == pytest.approx(
+        median_cell_diameter(DatasetCatalog.get("segpc_lowres_val")), abs=1.0)
+    train = DatasetCatalog.get("segpc_lowres_train")
+    nikon_full_size = {d["image_id"] for d in DatasetCatalog.get("segpc_nikon_train")}
+    assert {segpc_microscope(i) for i in nikon_full_size} == {"nikon"}
+    assert {segpc_microscope(d["image_id"]) for d in DatasetCatalog.get("segpc_mini_train")} == {"olympus"}
+    for microscope, diameter in LOWRES_CELL_DIAMETERS.items():
+        records = [r for r in train if segpc_microscope(r["image_id"]) == microscope]
+        assert median_cell_diameter(records) == pytest.approx(diameter, abs=0.5)
+        assert {r["cell_diameter"] for r in records} == {diameter}
+    parts = {m: DatasetCatalog.get(f"segpc_lowres_val_{m}") for m in LOWRES_CELL_DIAMETERS}
+    assert {m: {segpc_microscope(r["image_id"]) for r in records} for m, records in parts.items()} == {
+        m: {m} for m in LOWRES_CELL_DIAMETERS}
+    assert sum(len(records) for records in parts.values()) == 139
+    # the reduction factors of the two cameras (512/2040 vs 512/2560), within what cell samples allow
+    assert LOWRES_CELL_DIAMETERS["nikon"] / LOWRES_CELL_DIAMETERS["olympus"] == pytest.approx(2040 / 2560, abs=0.05)
 
 
 def test_lowres_records_describe_the_frame(shared_segpc):

@@ -33,7 +33,7 @@ from detectron2_myeloma.data.segpc_format import (
     read_submission,
     resize_to_submission,
 )
-from detectron2_myeloma.evaluation.segpc_score import SegPCEvaluator, load_gt_dir, score_segpc
+from detectron2_myeloma.evaluation.segpc_score import ImageMatch, SegPCEvaluator, aggregate, load_gt_dir, score_segpc
 from testing.segpc_reference import official_miou, perturbations
 
 REPO = Path(__file__).resolve().parents[2]
@@ -289,3 +289,21 @@ def test_cli_last_line(y_dir, parts, tmp_path):
     assert result.stdout.splitlines()[-1] == f"mIoU {4 / 9:.6f}"
     per_image = json.loads(output.read_text())["per_image"]
     assert per_image["1997"]["mIoU"] == 1.0 and per_image["2009"]["mIoU"] == 0.0
+
+
+def test_the_shortfall_splits_into_missed_merged_and_boundary():
+    """Five cells: one exact, one matched with a loose boundary, two merged by one prediction, one
+    missed; a stray prediction on no cell changes nothing. The three losses sum to 1 - mIoU."""
+    ious = np.array([[1.0, 0.0, 0.0, 0.0],
+                     [0.0, 0.8, 0.0, 0.0],
+                     [0.0, 0.0, 0.45, 0.0],
+                     [0.0, 0.0, 0.40, 0.0],
+                     [0.0, 0.05, 0.0, 0.0]])
+    match = ImageMatch(ious=ious, scores=None, true_pos=1, false_pos=0, false_neg=0)
+    score = aggregate({"a": match, "b": ImageMatch(np.zeros((1, 0)), None, 0, 0, 1)})  # b: no prediction
+    assert (score.missed_cells, score.merged_cells) == (2, 2)
+    assert score.loss_boundary == pytest.approx(0.2 / 6)
+    assert score.loss_merged == pytest.approx((0.55 + 0.60) / 6)
+    assert score.loss_missed == pytest.approx((0.95 + 1.0) / 6)
+    assert score.loss_missed + score.loss_merged + score.loss_boundary == pytest.approx(1 - score.miou)
+    assert score.to_dict()["loss_merged"] == score.loss_merged

@@ -12,6 +12,7 @@ import pytest
 import torch
 from detectron2.config import get_cfg
 from detectron2.data import Metadata
+from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from pycocotools.coco import COCO
 from testutils import write_tiny_classifier
@@ -59,13 +60,16 @@ def config_file(tmp_path_factory) -> str:
             "DATASETS.TEST", ("segpc_mini_val",),
         ])
     cfg.merge_from_list([
-        "MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu", "MODEL.ROI_HEADS.NUM_CLASSES", 1,
+        "MODEL.DEVICE", "cpu", "MODEL.ROI_HEADS.NUM_CLASSES", 1,
         "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0, "TEST.DETECTIONS_PER_IMAGE", 3,
         "INPUT.MIN_SIZE_TEST", 256, "INPUT.MAX_SIZE_TEST", 512,
     ])
-    path = tmp_path_factory.mktemp("config") / "model.yaml"
-    path.write_text(cfg.dump())
-    return str(path)
+    folder = tmp_path_factory.mktemp("config")
+    torch.manual_seed(0)
+    torch.save({"model": build_model(cfg).state_dict()}, folder / "random.pth")
+    cfg.MODEL.WEIGHTS = str(folder / "random.pth")
+    (folder / "model.yaml").write_text(cfg.dump())
+    return str(folder / "model.yaml")
 
 
 def image_folder(root: Path, big_bmp: bool) -> Path:
@@ -165,6 +169,42 @@ def test_predictor_resizes_by_cell_diameter(config_file):
     with pytest.raises(ValueError, match="cell size of 200x100 frames is not known.*--cell-diameter"):
         model_input_shape(build_predictor(cfg, 0), unknown)
     assert model_input_shape(build_predictor(cfg, 0, cell_diameter=64.0), unknown) == (3, 200, 400)
+
+
+def test_a_config_without_weights_is_refused(config_file, tmp_path, capsys):
+    """Random heads find nothing, silently: a config with an empty MODEL.WEIGHTS is bad input."""
+    out = tmp_path / "out"
+    assert predict(["--config-file", config_file, "--input", str(IMAGE), "--output", str(out),
+                    "MODEL.WEIGHTS", ""]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {config_file}: MODEL.WEIGHTS is empty")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("tool", [predict, make_submission])
+def test_missing_or_empty_input_is_one_line_before_any_model(tool, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    for name, problem in (("nowhere", "no such file or folder"), ("empty", "no images in it")):
+        argv = ["--input", str(tmp_path / name), "--output", str(tmp_path / "out"),
+                "--config-file", str(tmp_path / "never_read.yaml")]  # the config is not even opened
+        assert tool(argv) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"error: {tmp_path / name}: {problem}" + (" (.bmp, .png, .jpg, .jpeg, .tif, .tiff)"
+                                                                  if name == "empty" else "")]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_frame_of_unknown_cell_size_is_reported_and_the_rest_predicted(config_file, tmp_path, caplog):
+    folder = tmp_path / "x"
+    folder.mkdir()
+    shutil.copy(IMAGE, folder / "2009.jpg")
+    cv2.imwrite(str(folder / "odd.png"), np.full((300, 400, 3), 200, np.uint8))
+    out = tmp_path / "out"
+    assert predict(["--config-file", config_file, "--input", str(folder), "--output", str(out),
+                    "INPUT.CELL_DIAMETER.TEST", "80.0"]) == 1
+    assert "odd.png: the cell size of 400x300 frames is not known" in caplog.text
+    with open(out / "summary.csv", newline="") as f:
+        assert [r["image"] for r in csv.DictReader(f)] == ["2009.jpg"]
 
 
 def classifier_opts(path: Path) -> list:

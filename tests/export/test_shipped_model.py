@@ -1,0 +1,38 @@
+"""tools/predict.py and tools/make_submission.py without --config-file predict with the shipped model: it
+finds and outlines the cells of a full-size val frame it never saw."""
+import json
+import shutil
+
+import numpy as np
+import pycocotools.mask as mask_util
+from cli import tool_main
+from detectron2.data import DatasetCatalog
+
+from detectron2_myeloma.data.segpc_format import read_submission
+from detectron2_myeloma.export.predictions import RESULTS_JSON
+
+predict = tool_main("predict")
+make_submission = tool_main("make_submission")
+
+
+def rle(segmentation: dict) -> dict:
+    counts = segmentation["counts"]
+    return {"size": segmentation["size"], "counts": counts.encode() if isinstance(counts, str) else counts}
+
+
+def test_predict_without_a_config_uses_the_shipped_model(tmp_path):
+    record = next(r for r in DatasetCatalog.get("segpc_mini_val") if r["image_id"] == "2011")
+    folder = tmp_path / "x"
+    folder.mkdir()
+    shutil.copy(record["file_name"], folder)
+    assert predict(["--input", str(folder), "--output", str(tmp_path / "out")]) == 0
+    results = json.loads((tmp_path / "out" / RESULTS_JSON).read_text())
+    found = [rle(r["segmentation"]) for r in results if r["category_id"] == 1]
+    truth = [rle(a["segmentation"]) for a in record["annotations"]]
+    iou = mask_util.iou(truth, found, [0] * len(found)) if found else np.zeros((len(truth), 1))
+    best = iou.max(axis=1)
+    assert (best > 0.5).mean() >= 0.8, best  # most cells found, each by a mask that overlaps it well
+    assert best.mean() > 0.7, best
+
+    assert make_submission(["--input", str(folder), "--output", str(tmp_path / "submission.txt")]) == 0
+    assert len(read_submission(str(tmp_path / "submission.txt"))["2011"]) >= 0.8 * len(truth)

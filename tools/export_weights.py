@@ -1,0 +1,32 @@
+#!/usr/bin/env python
+"""Reduce a training checkpoint to what inference needs: the model weights, optionally in half precision.
+
+    tools/export_weights.py --input output/.../model_final.pth --output models/NAME/model_fp16.pth \\
+        [--dtype float16]
+
+The optimizer, scheduler and iteration counter are dropped; MODEL.WEIGHTS takes the result as it takes
+the original.
+"""
+import argparse
+from typing import List, Optional
+
+from detectron2_myeloma.checkpoint import DTYPES, model_weights, save_weights
+from detectron2_myeloma.engine.defaults import reports_input_errors
+
+
+@reports_input_errors
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", required=True, help="Detectron2 checkpoint (model_final.pth)")
+    parser.add_argument("--output", required=True, help="weights file to write")
+    parser.add_argument("--dtype", default="float16", choices=sorted(DTYPES), help="floating-point tensors' type")
+    args = parser.parse_args(argv)
+    weights = model_weights(args.input, args.dtype)
+    size = save_weights(weights, args.output)
+    print(f"{len(weights)} tensors, {sum(v.numel() for v in weights.values()) / 1e6:.1f} M values, "
+          f"{args.dtype}, {size / 2**20:.1f} MiB: {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
