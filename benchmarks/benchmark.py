@@ -57,6 +57,7 @@ from benchmarks.benchmarking import (
     training_step,
 )
 from detectron2_myeloma import load_config
+from detectron2_myeloma.data.images import read_image
 from detectron2_myeloma.engine.cpu import configure_cpu_math
 from detectron2_myeloma.engine.defaults import setup_inference
 from detectron2_myeloma.engine.trainer import Trainer
@@ -110,8 +111,8 @@ def full_size_bmps(folder: Path, count: int) -> List[str]:
     for source in sorted((SEGPC_MINI / "x").iterdir()):
         if len(paths) == count:
             break
-        image = cv2.imread(str(source))
-        if image is not None and image.shape[:2] == FULL_SIZE:
+        image = read_image(str(source))
+        if image.shape[:2] == FULL_SIZE:
             paths.append(str(folder / f"{source.stem}.bmp"))
             cv2.imwrite(paths[-1], image)
     return paths

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..data.images import read_record_image
+from ..data.images import read_image, read_record_image
 from ..utils.errors import InputError
 from .crops import crop_and_resize, crop_side
 from .labels import CLASS_NAMES
@@ -183,10 +183,7 @@ class CropDataset(Dataset):
 
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
         path = os.path.join(self.crops_dir, self.rows[index]["path"])
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
-        if image is None:
-            raise FileNotFoundError(f"cannot read crop {path}")
-        crop = torch.from_numpy(np.ascontiguousarray(image[..., ::-1])).permute(2, 0, 1)
+        crop = torch.from_numpy(read_image(path, format="RGB")).permute(2, 0, 1)
         if self.transform is not None:
             crop = self.transform(crop)
         return crop, self.labels[index]

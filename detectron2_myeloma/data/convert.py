@@ -17,8 +17,7 @@ FORMATS = ("segpc", "pptx", "coco", "masks")
 
 
 def convert_to_coco(fmt: str, input_path: str, output: str, categories: str = "cell",
-                    image_root: Optional[str] = None, strict: bool = True,
-                    verify_images: bool = True) -> Tuple[dict, ConversionReport]:
+                    image_root: Optional[str] = None, strict: bool = True) -> Tuple[dict, ConversionReport]:
     """Read ``input_path`` in format ``fmt``, validate the COCO result with pycocotools, then write it.
 
     ``image_root``: for ``coco`` input, the folder its file names are relative to; for ``pptx``, where
@@ -31,11 +30,10 @@ def convert_to_coco(fmt: str, input_path: str, output: str, categories: str = "c
     if not os.path.exists(input_path):
         raise DatasetError(input_path, "input not found")
     if fmt == "segpc":
-        dicts = load_segpc(input_path, categories, strict=strict, verify_images=verify_images,
-                           report=report)
+        dicts = load_segpc(input_path, categories, strict=strict, report=report)
         classes, root = segpc_thing_classes(categories), os.path.join(input_path, "x")
     elif fmt == "masks":
-        dicts = load_mask_folders(input_path, strict=strict, verify_images=verify_images, report=report)
+        dicts = load_mask_folders(input_path, strict=strict, report=report)
         classes, root = ["nucleus"], input_path
     elif fmt == "coco":
         if image_root is None:

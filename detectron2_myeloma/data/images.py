@@ -2,13 +2,36 @@
 
 Every reader and tool lists folders with :func:`image_files`, so a ``.TIF`` or a ``.jpeg`` counts the
 same everywhere; an image's id is its file name without extension (SegPC ``x/<id>.bmp``).
+
+Every image and mask in the project is decoded here, by :func:`decode_image`, so that every tool reads
+a file the same way or refuses it with the same one-line :class:`DatasetError`. What is read:
+
+* BMP, PNG, JPEG (also multi-picture MPO from cameras), GIF, WebP and TIFF, whatever the file's
+  extension says; EXIF orientation is applied (as viewers and Detectron2 show the image).
+* 8-bit grey, palette, grey + alpha, RGB, RGBA and CMYK; transparent pixels are laid on white (a
+  slide's background).
+* Microscope-camera pixels deeper than 8 bits (10/12/14/16-bit in 16-bit files, 32-bit integers) are
+  scaled by the smallest bit depth that holds the brightest pixel, so a 12-bit frame is not left
+  dark; floating point within [0, 1] is scaled by 255.
+* TIFF through tifffile (with imagecodecs: LZW, deflate, JPEG, zstd...): planar (channels-first) RGB,
+  OME/ImageJ hyperstacks with one plane, and pyramidal slide-scanner files (the full-resolution
+  level). Orientation tags of TIFFs are not applied, as microscopy software does not apply them.
+
+What is refused, naming the file: a missing, empty or truncated file, anything the decoder warns about
+(a damaged file it would half-read), a file that is not an image, more than one plane (z-stacks, time
+series: save the plane to analyse), other channel counts, negative or non-finite pixel values, and a
+PIL image over ``Image.MAX_IMAGE_PIXELS`` x 2 pixels (a decompression bomb).
 """
+import functools
 import logging
 import os
+import warnings
+from contextlib import contextmanager
 from typing import Any, Iterator, List, Mapping, Sequence, Tuple
 
-import cv2
 import numpy as np
+import tifffile
+from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from ..utils.errors import InputError
@@ -57,13 +80,165 @@ def list_images(path: str) -> List[str]:
     return files
 
 
-def read_image(path: str) -> np.ndarray:
-    """HxWx3 uint8 BGR image (any format OpenCV reads; 16-bit and grey images are converted);
-    raises DatasetError naming the file when it cannot be read."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DatasetError(path, "cannot read image (missing, truncated or not an image)")
-    return image
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+# PIL modes that become RGB(A) before the pixels are taken; the rest ("L", "LA", "RGB", "RGBA", "I;16",
+# "I", "F") are taken as they are.
+_PIL_CONVERSIONS = {"1": "L", "P": "RGB", "PA": "RGBA", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB",
+                    "HSV": "RGB", "La": "LA", "RGBa": "RGBA", "RGBX": "RGB"}
+
+
+def decode_image(path: str) -> np.ndarray:
+    """The pixels of an image file as stored: HxW or HxWxC (RGB order, alpha last), the file's pixel
+    type, palette expanded, EXIF orientation applied. Decodes the whole file, so a truncated or damaged
+    one raises DatasetError naming it (see the module docstring for what is read and refused)."""
+    path = str(path)
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as err:
+        raise DatasetError(path, f"cannot open image ({err.strerror or err})") from None
+    if not magic:
+        raise DatasetError(path, "empty file (0 bytes)")
+    try:
+        array = _decode_tiff(path) if magic in _TIFF_MAGIC else _decode_pil(path)
+    except DatasetError:
+        raise
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, EOFError, RuntimeError,
+            Image.DecompressionBombError, Warning) as err:
+        raise DatasetError(path, f"unreadable, truncated or damaged image ({_one_line(err)})") from None
+    if array.size == 0:
+        raise DatasetError(path, "no pixels in it (truncated or damaged image)")
+    return array
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _decode_pil(path: str) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a decoder's warning means a damaged file it half-read
+        with Image.open(path) as img:
+            img.load()  # decodes everything: a truncated file raises here, not as a grey image later
+            img = ImageOps.exif_transpose(img)
+            if img.mode in _PIL_CONVERSIONS:
+                mode = _PIL_CONVERSIONS[img.mode]
+                if img.mode == "P" and "transparency" in img.info:
+                    mode = "RGBA"
+                img = img.convert(mode)
+            return np.asarray(img)
+
+
+def _decode_tiff(path: str) -> np.ndarray:
+    with _tifffile_warnings_raise(path), tifffile.TiffFile(path) as tif:
+        if not tif.pages or not tif.series:
+            raise DatasetError(path, "no image in this TIFF (truncated or damaged)")
+        series = tif.series[0]
+        level = series.levels[0] if series.levels else series  # pyramid: the full resolution
+        array = level.asarray()
+        axes = level.axes
+    keep = [i for i, axis in enumerate(axes) if axis in "YX" or array.shape[i] > 1]
+    array = array.reshape([array.shape[i] for i in keep])
+    axes = "".join(axes[i] for i in keep)
+    planes = [axis for axis in axes if axis not in "YXSC"]
+    if planes or len([a for a in axes if a in "SC"]) > 1:
+        raise DatasetError(path, f"TIFF holds several planes (shape {array.shape}, axes {axes}): save the "
+                                 "plane to analyse as its own image")
+    if axes in ("SYX", "CYX"):
+        array = np.moveaxis(array, 0, -1)
+    return array
+
+
+@contextmanager
+def _tifffile_warnings_raise(path: str) -> Iterator[None]:
+    """tifffile logs damaged files (bad offsets, short strips) instead of raising: make them errors."""
+    records: List[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    tiff_logger = logging.getLogger("tifffile")
+    tiff_logger.addHandler(handler)
+    propagate, tiff_logger.propagate = tiff_logger.propagate, False
+    try:
+        yield
+    finally:
+        tiff_logger.removeHandler(handler)
+        tiff_logger.propagate = propagate
+    if records:
+        raise DatasetError(path, f"damaged TIFF ({_one_line(Exception(records[0].getMessage()))})")
+
+
+def _to_uint8(array: np.ndarray, path: str) -> np.ndarray:
+    """8-bit pixels: deeper integers scaled by the bit depth their brightest pixel needs."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == bool:
+        return array.astype(np.uint8) * 255
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
+            raise DatasetError(path, f"floating-point pixels outside [0, 1] (min {np.nanmin(array):.4g}, "
+                                     f"max {np.nanmax(array):.4g}): save the image as 8 or 16-bit integers")
+        return np.round(array * 255).astype(np.uint8)
+    if np.issubdtype(array.dtype, np.integer):
+        if array.min() < 0:
+            raise DatasetError(path, f"negative pixel values ({array.dtype}, min {array.min()})")
+        bits = max(8, int(array.max()).bit_length())
+        return np.round(array.astype(np.float32) * (255 / (2 ** bits - 1))).astype(np.uint8)
+    raise DatasetError(path, f"unsupported pixel type {array.dtype}")
+
+
+def read_image(path: str, format: str = "BGR") -> np.ndarray:
+    """HxWx3 uint8 image in ``format`` ("BGR", OpenCV's and the models' order, or "RGB"): grey made
+    colour, alpha laid on white, deep pixels scaled (:func:`decode_image`); DatasetError naming the
+    file when it cannot be read."""
+    if format not in ("BGR", "RGB"):
+        raise ValueError(f"image format must be BGR or RGB, got {format!r}")
+    image = _to_uint8(decode_image(path), path)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    channels = image.shape[2]
+    if channels in (2, 4):  # grey or colour + alpha
+        alpha = image[:, :, -1:]
+        image = image[:, :, :-1]
+        if alpha.min() < 255:
+            weight = alpha.astype(np.float32) / 255
+            image = np.round(image * weight + 255 * (1 - weight)).astype(np.uint8)
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    elif image.shape[2] != 3:
+        raise DatasetError(path, f"{channels} channels: expected grey, RGB or either with alpha")
+    if format == "BGR":
+        image = image[:, :, ::-1]
+    return np.ascontiguousarray(image)
+
+
+def read_mask(path: str) -> np.ndarray:
+    """HxW mask values as stored (no scaling): a colour mask gives the channel-wise maximum, alpha is
+    ignored. DatasetError naming the file when it cannot be read."""
+    mask = decode_image(path)
+    if mask.ndim == 3:
+        mask = mask[:, :, :3].max(axis=2) if mask.shape[2] >= 3 else mask[:, :, 0]
+    return mask
+
+
+def image_size(path: str) -> Tuple[int, int]:
+    """(height, width) of an image, after decoding all of it once per file version (path, size and
+    modification time), so that datasets refuse a truncated file when they are read, not mid-training."""
+    stat = _stat(path)
+    return _verified_size(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def _stat(path: str) -> os.stat_result:
+    try:
+        return os.stat(path)
+    except OSError as err:
+        raise DatasetError(path, f"cannot open image ({err.strerror or err})") from None
+
+
+@functools.lru_cache(maxsize=65536)
+def _verified_size(path: str, size: int, mtime_ns: int) -> Tuple[int, int]:
+    height, width = read_image(path).shape[:2]
+    return height, width
 
 
 def record_crop(image: np.ndarray, record: Mapping[str, Any]) -> np.ndarray:

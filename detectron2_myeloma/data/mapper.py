@@ -9,7 +9,7 @@ from detectron2.data import DatasetMapper
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
-from .images import record_crop
+from .images import read_image, record_crop
 from .transforms import RandomColorJitter, RandomRot90, ResizeToCellDiameter, build_color_jitter
 
 
@@ -56,7 +56,7 @@ class CellDatasetMapper(DatasetMapper):
 
     def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
         dataset_dict = copy.deepcopy(dataset_dict)
-        image = utils.read_image(dataset_dict["file_name"], format=self.image_format)
+        image = read_image(dataset_dict["file_name"], format=self.image_format)
         image = record_crop(image, dataset_dict)
         utils.check_image_size(dataset_dict, image)
         aug_input = T.AugInput(image)

@@ -6,16 +6,12 @@
 import os
 from typing import List, Optional
 
-import cv2
-
 from .masks import annotation_from_mask, size_mismatch
 from .report import ConversionReport, DatasetError
-from .segpc import image_size
-from .images import IMAGE_EXTENSIONS, image_files
+from .images import IMAGE_EXTENSIONS, image_files, image_size, read_mask
 
 
 def load_mask_folders(root: str, category_id: int = 0, strict: bool = True,
-                      verify_images: bool = False,
                       report: Optional[ConversionReport] = None) -> List[dict]:
     """Read every ``<root>/<id>/`` sample; an image without a ``masks/`` folder has no instances."""
     report = report if report is not None else ConversionReport()
@@ -30,7 +26,7 @@ def load_mask_folders(root: str, category_id: int = 0, strict: bool = True,
         if image_path is None:
             report.problem(sample, f"no image {image_id}.<ext> in {sample}/images", strict)
             continue
-        size = report.attempt(strict, image_size, image_path, verify_images)
+        size = report.attempt(strict, image_size, image_path)
         if size is None:
             continue
         annotations = []
@@ -53,9 +49,8 @@ def _find_image(sample: str, image_id: str) -> Optional[str]:
 
 
 def _instance(mask_path, image_hw, category_id, strict, report) -> Optional[dict]:
-    mask = cv2.imread(mask_path, cv2.IMREAD_GRAYSCALE)
+    mask = report.attempt(strict, read_mask, mask_path)
     if mask is None:
-        report.problem(mask_path, "cannot read mask (missing, truncated or not an image)", strict)
         return None
     if mask.shape != tuple(image_hw):
         report.problem(mask_path, size_mismatch(mask.shape, image_hw), strict)

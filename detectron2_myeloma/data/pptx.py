@@ -28,7 +28,7 @@ from shapely.validation import make_valid
 from ..utils.atomic import write_atomic
 from .masks import annotation_from_mask
 from .report import ConversionReport, DatasetError
-from .images import image_files, image_stem
+from .images import image_files, image_size, image_stem
 
 logger = logging.getLogger(__name__)
 
@@ -258,8 +258,10 @@ class _ImageFolder:
 
     def size(self, path: str) -> Optional[Tuple[int, int]]:
         if path not in self._sizes:
-            image = cv2.imread(path, cv2.IMREAD_COLOR)
-            self._sizes[path] = None if image is None else image.shape[:2]
+            try:
+                self._sizes[path] = image_size(path)
+            except DatasetError:
+                self._sizes[path] = None
         return self._sizes[path]
 
     def match(self, names: List[str], size: Optional[Tuple[int, int]]) -> Tuple[Optional[str], str]:

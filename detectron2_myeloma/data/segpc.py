@@ -4,11 +4,9 @@ import os
 from collections import defaultdict
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from PIL import Image
-
 from .masks import annotation_from_mask, size_mismatch, mask_to_rle
 from .report import ConversionReport, DatasetError
-from .images import image_files, image_stem
+from .images import image_files, image_size, image_stem
 from .segpc_format import cell_and_nucleus, read_segpc_mask, split_mask_name
 
 logger = logging.getLogger(__name__)
@@ -25,17 +23,6 @@ def segpc_thing_classes(categories: str) -> List[str]:
     if categories not in CATEGORY_SETS:
         raise ValueError(f"categories must be one of {sorted(CATEGORY_SETS)}, got {categories!r}")
     return list(CATEGORY_SETS[categories])
-
-
-def image_size(path: str, verify: bool = False) -> tuple:
-    """(height, width) of an image; ``verify`` decodes it fully to catch truncated files."""
-    try:
-        with Image.open(path) as img:
-            if verify:
-                img.load()
-            return img.height, img.width
-    except (OSError, SyntaxError, ValueError) as err:
-        raise DatasetError(path, f"unreadable or truncated image ({err})") from err
 
 
 def _list_images(folder: str, strict: bool, report: ConversionReport) -> Dict[str, str]:
@@ -61,7 +48,6 @@ def load_segpc(
     categories: str = "cell",
     image_ids: Optional[Sequence[str]] = None,
     strict: bool = True,
-    verify_images: bool = False,
     report: Optional[ConversionReport] = None,
     frame_aspect: Optional[float] = None,
     exclude_ids: Sequence[str] = (),
@@ -74,7 +60,6 @@ def load_segpc(
         image_ids: keep only these ids (fixed splits of one folder).
         exclude_ids: leave these ids out (images held out at another resolution; absent ids are fine).
         strict: raise :class:`DatasetError` on bad input; otherwise skip it and record why in ``report``.
-        verify_images: decode every image fully (catches truncated files; slower).
         frame_aspect: the images are frames of this width / height pasted centred on a padded canvas
             (``segpc_lowres``: 4:3 frames on 512x512 squares). Each record then describes the frame
             only: ``"crop"`` holds its box ``[x0, y0, x1, y1]`` in file pixels, ``height``/``width`` and
@@ -115,7 +100,7 @@ def load_segpc(
 
     dicts = []
     for image_id, image_path in images.items():
-        size = report.attempt(strict, image_size, image_path, verify_images)
+        size = report.attempt(strict, image_size, image_path)
         if size is None:
             continue
         crop = frame_box(size, frame_aspect) if frame_aspect else None

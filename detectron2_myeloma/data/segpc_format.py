@@ -10,6 +10,7 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 import cv2
 import numpy as np
 
+from .images import read_mask
 from .report import DatasetError
 
 BACKGROUND_VALUE = 0
@@ -38,11 +39,7 @@ def read_segpc_mask(path: str) -> np.ndarray:
     Masks may be 1-channel or 3-channel (values in one channel, or repeated): the channel-wise maximum
     is taken. Lossless files must hold exactly 0/20/40; JPEG masks are snapped to the nearest value.
     """
-    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if raw is None:
-        raise DatasetError(path, "cannot read mask (missing, truncated or not an image)")
-    if raw.ndim == 3:
-        raw = raw[..., :3].max(axis=2)
+    raw = read_mask(path)
     if raw.dtype != np.uint8:
         raise DatasetError(path, f"mask has pixel type {raw.dtype}, expected 8-bit values 0/20/40")
     if str(path).lower().endswith(LOSSY_EXTENSIONS):

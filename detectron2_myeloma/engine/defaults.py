@@ -3,6 +3,7 @@ arguments, the frozen inference config and the exit report."""
 import argparse
 import functools
 import logging
+import os
 import sys
 from typing import Callable, Optional, Sequence
 
@@ -63,14 +64,21 @@ def setup_inference(config_file: Optional[str], opts: Sequence[str], score_thres
     return cfg
 
 
+# Set (to anything but "" or 0) to see the traceback behind a one-line input error.
+DEBUG_ENV = "DETECTRON2_MYELOMA_DEBUG"
+
+
 def reports_input_errors(main: Callable[..., int]) -> Callable[..., int]:
-    """A tool's ``main`` that prints an InputError as one line on stderr and returns exit status 1;
-    other exceptions are bugs and keep their traceback."""
+    """A tool's ``main`` that prints an InputError as one line on stderr and returns exit status 1
+    (with ``$DETECTRON2_MYELOMA_DEBUG`` set it re-raises, traceback and all); other exceptions are bugs
+    and keep their traceback."""
     @functools.wraps(main)
     def wrapper(*args, **kwargs) -> int:
         try:
             return main(*args, **kwargs)
         except InputError as err:
+            if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+                raise
             print(f"error: {err}", file=sys.stderr)
             return 1
     return wrapper

@@ -115,7 +115,7 @@ BAD_INPUTS = [_truncated_image, _mask_size, _mask_values, _empty_mask, _orphan_m
 def test_bad_input_names_the_file(tiny_segpc, make_bad):
     path, message = make_bad(tiny_segpc)
     with pytest.raises(DatasetError) as err:
-        load_segpc(str(tiny_segpc), verify_images=True)
+        load_segpc(str(tiny_segpc))
     assert str(err.value).startswith(str(path)), str(err.value)
     assert message in str(err.value)
 
@@ -124,7 +124,7 @@ def test_bad_input_names_the_file(tiny_segpc, make_bad):
 def test_bad_input_skipped_when_asked(tiny_segpc, make_bad):
     path, _ = make_bad(tiny_segpc)
     report = ConversionReport()
-    dicts = load_segpc(str(tiny_segpc), verify_images=True, strict=False, report=report)
+    dicts = load_segpc(str(tiny_segpc), strict=False, report=report)
     assert [where for where, _ in report.skipped] == [str(path)]
     # The good cells are all still there.
     good = {a["segpc_instance"] for d in dicts for a in d["annotations"]}
