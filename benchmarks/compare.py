@@ -77,7 +77,7 @@ def crops_dir(root: str) -> str:
 def run_crops(root: str) -> None:
     detector = Run(*CLASSIFIER_DETECTOR)
     run_tool("build_crops", ["--dataset", "segpc_mini_train", "--val-dataset", "segpc_mini_val", "--output",
-                      crops_dir(root), "--detector-config", detector.config_file, "--detector-weights",
+                      crops_dir(root), "--overwrite", "--detector-config", detector.config_file, "--detector-weights",
                       os.path.join(detector.output_dir(root), "model_final.pth")])
 
 

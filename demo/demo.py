@@ -84,7 +84,7 @@ def main(argv: Optional[List[str]] = None) -> int:
          ("convert_to_coco", "--format", "segpc", "--input", SAMPLE,
           "--output", os.path.join(out, "segpc_mini_coco.json"))),
         ("ground-truth overlays and cell sizes (val split)",
-         ("visualize_data", "segpc_mini_val", "--output", os.path.join(out, "gt_val"))),
+         ("visualize_data", "segpc_mini_val", "--output", os.path.join(out, "gt_val"), "--overwrite")),
     ]
     if args.train:
         model = ["--config-file", DETECTOR, "MODEL.WEIGHTS", weights]
@@ -98,7 +98,8 @@ def main(argv: Optional[List[str]] = None) -> int:
               "OUTPUT_DIR", paths["detector"])),
             ("cut cell crops (annotated cells, stain-blob and detector negatives)",
              ("build_crops", "--dataset", "segpc_mini_train", "--val-dataset", "segpc_mini_val",
-              "--output", paths["crops"], "--detector-config", DETECTOR, "--detector-weights", weights)),
+              "--output", paths["crops"], "--overwrite", "--detector-config", DETECTOR,
+              "--detector-weights", weights)),
             (f"train the cell classifier ({args.classifier_epochs} epochs)",
              ("train_classifier", "--config-file", CLASSIFIER, "--crops", paths["crops"],
               "--output", paths["classifier"], "SOLVER.EPOCHS", str(args.classifier_epochs))),
@@ -113,10 +114,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     steps += [
         ("detect and classify the val images: overlays, colour splash, CSV, COCO json",
          ("predict", *model[:2], "--input", os.path.join(val, "x"), "--output", paths["predictions"],
-          *model[2:], *classifier)),
+          "--overwrite", *model[2:], *classifier)),
         ("write the SegPC-2021 submission of the val images",
          ("make_submission", *model[:2], "--input", os.path.join(val, "x"), "--output", paths["submission.txt"],
-          "--masks-out", paths["masks"], *model[2:])),
+          "--masks-out", paths["masks"], "--overwrite", *model[2:])),
         ("score the submission with the SegPC-2021 scorer",
          ("score_segpc", "--gt", os.path.join(val, "y"), "--submission", paths["submission.txt"],
           "--output", paths["score.json"])),

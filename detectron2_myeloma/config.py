@@ -1,10 +1,13 @@
 """Every config key this project adds to Detectron2's defaults, each with a one-line comment."""
-from typing import Any, Sequence
+import os
+from typing import Any, List, Sequence
 
+import yaml
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
-from .model_zoo import resolve_weights
+from .model_zoo import SHIPPED_MODELS, resolve_weights
+from .utils.errors import InputError
 
 
 def add_myeloma_config(cfg: CN) -> None:
@@ -76,11 +79,59 @@ def add_myeloma_config(cfg: CN) -> None:
 def load_config(config_file: str, opts: Sequence[Any] = ()) -> CN:
     """Detectron2's defaults, the project's keys, ``config_file`` and then ``opts`` (KEY VALUE pairs, as
     on a command line); not frozen. Short names of shipped models in ``MODEL.WEIGHTS`` and
-    ``MODEL.CELL_CLASSIFIER.WEIGHTS`` become their files (:mod:`~detectron2_myeloma.model_zoo`)."""
+    ``MODEL.CELL_CLASSIFIER.WEIGHTS`` become their files (:mod:`~detectron2_myeloma.model_zoo`).
+
+    A bad file, key or value is an InputError (:func:`merge_config`), and so is a weights path that
+    does not exist."""
     cfg = get_cfg()
     add_myeloma_config(cfg)
-    cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts))
-    cfg.MODEL.WEIGHTS = resolve_weights(cfg.MODEL.WEIGHTS)
-    cfg.MODEL.CELL_CLASSIFIER.WEIGHTS = resolve_weights(cfg.MODEL.CELL_CLASSIFIER.WEIGHTS)
+    merge_config(cfg, config_file, opts)
+    cfg.MODEL.WEIGHTS = _checked_weights(cfg.MODEL.WEIGHTS, "MODEL.WEIGHTS")
+    cfg.MODEL.CELL_CLASSIFIER.WEIGHTS = _checked_weights(cfg.MODEL.CELL_CLASSIFIER.WEIGHTS,
+                                                         "MODEL.CELL_CLASSIFIER.WEIGHTS")
     return cfg
+
+
+def merge_config(cfg: CN, config_file: str, opts: Sequence[Any] = ()) -> CN:
+    """``cfg`` with ``config_file`` and then ``opts`` merged in. A missing or malformed file, an unknown
+    key or a value of the wrong type is an InputError naming the file or the override (yacs raises bare
+    assertions); an integer given for a float key (``INPUT.CELL_DIAMETER.TEST 80``) is taken as that
+    float, as a user means it."""
+    if not os.path.isfile(config_file):
+        raise InputError(f"{config_file}: no such config file")
+    try:
+        cfg.merge_from_file(config_file)
+    except (AssertionError, KeyError, ValueError, TypeError, yaml.YAMLError) as err:
+        raise InputError(f"{config_file}: {_one_line(err)}") from None
+    try:
+        cfg.merge_from_list(_ints_for_floats(cfg, list(opts)))
+    except (AssertionError, KeyError, ValueError, TypeError) as err:
+        raise InputError(f"config override: {_one_line(err)}") from None
+    return cfg
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).strip("'\"").split())
+
+
+def _ints_for_floats(cfg: CN, opts: List[Any]) -> List[Any]:
+    """``opts`` with integer values of float keys written as floats."""
+    opts = list(opts)
+    for i in range(0, len(opts) - 1, 2):
+        node, *path = cfg, *str(opts[i]).split(".")
+        for part in path:
+            node = node.get(part) if isinstance(node, CN) else None
+        value = CN._decode_cfg_value(opts[i + 1]) if isinstance(opts[i + 1], str) else opts[i + 1]
+        if isinstance(node, float) and isinstance(value, int) and not isinstance(value, bool):
+            opts[i + 1] = float(value)
+    return opts
+
+
+def _checked_weights(value: str, key: str) -> str:
+    """The file of a shipped name, or ``value``; InputError for a path that does not exist (found
+    here, before a model is built or a dataset read, not after)."""
+    value = resolve_weights(value)
+    if value and "://" not in value and not os.path.isfile(value):
+        raise InputError(f"{key} {value}: no such file (a checkpoint path or a shipped model: "
+                         f"{', '.join(SHIPPED_MODELS)})")
+    return value

@@ -9,6 +9,7 @@ margin, crop diameters: checked). Writes metrics.json (accuracy, balanced accura
 matrix, per class), confusion_matrix.png and roc_curve.png to --output. --weights takes a shipped model's
 short name too.
 """
+import _quiet  # noqa: F401  first: silences third-party warnings that are not the user's business
 import argparse
 import logging
 from typing import List, Optional

@@ -7,6 +7,7 @@
 The optimizer, scheduler and iteration counter are dropped; MODEL.WEIGHTS takes the result as it takes
 the original.
 """
+import _quiet  # noqa: F401  first: silences third-party warnings that are not the user's business
 import argparse
 from typing import List, Optional
 

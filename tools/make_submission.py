@@ -7,9 +7,11 @@
 
 No instance ever has an empty nucleus or cytoplasm list (the official parser would zero the image):
 see detectron2_myeloma.evaluation.submission for the rule. Unreadable images are listed at the end and
-make the exit status 1; the others are still written. With the cell classifier on (MODEL.POST_HOOKS,
+make the exit status 1; the others are still written. --masks-out must be a new or empty folder
+(--overwrite replaces an earlier run's whole). With the cell classifier on (MODEL.POST_HOOKS,
 see tools/predict.py), MODEL.CELL_CLASSIFIER.KEEP_NON_MYELOMA False submits the myeloma cells only.
 """
+import _quiet  # noqa: F401  first: silences third-party warnings that are not the user's business
 import argparse
 import logging
 from typing import List, Optional
@@ -33,7 +35,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", required=True, help="submission.txt to write")
     parser.add_argument("--masks-out", metavar="DIR",
-                        help="also save <id>_<k>.bmp masks (20/40) at image size")
+                        help="also save <id>_<k>.bmp masks (20/40) at image size, in this new folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run's --masks-out folder")
     parser.add_argument("--input", help="model mode: image file or folder (.bmp/.png/.jpg/.tif...)")
     parser.add_argument("--max-instances", type=int, default=100, help="model mode: most cells per image")
     parser.add_argument("--masks-in", metavar="DIR", help="mask mode: folder of <id>_<k>.bmp/png masks")
@@ -48,18 +51,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.masks_in:
         if args.config_file or args.input:
             parser.error("--masks-in excludes --config-file and --input")
-        print(write_masks_submission(args.masks_in, args.output, args.images, args.masks_out).summary())
+        stats = write_masks_submission(args.masks_in, args.output, args.images, args.masks_out, args.overwrite)
+        print(stats.summary())
         return 0
     if not args.input:
         parser.error("give --input (model mode; without --config-file the shipped model), or --masks-in")
 
-    paths = list_images(args.input)  # bad input is reported before the model loads
+    paths = list_images(args.input)  # bad input and output paths are reported before the model loads
+    writer = SubmissionWriter(args.output, args.masks_out, args.overwrite)
     configure_cpu_math()
     cfg = setup_inference(args.config_file, args.opts, args.score_threshold, max_cells=args.max_instances)
     cell_class, nucleus_class = cell_and_nucleus_classes(model_metadata(cfg, args.classes).thing_classes)
     predictor = build_predictor(cfg, cell_class, args.cell_diameter)
     failures: List[Failure] = []
-    with SubmissionWriter(args.output, args.masks_out) as writer:
+    with writer:
         for path, _, instances in predict_images(predictor, paths, failures):
             parts = submission_parts(instances, cell_class, nucleus_class, args.score_threshold,
                                      args.max_instances)

@@ -7,6 +7,7 @@
 Reads OUTPUT_DIR/metrics.json (Detectron2's); writes the PNG (default OUTPUT_DIR/training_curve.png) and
 prints the evaluations as a markdown table.
 """
+import _quiet  # noqa: F401  first: silences third-party warnings that are not the user's business
 import argparse
 import io
 import os

@@ -10,13 +10,16 @@ For each image: <stem>_overlay.png (predictions drawn by Detectron2's Visualizer
 (detected cells in colour, the rest grey), scaled down to 1280 px; for all images: summary.csv (one row
 per image: cells, myeloma / non-myeloma counts when a classifier labelled the cells, mean score, mean and
 median cell area in pixels), cells.csv (one row per detection) and instances_predictions.json (COCO
-results, RLE masks). Unreadable images are listed at the end and make the exit status 1.
+results, RLE masks). Unreadable images are listed at the end and make the exit status 1. --output
+must be a new or empty folder (--overwrite replaces an earlier run's whole); it appears when all is
+written.
 
 The cell classifier labels every detected cell myeloma or not (cells.csv and json: myeloma_label,
 myeloma_prob) when switched on: MODEL.POST_HOOKS "['CellClassifierHook']" MODEL.CELL_CLASSIFIER.WEIGHTS
 model_best.pth (of tools/train_classifier.py); add MODEL.CELL_CLASSIFIER.KEEP_NON_MYELOMA False to drop
 the non-myeloma cells.
 """
+import _quiet  # noqa: F401  first: silences third-party warnings that are not the user's business
 import argparse
 import logging
 from typing import List, Optional
@@ -28,6 +31,7 @@ from detectron2_myeloma.engine.defaults import (add_model_arguments, report_fail
                                                 setup_inference)
 from detectron2_myeloma.engine.predictor import build_predictor, predict_images
 from detectron2_myeloma.export.predictions import PredictionWriter
+from detectron2_myeloma.utils.atomic import OutputFolder
 
 
 @reports_input_errors
@@ -35,12 +39,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", required=True, help="image file or folder (.bmp/.png/.jpg/.tif...)")
-    parser.add_argument("--output", required=True, help="output folder")
+    parser.add_argument("--output", required=True, help="output folder (new or empty)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run's --output folder")
     add_model_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
     paths = list_images(args.input)  # bad input is reported before the model loads
+    output = OutputFolder(args.output, args.overwrite, tool="predict")
     configure_cpu_math()
     cfg = setup_inference(args.config_file, args.opts, args.score_threshold)
     metadata = model_metadata(cfg, args.classes)
@@ -48,7 +54,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     predictor = build_predictor(cfg, cell_class, args.cell_diameter)
     position = {path: index for index, path in enumerate(paths, start=1)}
     failures: List[Failure] = []
-    with PredictionWriter(args.output, metadata, cell_class) as writer:
+    with output as folder, PredictionWriter(folder, metadata, cell_class) as writer:
         for path, image, instances in predict_images(predictor, paths, failures):
             writer.add(position[path], path, image, instances)
     print(f"{len(writer.results)} detections in {len(paths) - len(failures)} images: {args.output}")

@@ -4,7 +4,11 @@ The classifier is not a Detectron2 meta-architecture, so it does not share Detec
 (nor their VERSION check): it is an fvcore ``CfgNode``, the base of Detectron2's, whose YAMLs
 (configs/Classifier/) inherit with ``_BASE_`` the same way.
 """
+from typing import Any, Sequence
+
 from fvcore.common.config import CfgNode as CN
+
+from ..config import merge_config
 
 
 def get_classifier_cfg() -> CN:
@@ -64,3 +68,8 @@ def get_classifier_cfg() -> CN:
     _C.DEVICE = "auto"  # "auto" (cuda when available, else cpu), "cpu", "cuda", "cuda:1"...
     _C.OUTPUT_DIR = "./output/classifier"  # checkpoints, metrics and plots
     return _C.clone()
+
+
+def load_classifier_config(config_file: str, opts: Sequence[Any] = ()) -> CN:
+    """The defaults, ``config_file`` and ``opts`` (KEY VALUE pairs); bad input is an InputError."""
+    return merge_config(get_classifier_cfg(), config_file, opts)

@@ -15,7 +15,7 @@ import logging
 import os
 from collections import Counter
 from dataclasses import asdict
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -71,6 +71,25 @@ def image_candidates(record: dict, image_bgr: np.ndarray, prior: Optional[CellSi
     return found
 
 
+def _check_disjoint(splits: Mapping[str, Sequence[dict]]) -> None:
+    """InputError for an image in two splits: the same file, or the same SegPC frame id at another
+    resolution (segpc_lowres holds copies of the full-size frames)."""
+    owner: Dict[Any, Tuple[str, str]] = {}
+    for split, records in splits.items():
+        if not records:
+            raise InputError(f"split {split!r} has no images")
+        for record in records:
+            keys = [os.path.abspath(record["file_name"])]
+            if isinstance(record.get("image_id"), str):
+                keys.append(("frame", record["image_id"]))
+            for key in keys:
+                other_split, other_file = owner.setdefault(key, (split, record["file_name"]))
+                if other_split != split:
+                    raise InputError(f"{record['file_name']} (split {split!r}) and {other_file} (split "
+                                     f"{other_split!r}) are the same image: the val crops would be of "
+                                     "training images")
+
+
 def build_crop_dataset(splits: Mapping[str, Sequence[dict]], output_dir: str, margin: float = 0.15,
                        size: int = 128, prior: Optional[CellSizePrior] = None,
                        predictor: Optional[BoxPredictor] = None, iou_threshold: float = 0.3,
@@ -87,12 +106,7 @@ def build_crop_dataset(splits: Mapping[str, Sequence[dict]], output_dir: str, ma
     """
     if prior is None and predictor is None:
         raise ValueError("no source of negatives: give a CellSizePrior (stain heuristic) or a predictor")
-    owner: Dict[str, str] = {}
-    for split, records in splits.items():
-        for record in records:
-            key = os.path.abspath(record["file_name"])
-            if owner.setdefault(key, split) != split:
-                raise ValueError(f"{record['file_name']} is in both split {owner[key]!r} and {split!r}")
+    _check_disjoint(splits)
     for split in splits:
         for name in CLASS_NAMES:
             os.makedirs(os.path.join(output_dir, split, name), exist_ok=True)

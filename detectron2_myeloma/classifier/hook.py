@@ -19,6 +19,7 @@ from detectron2.structures import Instances
 
 from ..data.images import read_record_image
 from ..modeling.post_hooks import POST_HOOK_REGISTRY
+from ..utils.errors import InputError
 from .crops import crop_and_resize, crop_side
 from .labels import NOT_CLASSIFIED
 from .model import CellClassifier, load_classifier
@@ -69,10 +70,11 @@ class CellClassifierHook:
     def from_config(cls, cfg: CfgNode) -> Dict[str, Any]:
         config = cfg.MODEL.CELL_CLASSIFIER
         if not config.WEIGHTS:
-            raise ValueError("MODEL.POST_HOOKS has CellClassifierHook but MODEL.CELL_CLASSIFIER.WEIGHTS is "
-                             "empty: give a checkpoint of tools/train_classifier.py (model_best.pth)")
+            raise InputError("MODEL.POST_HOOKS has CellClassifierHook but MODEL.CELL_CLASSIFIER.WEIGHTS is "
+                             "empty (the classifier would be untrained): give a checkpoint of "
+                             "tools/train_classifier.py (model_best.pth) or segpc-cell-classifier")
         if not os.path.isfile(config.WEIGHTS):
-            raise FileNotFoundError(f"MODEL.CELL_CLASSIFIER.WEIGHTS: no such file {config.WEIGHTS!r}")
+            raise InputError(f"MODEL.CELL_CLASSIFIER.WEIGHTS {config.WEIGHTS}: no such file")
         return {
             "classifier": load_classifier(config.WEIGHTS, cfg.MODEL.DEVICE),
             "cell_class": config.CELL_CLASS,

@@ -128,14 +128,15 @@ def train_classifier(cfg: CfgNode, crops_dir: str, output_dir: Optional[str] = N
     ``history`` (train loss of each step, val loss and val metrics).
     """
     output_dir = output_dir or cfg.OUTPUT_DIR
-    os.makedirs(output_dir, exist_ok=True)
     check_crop_params(crops_dir, cfg.INPUT.SIZE, cfg.INPUT.CROP_MARGIN, cfg.INPUT.CROP_DIAMETERS)
-    seed_all_rng(cfg.SEED)
-    device = torch.device(available_device(cfg.DEVICE))
     train_set = CropDataset(crops_dir, "train", build_crop_augmentation(cfg.AUG))
     val_set = CropDataset(crops_dir, "val")
-    if len(val_set) == 0:
-        raise ValueError(f"{crops_dir} has no val crops")
+    for split, crops in (("train", train_set), ("val", val_set)):
+        if len(crops) == 0:
+            raise InputError(f"{crops_dir}: no {split} crops in manifest.csv")
+    os.makedirs(output_dir, exist_ok=True)
+    seed_all_rng(cfg.SEED)
+    device = torch.device(available_device(cfg.DEVICE))
     loader = build_train_loader(cfg, train_set)
     criterion = build_criterion(cfg, train_set.labels, device)
     model = build_classifier(cfg).to(device)

@@ -5,7 +5,7 @@ disagree about what a nucleus is or where a mask file lives.
 """
 import os
 import re
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -149,37 +149,82 @@ def format_submission_line(image_id: str, instances: Sequence[Tuple[np.ndarray, 
     return "\t".join(fields)
 
 
-def iter_submission(path: str) -> Iterator[Tuple[str, List[Tuple[np.ndarray, np.ndarray]]]]:
-    """Yield ``(image_id, [(nucleus, cytoplasm), ...])`` line by line, so that a scorer can hold one
-    image's masks at a time. Raises DatasetError naming the file and line for malformed content."""
+CellPairs = List[Tuple[np.ndarray, np.ndarray]]  # the (nucleus, cytoplasm) masks of one submission line
+
+MESSAGE_LIMIT = 100  # characters of file content quoted in a message
+
+
+def shorten(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters, "..." marking the cut: a broken line (a whole line of
+    pixels taken for an image id) must never flood a message."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+class SubmissionLineError(DatasetError):
+    """A malformed ``submission.txt`` line: ``line`` its number, ``image_id`` the id it starts with
+    (None when it starts with none), so that a scorer that skips the line can still tell whose it was."""
+
+    def __init__(self, path: str, line: int, problem: str, image_id: Optional[str] = None,
+                 instance: Optional[int] = None):
+        where = f"line {line}" if instance is None else f"line {line}, instance {instance}"
+        super().__init__(path, f"{where}: {problem}")
+        self.line = line
+        self.image_id = image_id
+
+
+def _parse_line(path: str, line_no: int, line: str) -> Tuple[str, CellPairs]:
+    """(image id, instances) of one non-blank line; SubmissionLineError when it is malformed."""
+    image_id, *fields = line.split("\t")
+    if not image_id or image_id != image_id.lstrip():
+        raise SubmissionLineError(path, line_no, "line must start with the image id")
+    if any(ch.isspace() for ch in image_id):
+        first = image_id.split()[0]
+        raise SubmissionLineError(path, line_no, f"image id {shorten(first)!r} is followed by a space, not a "
+                                                 "tab (fields separated by spaces, not tabs?)", first)
+    instances = []
+    for index, field in enumerate(fields, start=1):
+        parts = field.split(" ")
+        if len(parts) != 2:
+            hint = " (instances separated by spaces, not tabs?)" if len(parts) > 2 else ""
+            raise SubmissionLineError(path, line_no, "expected '<nucleus pixels> <cytoplasm pixels>', got "
+                                                     f"{len(parts)} space-separated parts{hint}",
+                                      image_id, index)
+        try:
+            instances.append((decode_pixel_list(parts[0]), decode_pixel_list(parts[1])))
+        except ValueError as err:
+            raise SubmissionLineError(path, line_no, str(err), image_id, index) from None
+    return image_id, instances
+
+
+def iter_submission(path: str, malformed: Optional[List[SubmissionLineError]] = None
+                    ) -> Iterator[Tuple[int, str, CellPairs]]:
+    """Yield ``(line number, image_id, [(nucleus, cytoplasm), ...])`` line by line, so that a scorer can
+    hold one image's masks at a time. A malformed line raises SubmissionLineError naming the file and
+    line; given a ``malformed`` list, it is appended there and skipped instead, so that a scorer can
+    report every broken line, not just the first. DatasetError for a missing file."""
+    if not os.path.isfile(path):
+        raise DatasetError(path, "no such file")
     seen: Dict[str, int] = {}
     with open(path, encoding="ascii", errors="replace") as f:
         for line_no, line in enumerate(f, start=1):
             line = line.rstrip("\r\n")
             if not line.strip():
                 continue
-            image_id, *fields = line.split("\t")
-            if not image_id or image_id != image_id.strip():
-                raise DatasetError(path, f"line {line_no}: line must start with the image id")
-            if image_id in seen:
-                raise DatasetError(path, f"line {line_no}: image {image_id} already listed on line "
-                                         f"{seen[image_id]}")
+            try:
+                image_id, instances = _parse_line(path, line_no, line)
+                if image_id in seen:
+                    raise SubmissionLineError(path, line_no, f"image {shorten(image_id)} already listed on "
+                                                             f"line {seen[image_id]}", image_id)
+            except SubmissionLineError as err:
+                if malformed is None:
+                    raise
+                malformed.append(err)
+                continue
             seen[image_id] = line_no
-            instances = []
-            for index, field in enumerate(fields, start=1):
-                parts = field.split(" ")
-                if len(parts) != 2:
-                    raise DatasetError(path, f"line {line_no}, instance {index}: expected "
-                                             f"'<nucleus pixels> <cytoplasm pixels>', got {len(parts)} "
-                                             "space-separated parts")
-                try:
-                    instances.append((decode_pixel_list(parts[0]), decode_pixel_list(parts[1])))
-                except ValueError as err:
-                    raise DatasetError(path, f"line {line_no}, instance {index}: {err}") from None
-            yield image_id, instances
+            yield line_no, image_id, instances
 
 
 def read_submission(path: str) -> Dict[str, List[Tuple[np.ndarray, np.ndarray]]]:
     """The whole ``submission.txt`` as {image id: [(nucleus, cytoplasm) bool masks]} in the submission
     frame (about 3 MB per instance: use :func:`iter_submission` for large files)."""
-    return dict(iter_submission(path))
+    return {image_id: instances for _, image_id, instances in iter_submission(path)}

@@ -9,7 +9,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
-from detectron2.engine import DefaultTrainer, TrainerBase, create_ddp_model
+from detectron2.engine import DefaultTrainer, TrainerBase, create_ddp_model, hooks
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -17,6 +17,7 @@ from detectron2.utils.logger import setup_logger
 from ..data.mapper import build_cell_mapper
 from ..evaluation import SegPCEvaluator
 from ..utils.atomic import write_json_atomic
+from .hooks import PeriodicWriterFromStart
 from .train_step import build_train_step
 
 EVALUATION_JSON = "evaluation.json"  # in OUTPUT_DIR/inference: the latest evaluation's results
@@ -31,7 +32,7 @@ class Trainer(DefaultTrainer):
     ``__init__`` is ``DefaultTrainer.__init__`` with two differences: the step object comes from
     :func:`build_train_step`, and a CPU model is wrapped in ``DistributedDataParallel`` without
     ``device_ids`` (which DDP accepts for GPU modules only), so that ``--num-gpus N`` on a machine
-    without GPUs trains N gloo processes.
+    without GPUs trains N gloo processes. Metrics are printed from the first iteration on.
     """
 
     def __init__(self, cfg: CfgNode):
@@ -51,6 +52,12 @@ class Trainer(DefaultTrainer):
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
+
+    def build_hooks(self):
+        """``DefaultTrainer``'s hooks, with metrics also printed after the first iterations
+        (:class:`PeriodicWriterFromStart`)."""
+        return [PeriodicWriterFromStart(h._writers, h._period) if type(h) is hooks.PeriodicWriter else h
+                for h in super().build_hooks()]
 
     @classmethod
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None):

@@ -37,11 +37,14 @@ from ..data.segpc_format import (
     resize_to_submission,
 )
 from ..data.images import image_stem, list_images
+from ..utils.atomic import OutputFolder
+from ..utils.errors import InputError
 from .segpc_score import gt_mask_files
 
 logger = logging.getLogger(__name__)
 
 NUCLEUS_AREA_FRACTION = 0.4  # estimated nucleus area / cell area (rule 2)
+MIN_CELL_PIXELS = 2  # a submitted cell needs a nucleus pixel and a cytoplasm pixel (rule 1)
 MIN_NUCLEUS_OVERLAP = 0.5  # a nucleus belongs to a cell when at least this fraction of it lies inside
 
 # Which rule produced a submitted instance (see the module docstring).
@@ -72,7 +75,7 @@ def complete_cell(cell: np.ndarray, nucleus: np.ndarray) -> Optional[CellParts]:
     """Non-empty, disjoint (nucleus, cytoplasm) whose union is ``cell``, by the rule of the module
     docstring; the nucleus is clipped to the cell. None when the cell has fewer than 2 pixels."""
     cell = np.asarray(cell, dtype=bool)
-    if np.count_nonzero(cell) < 2:
+    if np.count_nonzero(cell) < MIN_CELL_PIXELS:
         return None
     window = _bbox_window(cell)
     inside = cell[window]
@@ -192,23 +195,26 @@ class SubmissionWriter:
     """Context manager writing ``submission.txt`` one image line at a time.
 
     The file is written to ``<path>.<pid>.tmp`` and renamed to ``path`` on a clean exit, so an error
-    leaves no partial submission behind (``masks_out`` files already written stay). With
-    ``masks_out``, the k-th instance of image ``<id>`` is also saved as ``masks_out/<id>_<k>.bmp``
-    (uint8, 20 = cytoplasm, 40 = nucleus) at the resolution of the masks given.
+    leaves no partial submission behind. With ``masks_out``, the k-th instance of image ``<id>`` is also
+    saved as ``masks_out/<id>_<k>.bmp`` (uint8, 20 = cytoplasm, 40 = nucleus) at the resolution of the
+    masks given, in an :class:`~detectron2_myeloma.utils.atomic.OutputFolder` (new or empty unless
+    ``overwrite``; it appears complete or not at all). Both paths are checked when the writer is made,
+    so make it before the work whose result it writes.
     """
 
-    def __init__(self, path: str, masks_out: Optional[str] = None):
+    def __init__(self, path: str, masks_out: Optional[str] = None, overwrite: bool = False):
         self.path = str(path)
-        self.masks_out = masks_out
+        prepare_output_file(self.path)
+        self._masks_folder = OutputFolder(masks_out, overwrite, tool="make_submission") if masks_out else None
+        self.masks_out: Optional[str] = None  # the folder being written, inside the 'with' block
         self.stats = SubmissionStats()
         self._tmp = f"{self.path}.{os.getpid()}.tmp"
         self._file = None
         self._ids: set = set()
 
     def __enter__(self) -> "SubmissionWriter":
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        if self.masks_out:
-            os.makedirs(self.masks_out, exist_ok=True)
+        if self._masks_folder is not None:
+            self.masks_out = self._masks_folder.__enter__()
         self._file = open(self._tmp, "w", encoding="ascii", newline="\n")
         return self
 
@@ -219,6 +225,8 @@ class SubmissionWriter:
             os.replace(self._tmp, self.path)
         else:
             os.unlink(self._tmp)
+        if self._masks_folder is not None:
+            self._masks_folder.__exit__(exc_type, exc, traceback)
 
     def write(self, image_id: str, parts: Iterable[Parts]) -> int:
         """Write the line of ``image_id`` (just the id when ``parts`` is empty) from (nucleus,
@@ -257,12 +265,28 @@ class SubmissionWriter:
             raise OSError(f"{path}: cannot write mask")
 
 
+def prepare_output_file(path: str) -> None:
+    """Refuse an output file path that is a folder, and create the folder it goes in, before the work
+    whose result it is: a bad path found only when writing would lose that work."""
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a folder; give the name of the file to write")
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"{path}: cannot create its folder {folder} ({err.strerror or err})") from None
+
+
 def write_masks_submission(masks_in: str, output: str, images: Optional[str] = None,
-                           masks_out: Optional[str] = None) -> SubmissionStats:
+                           masks_out: Optional[str] = None, overwrite: bool = False) -> SubmissionStats:
     """Submission from a SegPC mask folder (``<id>_<k>.bmp/png``, 0/20/40), e.g. to check the
     pipeline on ground truth (it scores 1.0). With ``images`` (a folder), every image there gets a
-    line, an empty one when it has no masks; masks of ids with no image are still written."""
+    line, an empty one when it has no masks; masks of ids with no image are still written.
+
+    InputError, and nothing written, for bad paths, a folder without masks or masks that all vanish at
+    1080x1440 (nothing to submit); a mask too small to submit is named in a warning."""
     files = gt_mask_files(masks_in)
+    writer = SubmissionWriter(output, masks_out, overwrite)
     ids = list(files)
     if images is not None:
         image_ids = [image_stem(path) for path in list_images(images)]
@@ -276,9 +300,16 @@ def write_masks_submission(masks_in: str, output: str, images: Optional[str] = N
     def parts(image_id: str) -> Iterator[Parts]:
         for path in files.get(image_id, []):
             cell, nucleus = cell_and_nucleus(read_segpc_mask(path))
+            framed = np.count_nonzero(resize_to_submission(cell))
+            if framed < MIN_CELL_PIXELS:  # the writer drops it, and counts it without a name
+                logger.warning("%s: cell of %d pixels, %d at 1080x1440 (under %d): not submitted", path,
+                               np.count_nonzero(cell), framed, MIN_CELL_PIXELS)
             yield nucleus, cell & ~nucleus
 
-    with SubmissionWriter(output, masks_out) as writer:
+    with writer:
         for image_id in tqdm(ids, desc="images", unit="image"):
             writer.write(image_id, parts(image_id))
+        if not writer.stats.instances:
+            raise InputError(f"{masks_in}: no mask holds a cell of {MIN_CELL_PIXELS} pixels or more at "
+                             "1080x1440: nothing to submit")
     return writer.stats

@@ -3,10 +3,16 @@ comparison records, results markdown): an interrupted or failed write leaves the
 of a new one."""
 import json
 import os
+import shutil
 import tempfile
 from typing import Any, Optional, Union
 
 import numpy as np
+
+from .errors import InputError
+
+# Written into every result folder; --overwrite replaces only folders that hold it.
+OUTPUT_MARKER = ".detectron2_myeloma"
 
 
 def write_atomic(path: str, data: Union[str, bytes]) -> None:
@@ -36,3 +42,48 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"cannot write {type(value).__name__} to json")
+
+
+class OutputFolder:
+    """A tool's result folder, written whole or not at all: results go into a hidden sibling
+    ``.<name>.partial`` that replaces ``path`` when the ``with`` block ends without an exception (on
+    an exception it is removed and ``path`` is left as it was), so no result of an earlier run is left
+    beside new ones.
+
+    Checked when made, before any work: an existing non-empty ``path`` is refused unless
+    ``overwrite``, and even then unless it holds :data:`OUTPUT_MARKER` (a folder this project wrote),
+    so that a mistyped ``--output ~ --overwrite`` cannot delete a user's files."""
+
+    def __init__(self, path: str, overwrite: bool = False, tool: str = ""):
+        self.path = os.path.abspath(path)
+        self.tool = tool
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise InputError(f"{path}: exists and is not a folder")
+        if os.path.isdir(self.path) and os.listdir(self.path):
+            if not overwrite:
+                raise InputError(f"{path}: output folder is not empty (an earlier run's results?): choose a "
+                                 "new folder or pass --overwrite to replace it")
+            if not os.path.isfile(os.path.join(self.path, OUTPUT_MARKER)):
+                raise InputError(f"{path}: not a folder this project wrote (no {OUTPUT_MARKER} in it): "
+                                 "refusing to replace it; choose a new folder")
+        parent, name = os.path.split(self.path)
+        self.partial = os.path.join(parent, f".{name}.partial")
+
+    def __enter__(self) -> str:
+        shutil.rmtree(self.partial, ignore_errors=True)  # left by a run that was killed
+        os.makedirs(self.partial)
+        with open(os.path.join(self.partial, OUTPUT_MARKER), "w") as f:
+            f.write(f"{self.tool}\n")
+        return self.partial
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.partial, ignore_errors=True)
+            return
+        old = None
+        if os.path.exists(self.path):
+            old = tempfile.mkdtemp(prefix=f".{os.path.basename(self.path)}.old-", dir=os.path.dirname(self.path))
+            os.replace(self.path, os.path.join(old, "results"))
+        os.replace(self.partial, self.path)
+        if old is not None:
+            shutil.rmtree(old)

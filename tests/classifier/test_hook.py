@@ -217,9 +217,9 @@ def test_missing_or_mismatched_image_is_a_clear_error(classifier_path, original)
 
 
 def test_enabled_without_weights_fails_at_build_time(tmp_path):
-    with pytest.raises(ValueError, match="MODEL.CELL_CLASSIFIER.WEIGHTS is empty"):
+    with pytest.raises(InputError, match="MODEL.CELL_CLASSIFIER.WEIGHTS is empty"):
         build_model(tiny_cfg({"MODEL.POST_HOOKS": ["CellClassifierHook"]}))
-    with pytest.raises(FileNotFoundError, match="MODEL.CELL_CLASSIFIER.WEIGHTS.*missing.pth"):
+    with pytest.raises(InputError, match="MODEL.CELL_CLASSIFIER.WEIGHTS .*missing.pth"):
         build_model(hooked_cfg(str(tmp_path / "missing.pth")))
 
 

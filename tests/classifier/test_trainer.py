@@ -38,13 +38,13 @@ def test_training_loss_falls(small_crops):
 def test_tool_writes_report(small_crops, tmp_path):
     out = tmp_path / "run"
     per_epoch = -(-len(read_manifest(str(small_crops), "train")) // 32)
-    metrics = train_main(["--config-file", "configs/Classifier/lite2.yaml", "--crops", str(small_crops),
-                          "--output", str(out), *FAST, "SOLVER.EPOCHS", "3", "SOLVER.MAX_STEPS",
-                          str(per_epoch + 1), "MODEL.FREEZE_AT", "5"])
+    assert train_main(["--config-file", "configs/Classifier/lite2.yaml", "--crops", str(small_crops),
+                       "--output", str(out), *FAST, "SOLVER.EPOCHS", "3", "SOLVER.MAX_STEPS",
+                       str(per_epoch + 1), "MODEL.FREEZE_AT", "5"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
     for name in ("model_best.pth", "model_last.pth", "metrics.json", "config.yaml", "confusion_matrix.png",
                  "roc_curve.png"):
         assert (out / name).stat().st_size > 0
-    assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
     val_rows = read_manifest(str(small_crops), "val")
     assert sum(map(sum, metrics["confusion_matrix"])) == metrics["num_samples"] == len(val_rows)
     # the step cap ends training one step into the second epoch
@@ -81,10 +81,24 @@ def test_evaluating_on_crops_cut_otherwise_is_one_line(small_crops, tmp_path, ca
     assert "crops.json" in capsys.readouterr().err and not (tmp_path / "e").exists()
 
 
-def test_crops_of_another_size_are_refused(small_crops, tmp_path):
-    with pytest.raises(ValueError, match="INPUT.SIZE 128"):
-        train_main(["--config-file", "configs/Classifier/lite2.yaml", "--crops", str(small_crops),
-                    "--output", str(tmp_path), "DEVICE", "cpu"])
+def test_crops_of_another_size_are_refused(small_crops, tmp_path, capsys):
+    assert train_main(["--config-file", "configs/Classifier/lite2.yaml", "--crops", str(small_crops),
+                       "--output", str(tmp_path), "DEVICE", "cpu"]) == 1
+    assert "INPUT.SIZE 128" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--crops", "no/such/crops"], "no/such/crops/crops.json: No such file"),
+    (["--crops", "CROPS", "SOLVER.EPOCS", "3"], "Non-existent key: SOLVER.EPOCS"),
+    (["--crops", "CROPS", "SOLVER.EPOCHS", "three"], "Type mismatch"),
+])
+def test_user_errors_are_one_line(small_crops, tmp_path, capsys, argv, message):
+    argv = [str(small_crops) if a == "CROPS" else a for a in argv]
+    assert train_main(["--config-file", "configs/Classifier/lite2.yaml", "--output", str(tmp_path / "run"),
+                       *argv]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err, err
+    assert not (tmp_path / "run").exists()
 
 
 def test_classifier_beats_majority_on_unseen_images(tmp_path):
@@ -93,9 +107,10 @@ def test_classifier_beats_majority_on_unseen_images(tmp_path):
     "Classifier test margins"); three training images were not enough to beat chance reliably."""
     records = {r["image_id"]: r for r in load_segpc(str(SEGPC_MINI))}
     crops = make_crops(records, list(SEGPC_MINI_TRAIN_IDS), list(SEGPC_MINI_VAL_IDS), tmp_path / "crops")
-    metrics = train_main(["--config-file", "configs/Classifier/lite2.yaml", "--crops", str(crops),
-                          "--output", str(tmp_path / "run"), *FAST, "SOLVER.EPOCHS", "8",
-                          "SOLVER.BATCH_SIZE", "16", "SOLVER.BASE_LR", "1e-3", "MODEL.FREEZE_AT", "3"])
+    assert train_main(["--config-file", "configs/Classifier/lite2.yaml", "--crops", str(crops),
+                       "--output", str(tmp_path / "run"), *FAST, "SOLVER.EPOCHS", "8",
+                       "SOLVER.BATCH_SIZE", "16", "SOLVER.BASE_LR", "1e-3", "MODEL.FREEZE_AT", "3"]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["accuracy"] > metrics["majority_rate"]
     assert metrics["balanced_accuracy"] > 0.65
     assert metrics["roc_auc"] > 0.7

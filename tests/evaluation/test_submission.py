@@ -1,5 +1,4 @@
 """SegPC submission writer: exact on real ground truth, never an empty pixel list, atomic, masks-out."""
-import os
 from pathlib import Path
 
 import cv2
@@ -119,7 +118,7 @@ def test_adversarial_instances_never_give_an_empty_list(tmp_path):
     assert np.array_equal(ring, frame_cell & ~eroded)  # the pixels with a background 8-neighbour
     assert parsed[4][0].sum() == 1
 
-    assert sorted(os.listdir(masks_out)) == [f"img_{k}.bmp" for k in range(1, 6)]
+    assert sorted(p.name for p in Path(masks_out).glob("*.bmp")) == [f"img_{k}.bmp" for k in range(1, 6)]
     expected = np.where(normal_nucleus, NUCLEUS_VALUE, np.where(normal_cell, CYTOPLASM_VALUE, 0))
     assert np.array_equal(read_segpc_mask(str(masks_out / "img_1.bmp")), expected)
     for k, cell in enumerate(expected_cells, start=1):

@@ -27,6 +27,7 @@ from detectron2_myeloma.data.segpc_format import (
 from detectron2_myeloma.engine.defaults import setup_inference
 from detectron2_myeloma.engine.predictor import build_predictor
 from detectron2_myeloma.export.predictions import CELL_COLUMNS, RESULTS_JSON, SUMMARY_COLUMNS, PredictionWriter
+from detectron2_myeloma.utils.atomic import OUTPUT_MARKER
 from cli import tool_main
 
 make_submission = tool_main("make_submission")
@@ -73,13 +74,16 @@ def config_file(tmp_path_factory) -> str:
 
 
 def image_folder(root: Path, big_bmp: bool) -> Path:
-    """The bundled image (as a 2560x1920 Nikon-size BMP when ``big_bmp``) beside an unreadable file."""
+    """The bundled image (as a 2560x1920 Nikon-size BMP when ``big_bmp``) beside an unreadable file and
+    a JPEG cut short (OpenCV decodes that one as a half-grey picture, with no word of which file)."""
     root.mkdir()
     if big_bmp:
         cv2.imwrite(str(root / "2009.bmp"), cv2.resize(cv2.imread(str(IMAGE)), (2560, 1920)))
     else:
         shutil.copy(IMAGE, root / "2009.jpg")
     (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    data = IMAGE.read_bytes()
+    (root / "half.jpg").write_bytes(data[: len(data) // 2])
     return root
 
 
@@ -89,11 +93,13 @@ def test_make_submission_from_a_model(config_file, tmp_path, caplog):
     submission, masks_out = tmp_path / "submission.txt", tmp_path / "masks"
     code = make_submission(["--config-file", config_file, "--input", str(folder), "--output", str(submission),
                             "--masks-out", str(masks_out), "--score-threshold", "0", "--max-instances", "3"])
-    assert code != 0 and "broken.png" in caplog.text
-    instances = read_submission(str(submission))["2009"]  # raises on any malformed or empty pixel list
+    assert code != 0 and "broken.png" in caplog.text and f"{folder / 'half.jpg'}: unreadable, truncated" in caplog.text
+    lines = read_submission(str(submission))  # raises on any malformed or empty pixel list
+    assert list(lines) == ["2009"]
+    instances = lines["2009"]
     assert 1 <= len(instances) <= 3
     numbers = range(1, len(instances) + 1)
-    assert sorted(p.name for p in masks_out.iterdir()) == [f"2009_{k}.bmp" for k in numbers]
+    assert sorted(p.name for p in masks_out.glob("*.bmp")) == [f"2009_{k}.bmp" for k in numbers]
     for k in numbers:
         mask = read_segpc_mask(str(masks_out / f"2009_{k}.bmp"))
         assert mask.shape == (1536, 2040)
@@ -104,9 +110,13 @@ def test_predict_outputs(config_file, tmp_path, caplog):
     torch.manual_seed(0)
     folder = image_folder(tmp_path / "x", big_bmp=True)
     out = tmp_path / "out"
+    out.mkdir()  # an earlier run's results, replaced whole: no stale overlay is left beside the new ones
+    (out / OUTPUT_MARKER).write_text("predict")
+    (out / "old_overlay.png").write_bytes(b"stale")
     assert predict(["--config-file", config_file, "--input", str(folder), "--output", str(out),
-                    "--score-threshold", "0"]) != 0
-    assert "broken.png" in caplog.text
+                    "--score-threshold", "0", "--overwrite"]) != 0
+    assert "broken.png" in caplog.text and f"{folder / 'half.jpg'}: unreadable, truncated" in caplog.text
+    assert sorted(p.name for p in out.glob("*.png")) == ["2009_overlay.png", "2009_splash.png"]
     for kind in ("overlay", "splash"):
         assert cv2.imread(str(out / f"2009_{kind}.png")).shape == (960, 1280, 3)  # 2560x1920 at 0.5
 
@@ -191,6 +201,33 @@ def test_missing_or_empty_input_is_one_line_before_any_model(tool, tmp_path, cap
         err = capsys.readouterr().err.strip().splitlines()
         assert err == [f"error: {tmp_path / name}: {problem}" + (" (.bmp, .png, .jpg, .jpeg, .tif, .tiff)"
                                                                   if name == "empty" else "")]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_used_output_folder_is_refused_before_any_model(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "2009_overlay.png").write_bytes(b"an earlier run")
+    assert predict(["--input", str(IMAGE), "--output", str(out), "--config-file", str(tmp_path / "never.yaml")]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: {out}: output folder is not empty (an earlier run's results?): choose a new folder or pass "
+        "--overwrite to replace it"]
+    assert predict(["--input", str(IMAGE), "--output", str(out), "--overwrite"]) == 1
+    assert "not a folder this project wrote" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["2009_overlay.png"]
+
+
+@pytest.mark.parametrize("opts,message", [
+    (["MODEL.WEIGHTS", "no/such.pth"], "MODEL.WEIGHTS no/such.pth: no such file"),
+    (["MODEL.ROI_HEADS.SCORE_TRESH_TEST", "0.3"], "Non-existent key: MODEL.ROI_HEADS.SCORE_TRESH_TEST"),
+    (["INPUT.MIN_SIZE_TEST", "big"], "Type mismatch"),
+    (["MODEL.WEIGHTS"], "Override list has odd length"),
+])
+def test_config_mistakes_are_one_line(config_file, tmp_path, capsys, opts, message):
+    assert predict(["--config-file", config_file, "--input", str(IMAGE), "--output", str(tmp_path / "out"),
+                    *opts]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "out").exists()
 
 
