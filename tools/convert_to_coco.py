@@ -1,17 +1,20 @@
 #!/usr/bin/env python
 """Convert SegPC-2021 folders, MiMM_SBILab PowerPoint decks, COCO json or per-instance mask folders to
 standard COCO instances json (RLE masks), validated with pycocotools before an atomic write."""
+import _quiet  # noqa: F401  first: silences third-party warnings that are not the user's business
 import argparse
-import sys
+from typing import List, Optional
 
 from detectron2.utils.logger import setup_logger
 
 from detectron2_myeloma.data.convert import FORMATS, convert_to_coco
-from detectron2_myeloma.data.report import DatasetError
 from detectron2_myeloma.data.segpc import CATEGORY_SETS
+from detectron2_myeloma.engine.defaults import reports_input_errors
+from detectron2_myeloma.utils.errors import InputError
 
 
-def main(argv=None) -> int:
+@reports_input_errors
+def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("--input", required=True, help="SegPC root (x/, y/), .pptx file or folder, "
@@ -26,14 +29,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     setup_logger(name="detectron2_myeloma")
     try:
-        coco, report = convert_to_coco(args.format, args.input, args.output, args.categories,
-                                       args.image_root, strict=not args.skip_bad)
-    except DatasetError as err:
-        print(f"error: {err}\nnothing was written to {args.output}", file=sys.stderr)
-        return 1
-    print(report.summary())
+        _, report = convert_to_coco(args.format, args.input, args.output, args.categories, args.image_root,
+                                    strict=not args.skip_bad)
+    except InputError as err:
+        raise InputError(f"{err}; nothing was written to {args.output}") from err
+    print(f"wrote {args.output}: {report.summary()}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -10,9 +10,9 @@ The trainer and its evaluators: detectron2_myeloma/engine/trainer.py.
 A bad config, dataset or weights file is reported in one line with exit status 1 (tracebacks:
 DETECTRON2_MYELOMA_DEBUG=1).
 """
+import _quiet  # noqa: F401  first: silences third-party warnings that are not the user's business
 import sys
 
-import _quiet  # noqa: F401  first: silences third-party warnings that are not the user's business
 import detectron2.utils.comm as comm
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser, default_setup, launch

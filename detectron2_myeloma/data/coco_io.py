@@ -1,5 +1,7 @@
 """COCO instances json: read any COCO file into RLE dataset dicts, and write dataset dicts back as
 validated COCO json, atomically (a failed conversion leaves no file behind)."""
+import contextlib
+import io
 import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
@@ -8,8 +10,10 @@ import pycocotools.mask as mask_util
 from detectron2.data.datasets import load_coco_json
 from detectron2.structures import BoxMode
 from pycocotools.coco import COCO
+from tqdm import tqdm
 
 from .masks import rle_area
+from .images import image_size
 from .report import ConversionReport, DatasetError
 
 # Annotation keys this project adds (links between a cell and its nucleus, provenance); kept in COCO json.
@@ -29,9 +33,12 @@ def load_coco_rle(json_file: str, image_root: str, dataset_name: str, strict: bo
     except (json.JSONDecodeError, KeyError, TypeError, AssertionError) as err:
         raise DatasetError(json_file, f"not a valid COCO instances file ({type(err).__name__}: {err})")
     kept = []
-    for record in dicts:
-        if not os.path.isfile(record["file_name"]):
-            report.problem(record["file_name"], f"image listed in {json_file} not found", strict)
+    for record in tqdm(dicts, desc="images", unit="image"):
+        problem = _image_problem(record, json_file)
+        if problem:
+            report.problem(record["file_name"], problem, strict)
+            report.skip_masks(f"{record['file_name']} annotation {k}"
+                              for k in range(1, len(record["annotations"]) + 1))
             continue
         for ann in record["annotations"]:
             ann["segmentation"] = _to_rle(ann.get("segmentation"), record["height"], record["width"])
@@ -39,6 +46,20 @@ def load_coco_rle(json_file: str, image_root: str, dataset_name: str, strict: bo
         report.images += 1
         report.instances += len(record["annotations"])
     return kept
+
+
+def _image_problem(record: dict, json_file: str) -> Optional[str]:
+    """Why an image the json lists cannot be used (missing, unreadable, not the size the json gives),
+    or None; each image is decoded whole once (:func:`~.images.image_size`)."""
+    if not os.path.isfile(record["file_name"]):
+        return f"image listed in {json_file} not found"
+    try:
+        size = image_size(record["file_name"])
+    except DatasetError as err:
+        return err.problem
+    if None not in (record.get("height"), record.get("width")) and size != (record["height"], record["width"]):
+        return f"image is {size[1]}x{size[0]} but {json_file} gives {record['width']}x{record['height']}"
+    return None
 
 
 def _to_rle(segm: Any, height: int, width: int) -> Dict[str, Any]:
@@ -88,7 +109,8 @@ def validate_coco(coco: Dict[str, Any], source: str) -> None:
     api = COCO()
     api.dataset = coco
     try:
-        api.createIndex()
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints "creating index..."
+            api.createIndex()
     except (KeyError, TypeError) as err:
         raise DatasetError(source, f"pycocotools cannot index the result ({err!r})")
     if len(api.imgs) != len(coco["images"]):

@@ -127,7 +127,7 @@ def _decode_pil(path: str) -> np.ndarray:
                 if img.mode == "P" and "transparency" in img.info:
                     mode = "RGBA"
                 img = img.convert(mode)
-            return np.asarray(img)
+            return np.array(img)  # a writable copy (np.asarray of a PIL image is read-only)
 
 
 def _decode_tiff(path: str) -> np.ndarray:

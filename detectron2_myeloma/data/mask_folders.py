@@ -6,6 +6,8 @@
 import os
 from typing import List, Optional
 
+from tqdm import tqdm
+
 from .masks import annotation_from_mask, size_mismatch
 from .report import ConversionReport, DatasetError
 from .images import IMAGE_EXTENSIONS, image_files, image_size, read_mask
@@ -18,20 +20,22 @@ def load_mask_folders(root: str, category_id: int = 0, strict: bool = True,
     if not os.path.isdir(root):
         raise DatasetError(root, "mask-folder dataset root not found")
     dicts = []
-    for image_id in sorted(os.listdir(root)):
+    samples = sorted(name for name in os.listdir(root) if os.path.isdir(os.path.join(root, name)))
+    for image_id in tqdm(samples, desc="images", unit="image"):
         sample = os.path.join(root, image_id)
-        if not os.path.isdir(sample):
-            continue
+        mask_dir = os.path.join(sample, "masks")
+        mask_paths = image_files(mask_dir) if os.path.isdir(mask_dir) else []
         image_path = _find_image(sample, image_id)
         if image_path is None:
             report.problem(sample, f"no image {image_id}.<ext> in {sample}/images", strict)
+            report.skip_masks(mask_paths)
             continue
         size = report.attempt(strict, image_size, image_path)
         if size is None:
+            report.skip_masks(mask_paths)
             continue
         annotations = []
-        mask_dir = os.path.join(sample, "masks")
-        for mask_path in image_files(mask_dir) if os.path.isdir(mask_dir) else []:
+        for mask_path in mask_paths:
             ann = _instance(mask_path, size, category_id, strict, report)
             if ann is not None:
                 annotations.append(ann)

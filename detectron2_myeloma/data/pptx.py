@@ -9,11 +9,12 @@ picture's position, size and crop on the slide give the slide -> image mapping.
 import logging
 import math
 import os
+import tempfile
+import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple, Union
 
-import cv2
 import numpy as np
 import shapely
 from pptx import Presentation
@@ -24,11 +25,12 @@ from shapely import affinity
 from shapely.geometry import Polygon, box
 from shapely.ops import unary_union
 from shapely.validation import make_valid
+from tqdm import tqdm
 
 from ..utils.atomic import write_atomic
 from .masks import annotation_from_mask
 from .report import ConversionReport, DatasetError
-from .images import image_files, image_size, image_stem
+from .images import image_files, image_size, image_stem, read_image
 
 logger = logging.getLogger(__name__)
 
@@ -254,14 +256,15 @@ class _ImageFolder:
         self.folder = folder
         self.paths = [os.path.abspath(p) for p in image_files(folder)]
         self.by_stem = {image_stem(p).lower(): p for p in self.paths}
-        self._sizes: Dict[str, Optional[Tuple[int, int]]] = {}
+        self._sizes: Dict[str, Union[Tuple[int, int], DatasetError]] = {}
 
-    def size(self, path: str) -> Optional[Tuple[int, int]]:
+    def size(self, path: str) -> Union[Tuple[int, int], DatasetError]:
+        """(height, width), or the error that says why the image cannot be read."""
         if path not in self._sizes:
             try:
                 self._sizes[path] = image_size(path)
-            except DatasetError:
-                self._sizes[path] = None
+            except DatasetError as err:
+                self._sizes[path] = err
         return self._sizes[path]
 
     def match(self, names: List[str], size: Optional[Tuple[int, int]]) -> Tuple[Optional[str], str]:
@@ -311,18 +314,18 @@ class _Reader:
     min_area: float
     strict: bool
     report: ConversionReport
+    created: List[str]  # folders and files this reader made, outermost first (removed on failure)
     used: Dict[str, str] = field(default_factory=dict)  # external image -> the picture that showed it
 
     def deck(self, path: str) -> List[dict]:
-        try:
-            prs = Presentation(path)
-        except Exception as err:  # python-pptx reports a damaged file through many exception types
-            self.report.problem(path, f"cannot read as PowerPoint ({type(err).__name__}: {err})", self.strict)
+        prs = self.report.attempt(self.strict, _open_deck, path)
+        if prs is None:
             return []
         stem = os.path.splitext(os.path.basename(path))[0]
         single = sum(1 for slide in prs.slides for _ in slide.element.iter(f"{_P}pic")) == 1
         records: List[dict] = []
-        for number, slide in enumerate(prs.slides, start=1):
+        slides = tqdm(prs.slides, desc=os.path.basename(path), unit="slide", total=len(prs.slides))
+        for number, slide in enumerate(slides, start=1):
             skipped_before = len(self.report.skipped)
             found = self.slide(slide, path, number, stem, single)
             kept = sum(len(record["annotations"]) for record in found)
@@ -399,22 +402,24 @@ class _Reader:
             blob, ext = picture.image.blob, picture.image.ext
         except (ValueError, KeyError):  # linked, not embedded
             blob, ext = None, ""
-        decoded = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_COLOR) if blob else None
-        if blob and decoded is None:
-            return None, f"embedded picture cannot be decoded (.{ext})"
-        size = decoded.shape[:2] if decoded is not None else None
+        size = None
+        if blob:
+            try:
+                size = _embedded_size(blob, ext)
+            except DatasetError as err:
+                return None, f"embedded picture (.{ext}) cannot be read: {err.problem}"
         if self.folder is None:
             if size is None:
                 return None, "picture is linked, not embedded, and no image folder was given"
             path = os.path.abspath(os.path.join(self.extract_dir, f"{image_id}.{ext}"))
-            write_atomic(path, blob)
+            self.extract(path, blob)
             return _Image(path, image_id, *size), ""
         path, why = self.folder.match(names, size)
         if path is None:
             return None, why
         found = self.folder.size(path)
-        if found is None:
-            return None, f"cannot read image {path}"
+        if isinstance(found, DatasetError):
+            return None, f"cannot read image {found}"
         if size is not None and abs(found[0] * size[1] - found[1] * size[0]) > 0.01 * found[0] * size[1]:
             return None, (f"{path} is {found[1]}x{found[0]}, not a rescale of the embedded "
                           f"{size[1]}x{size[0]} picture")
@@ -422,6 +427,58 @@ class _Reader:
             return None, f"{path} is already shown by {self.used[path]}"
         self.used[path] = where
         return _Image(path, os.path.splitext(os.path.basename(path))[0], *found), ""
+
+    def extract(self, path: str, blob: bytes) -> None:
+        """Write an embedded picture, recording the folders and the file that did not exist before."""
+        missing: List[str] = []
+        folder = os.path.dirname(path)
+        while not os.path.exists(folder):
+            missing.insert(0, folder)
+            folder = os.path.dirname(folder)
+        existed = os.path.exists(path)
+        write_atomic(path, blob)
+        self.created += missing + ([] if existed else [path])
+
+
+def _open_deck(path: str) -> Presentation:
+    """The presentation in ``path``; a file that is not one raises DatasetError saying so (python-pptx
+    calls every file that is not a zip archive "Package not found", even one that exists)."""
+    try:
+        with zipfile.ZipFile(path):
+            pass
+    except zipfile.BadZipFile:
+        raise DatasetError(path, "not a PowerPoint .pptx file (not a zip archive: truncated, damaged or "
+                                 "another format)") from None
+    except OSError as err:
+        raise DatasetError(path, f"cannot open ({err.strerror or err})") from None
+    try:
+        return Presentation(path)
+    except Exception as err:  # python-pptx reports a damaged package through many exception types
+        raise DatasetError(path, f"not a PowerPoint .pptx file ({type(err).__name__}: {err})") from None
+
+
+def _embedded_size(blob: bytes, ext: str) -> Tuple[int, int]:
+    """(height, width) of an embedded picture, decoded in full by the shared reader (which reads files),
+    so that a truncated picture is refused rather than extracted."""
+    with tempfile.TemporaryDirectory(prefix="pptx-picture-") as folder:
+        path = os.path.join(folder, f"picture.{ext}")
+        with open(path, "wb") as f:
+            f.write(blob)
+        return read_image(path).shape[:2]
+
+
+def remove_created(paths: List[str]) -> None:
+    """Undo a failed read: remove the files and (then empty) folders in ``paths``, innermost first."""
+    for path in reversed(paths):
+        try:
+            if os.path.isdir(path):
+                os.rmdir(path)
+            else:
+                os.remove(path)
+        except FileNotFoundError:
+            pass
+        except OSError as err:  # e.g. a folder someone else has written into meanwhile
+            logger.warning("could not remove %s: %s", path, err)
 
 
 def _deck_paths(pptx_path: str, report: ConversionReport, strict: bool) -> List[str]:
@@ -437,8 +494,8 @@ def _deck_paths(pptx_path: str, report: ConversionReport, strict: bool) -> List[
 
 
 def load_pptx_dataset(pptx_path: str, image_dir: Optional[str], extract_dir: str, *, category_id: int = 0,
-                      min_area: float = 100.0, strict: bool = True, report: Optional[ConversionReport] = None
-                      ) -> List[dict]:
+                      min_area: float = 100.0, strict: bool = True, report: Optional[ConversionReport] = None,
+                      created: Optional[List[str]] = None) -> List[dict]:
     """Dataset dicts for the pictures on the slides of one deck or of every deck in a folder (sorted).
 
     Each picture is one image: extracted into ``extract_dir`` when ``image_dir`` is None, else the file of
@@ -446,12 +503,20 @@ def load_pptx_dataset(pptx_path: str, image_dir: Optional[str], extract_dir: str
     name when it holds one picture) or, failing that, its pixel size. Each mark becomes one annotation on
     the picture it overlaps most. Slides with no picture and marks that cannot be cells are reported as
     skipped, with the reason, not as errors; a per-slide summary is logged at INFO level.
+
+    The files and folders extracted that did not exist before are appended to ``created`` (for a caller
+    that may still fail afterwards: :func:`remove_created`); when reading fails they are removed here.
     """
     report = report if report is not None else ConversionReport()
     if image_dir is not None and not os.path.isdir(image_dir):
         raise DatasetError(image_dir, "image folder not found")
-    if image_dir is None:
-        os.makedirs(extract_dir, exist_ok=True)
     reader = _Reader(_ImageFolder(image_dir) if image_dir is not None else None, extract_dir, category_id,
-                     min_area, strict, report)
-    return [record for deck in _deck_paths(pptx_path, report, strict) for record in reader.deck(deck)]
+                     min_area, strict, report, created=[])
+    try:
+        records = [record for deck in _deck_paths(pptx_path, report, strict) for record in reader.deck(deck)]
+    except BaseException:
+        remove_created(reader.created)
+        raise
+    if created is not None:
+        created += reader.created
+    return records

@@ -7,12 +7,14 @@ user who asked to skip bad inputs still sees what was left out.
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, Iterable, List, Optional, Tuple, TypeVar
 
 from ..utils.errors import InputError
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+
+MASK_OF_SKIPPED_IMAGE = "mask of a skipped image"
 
 
 class DatasetError(InputError):
@@ -56,6 +58,11 @@ class ConversionReport:
     def skip(self, where: str, reason: str) -> None:
         """Record something left out on purpose (not an error), e.g. a mark too small to be a cell."""
         self.skipped.append((str(where), reason))
+
+    def skip_masks(self, wheres: Iterable[str]) -> None:
+        """Count the masks of an image that was left out, so that its instances are not lost silently."""
+        for where in wheres:
+            self.skip(where, MASK_OF_SKIPPED_IMAGE)
 
     def skipped_by_reason(self) -> Counter:
         return Counter(reason for _, reason in self.skipped)

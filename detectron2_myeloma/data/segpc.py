@@ -4,6 +4,8 @@ import os
 from collections import defaultdict
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from tqdm import tqdm
+
 from .masks import annotation_from_mask, size_mismatch, mask_to_rle
 from .report import ConversionReport, DatasetError
 from .images import image_files, image_size, image_stem
@@ -99,9 +101,10 @@ def load_segpc(
                 masks_of[image_id].append((k, path))
 
     dicts = []
-    for image_id, image_path in images.items():
+    for image_id, image_path in tqdm(images.items(), desc="images", unit="image"):
         size = report.attempt(strict, image_size, image_path)
         if size is None:
+            report.skip_masks(path for _, path in sorted(masks_of[image_id]))
             continue
         crop = frame_box(size, frame_aspect) if frame_aspect else None
         annotations = []

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from detectron2_myeloma.utils.errors import InputError
 from detectron2_myeloma.classifier.crops import crop_and_resize
 from detectron2_myeloma.classifier.dataset import (CropDataset, build_crop_dataset, read_manifest,
                                                    split_by_image)
@@ -66,7 +67,7 @@ def test_crops_are_the_crop_function_output(small_crops, segpc_records):
 
 def test_an_image_in_two_splits_is_refused(segpc_records, tmp_path, prior):
     record = segpc_records["2048"]
-    with pytest.raises(ValueError, match="both split"):
+    with pytest.raises(InputError, match="are the same image"):
         build_crop_dataset({"train": [record], "val": [record]}, str(tmp_path), prior=prior)
 
 

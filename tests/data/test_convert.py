@@ -9,7 +9,7 @@ from pycocotools.coco import COCO
 from detectron2_myeloma.data.coco_io import load_coco_rle
 from detectron2_myeloma.data.mask_folders import load_mask_folders
 from detectron2_myeloma.data.masks import rle_to_mask
-from detectron2_myeloma.data.report import DatasetError
+from detectron2_myeloma.data.report import MASK_OF_SKIPPED_IMAGE, ConversionReport, DatasetError
 from detectron2_myeloma.data.segpc_format import read_segpc_mask
 from cli import tool_main
 
@@ -99,8 +99,49 @@ def test_coco_missing_image_is_named(tmp_path):
         load_coco_rle(str(out), str(root), "test_coco_missing_image")
 
 
+def test_coco_truncated_or_resized_image_is_named(tmp_path):
+    """A COCO dataset decodes each image when read: a truncated file or one of another size than the
+    json says is refused by name, not met half-way through a training."""
+    root = _mask_folders(tmp_path / "dsb", n_images=1)
+    out = tmp_path / "masks.json"
+    assert convert_main(["--format", "masks", "--input", str(root), "--output", str(out)]) == 0
+    image = root / "s0" / "images" / "s0.png"
+    data = image.read_bytes()
+    image.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DatasetError, match="s0.png: unreadable, truncated or damaged image"):
+        load_coco_rle(str(out), str(root), "test_coco_truncated_image")
+    cv2.imwrite(str(image), np.zeros((10, 12, 3), np.uint8))
+    with pytest.raises(DatasetError, match=r"s0.png: image is 12x10 but .* gives"):
+        load_coco_rle(str(out), str(root), "test_coco_resized_image")
+
+
 def test_dsb2018_val_reads_all_nuclei(dsb2018_root):
     dicts = load_coco_rle(str(dsb2018_root / "val.json"), str(dsb2018_root / "val"), "test_dsb_val")
     assert len(dicts) == 100
     assert sum(len(d["annotations"]) for d in dicts) == 4491
     assert max(len(d["annotations"]) for d in dicts) > 100
+
+
+def test_skip_bad_counts_the_masks_of_a_skipped_image(tmp_path, capsys):
+    """--skip-bad: a truncated image's masks are counted as skipped, and the summary is printed once."""
+    root = _mask_folders(tmp_path / "dsb")
+    image = root / "s0" / "images" / "s0.png"
+    image.write_bytes(image.read_bytes()[:200])
+    out = tmp_path / "masks.json"
+    assert convert_main(["--format", "masks", "--input", str(root), "--output", str(out), "--skip-bad"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("1 images, 3 instances, 4 skipped") == 1
+    assert "skipped 3 x mask of a skipped image" in printed
+    assert len(json.loads(out.read_text())["images"]) == 1
+
+
+def test_coco_skipped_image_counts_its_annotations(tmp_path):
+    root = _mask_folders(tmp_path / "dsb")
+    out = tmp_path / "masks.json"
+    assert convert_main(["--format", "masks", "--input", str(root), "--output", str(out)]) == 0
+    (root / "s0" / "images" / "s0.png").unlink()
+    report = ConversionReport()
+    dicts = load_coco_rle(str(out), str(root), "test_coco_skipped_image", strict=False, report=report)
+    assert len(dicts) == 1 and report.instances == 3
+    assert report.skipped_by_reason() == {"image listed in " + str(out) + " not found": 1,
+                                          MASK_OF_SKIPPED_IMAGE: 3}

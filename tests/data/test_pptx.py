@@ -7,6 +7,7 @@ transforms and rotations) and tested against the analytic ellipse / rectangle / 
 import logging
 import os
 import shutil
+import zipfile
 
 import pytest
 from pptx import Presentation
@@ -95,6 +96,12 @@ def test_corrupt_deck(main, tmp_path):
     with pytest.raises(DatasetError) as err:
         load_pptx_dataset(str(broken), None, str(tmp_path / "x"))
     assert err.value.path == str(broken) and str(err.value).startswith(str(broken))
+    assert err.value.problem.startswith("not a PowerPoint .pptx file (not a zip archive")
+    assert "Package not found" not in str(err.value)
+    with zipfile.ZipFile(tmp_path / "other.pptx", "w") as other:  # a zip, but not a presentation
+        other.writestr("notes.txt", "hello")
+    with pytest.raises(DatasetError, match=r"other\.pptx: not a PowerPoint \.pptx file \(KeyError"):
+        load_pptx_dataset(str(tmp_path / "other.pptx"), None, str(tmp_path / "x"))
     # A folder of decks, not strict: the broken deck is reported, the good one still read.
     folder = tmp_path / "decks"
     folder.mkdir()
@@ -104,8 +111,43 @@ def test_corrupt_deck(main, tmp_path):
     dataset = load_pptx_dataset(str(folder), None, str(tmp_path / "x"), strict=False, report=report)
     assert [d["image_id"] for d in dataset] == ["deck_s1", "deck_s2", "deck_s4_p1", "deck_s4_p2"]
     assert report.images == 4
-    broken_skips = [w for w, r in report.skipped if r.startswith("cannot read as PowerPoint")]
+    broken_skips = [w for w, r in report.skipped if r.startswith("not a PowerPoint .pptx file")]
     assert broken_skips == [str(folder / "zz_broken.pptx")]
+
+
+def truncated_picture_deck(path):
+    """A one-slide deck whose embedded JPEG lost its second half (python-pptx reads only the header)."""
+    jpeg = write_png(path.parent / f"{path.stem}_pic.jpg")
+    data = jpeg.read_bytes()
+    jpeg.write_bytes(data[: len(data) // 2])
+    return build_single_deck(path, jpeg)
+
+
+def test_truncated_embedded_picture_is_refused(tmp_path):
+    """The embedded picture is decoded by the shared reader before it is extracted: refused, naming the
+    deck, slide and picture; nothing is left in the extraction folder."""
+    deck, extracted = tmp_path / "cut.pptx", tmp_path / "extracted"
+    truncated_picture_deck(deck)
+    with pytest.raises(DatasetError) as err:
+        load_pptx_dataset(str(deck), None, str(extracted))
+    assert str(err.value).startswith(f"{deck} slide 1 shape ")
+    assert "embedded picture (.jpg) cannot be read: unreadable, truncated" in str(err.value)
+    assert not extracted.exists()
+    report = ConversionReport()
+    assert load_pptx_dataset(str(deck), None, str(extracted), strict=False, report=report) == []
+    assert report.skipped_by_reason()["its picture was left out"] == 2  # its two marks are counted
+    assert not extracted.exists()
+
+
+def test_external_image_problem_is_named(tmp_path):
+    """An external image that matches the picture but cannot be read is refused with the reader's reason."""
+    build_single_deck(tmp_path / "single.pptx", write_png(tmp_path / "pic.png"))
+    images = tmp_path / "images"
+    images.mkdir()
+    data = write_png(images / "pic.png").read_bytes()
+    (images / "pic.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DatasetError, match=r"cannot read image .*pic\.png: unreadable, truncated"):
+        load_pptx_dataset(str(tmp_path / "single.pptx"), str(images), str(tmp_path / "x"))
 
 
 def test_external_image_matched_by_name_and_rescaled(tmp_path):
@@ -166,3 +208,55 @@ def test_convert_cli_pptx_to_coco(tmp_path):
     image = coco.imgs[1]
     assert (tmp_path / "out" / "images" / image["file_name"]).is_file()
     assert sorted(a["source_shape"] for a in coco.anns.values()) == sorted(expected)
+
+
+def error_line(capsys) -> str:
+    """The one line a tool printed on stderr for a user error (after any progress bars)."""
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and err.splitlines()[-1] == errors[0] and "Traceback" not in err, err
+    return errors[0]
+
+
+def test_convert_empty_deck_or_deck_without_picture_fails(tmp_path, capsys):
+    """Nothing to convert is an error: exit 1, one line naming the deck, nothing written."""
+    convert_main = tool_main("convert_to_coco")
+    empty, blank = tmp_path / "empty.pptx", tmp_path / "blank.pptx"
+    Presentation().save(str(empty))
+    prs = Presentation()
+    prs.slides.add_slide(prs.slide_layouts[6])
+    prs.save(str(blank))
+    out = tmp_path / "out" / "mimm.json"
+    assert convert_main(["--format", "pptx", "--input", str(empty), "--output", str(out)]) == 1
+    assert error_line(capsys) == (f"error: {empty}: no image to convert (expected slides with a picture of the "
+                                  f"cells); nothing was written to {out}")
+    assert convert_main(["--format", "pptx", "--input", str(blank), "--output", str(out)]) == 1
+    assert error_line(capsys).startswith(f"error: {blank}: no image to convert (expected slides with a picture "
+                                         "of the cells); skipped 1 x slide has no picture; nothing was written")
+    assert not (tmp_path / "out").exists()
+
+
+def test_failed_folder_conversion_removes_extracted_pictures(tmp_path, capsys):
+    """A deck that fails after another was extracted: the pictures extracted are removed, files that
+    were there before are kept."""
+    convert_main = tool_main("convert_to_coco")
+    decks = tmp_path / "decks"
+    decks.mkdir()
+    build_single_deck(decks / "a.pptx", write_png(tmp_path / "pic.png"))
+    truncated_picture_deck(decks / "b.pptx")
+    (decks / "b_pic.jpg").unlink()
+    out = tmp_path / "out" / "mimm.json"
+    args = ["--format", "pptx", "--input", str(decks), "--output", str(out)]
+    assert convert_main(args) == 1
+    assert error_line(capsys).startswith(f"error: {decks / 'b.pptx'} slide 1 shape ")
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "out" / "images").mkdir(parents=True)
+    (tmp_path / "out" / "images" / "earlier.png").write_bytes(b"kept")
+    assert convert_main(args) == 1
+    capsys.readouterr()
+    assert os.listdir(tmp_path / "out") == ["images"]
+    assert os.listdir(tmp_path / "out" / "images") == ["earlier.png"]
+    # Skipping the bad deck's picture: the good deck is converted, its marks and the picture counted.
+    assert convert_main(args + ["--skip-bad"]) == 0
+    assert sorted(os.listdir(tmp_path / "out" / "images")) == ["a_s1.png", "earlier.png"]
+    assert "skipped 2 x its picture was left out" in capsys.readouterr().out

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from detectron2_myeloma.data.masks import rle_to_mask
-from detectron2_myeloma.data.report import ConversionReport, DatasetError
+from detectron2_myeloma.data.report import MASK_OF_SKIPPED_IMAGE, ConversionReport, DatasetError
 from detectron2_myeloma.data.segpc import load_segpc
 from detectron2_myeloma.data.segpc_format import read_segpc_mask
 
@@ -72,7 +72,7 @@ def test_three_channel_and_jpeg_masks(tiny_segpc):
 def _truncated_image(root):
     data = (root / "x" / "a.png").read_bytes()
     (root / "x" / "a.png").write_bytes(data[: len(data) // 3])
-    return root / "x" / "a.png", "unreadable or truncated"
+    return root / "x" / "a.png", "truncated"
 
 
 def _mask_size(root):
@@ -125,8 +125,19 @@ def test_bad_input_skipped_when_asked(tiny_segpc, make_bad):
     path, _ = make_bad(tiny_segpc)
     report = ConversionReport()
     dicts = load_segpc(str(tiny_segpc), strict=False, report=report)
-    assert [where for where, _ in report.skipped] == [str(path)]
+    assert [where for where, reason in report.skipped if reason != MASK_OF_SKIPPED_IMAGE] == [str(path)]
     # The good cells are all still there.
     good = {a["segpc_instance"] for d in dicts for a in d["annotations"]}
     assert {"b_1"} <= good
     assert report.instances == sum(len(d["annotations"]) for d in dicts)
+
+
+def test_skipped_image_counts_its_masks(tiny_segpc):
+    """A truncated image's masks are not dropped silently: each is counted as skipped."""
+    _truncated_image(tiny_segpc)
+    report = ConversionReport()
+    dicts = load_segpc(str(tiny_segpc), strict=False, report=report)
+    assert [d["image_id"] for d in dicts] == ["b", "c"]
+    assert [where for where, reason in report.skipped if reason == MASK_OF_SKIPPED_IMAGE] == [
+        str(tiny_segpc / "y" / "a_1.png"), str(tiny_segpc / "y" / "a_2.png")]
+    assert "3 skipped" in report.summary() and "skipped 2 x mask of a skipped image" in report.summary()
