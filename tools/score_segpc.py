@@ -17,8 +17,7 @@ from tabulate import tabulate
 
 from detectron2_myeloma.engine.defaults import reports_input_errors
 from detectron2_myeloma.evaluation.segpc_score import score_submission
-from detectron2_myeloma.evaluation.submission import prepare_output_file
-from detectron2_myeloma.utils.atomic import write_json_atomic
+from detectron2_myeloma.utils.atomic import check_output_file, write_json_atomic
 
 
 @reports_input_errors
@@ -37,7 +36,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
     if args.output:
-        prepare_output_file(args.output)  # a bad path fails now, not after the scoring
+        check_output_file(args.output)  # a bad path fails now, not after the scoring
     score, report = score_submission(args.gt, args.submission, args.strict)
     metrics = score.to_dict()
     print(tabulate([(name, f"{v:.6f}" if isinstance(v, float) else v) for name, v in metrics.items()],

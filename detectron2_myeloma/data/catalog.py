@@ -19,9 +19,10 @@ def check_dataset_names(names: Sequence[str], where: str) -> None:
         if name not in registered:
             close = difflib.get_close_matches(name, registered, n=3, cutoff=0.5)
             hint = f"did you mean {', '.join(close)}?" if close else \
-                f"{len(registered)} are registered, e.g. {', '.join(sorted(registered)[:3])}"
-            raise InputError(f"{where}: no dataset named {name!r} ({hint}; see detectron2_myeloma/data/builtin.py "
-                             "or register your own)")
+                f"{len(registered)} are registered, e.g. {', '.join(sorted(registered)[:3])}."
+            raise InputError(f"{where}: no dataset named {name!r} ({hint} The names are in "
+                             "detectron2_myeloma/data/builtin.py; register your own with register_segpc or "
+                             "register_coco)")
 
 
 def dataset_dicts(name: str, where: str = "dataset") -> List[dict]:

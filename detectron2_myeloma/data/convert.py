@@ -4,7 +4,7 @@ from typing import List, Optional, Tuple
 
 from detectron2.data import MetadataCatalog
 
-from ..utils.atomic import write_json_atomic
+from ..utils.atomic import check_output_file, write_json_atomic
 from ..utils.errors import InputError
 from .coco_io import dicts_to_coco, load_coco_rle, validate_coco
 from .images import IMAGE_EXTENSIONS
@@ -13,20 +13,6 @@ from .report import ConversionReport, DatasetError
 from .segpc import load_segpc, segpc_thing_classes
 
 FORMATS = ("segpc", "pptx", "coco", "masks")
-
-
-def check_output(output: str) -> None:
-    """Refuse an ``output`` that cannot be written, before anything big is read: a folder, or a path
-    below a file or in a folder without write permission (missing folders are made when writing)."""
-    if os.path.isdir(output):
-        raise InputError(f"--output {output}: is a folder; give the path of the .json file to write")
-    existing = os.path.dirname(os.path.abspath(output))
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise InputError(f"--output {output}: cannot be written, {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"--output {output}: cannot be written, no permission to write in {existing}")
 
 
 def convert_to_coco(fmt: str, input_path: str, output: str, categories: str = "cell",
@@ -40,7 +26,7 @@ def convert_to_coco(fmt: str, input_path: str, output: str, categories: str = "c
     Nothing is written when reading or validation fails, or when no image is found (InputError): the
     pictures extracted from decks are removed again, unless they existed before.
     """
-    check_output(output)
+    check_output_file(output)
     if not os.path.exists(input_path):
         raise DatasetError(input_path, "input not found")
     created: List[str] = []

@@ -37,7 +37,7 @@ from ..data.segpc_format import (
     resize_to_submission,
 )
 from ..data.images import image_stem, list_images
-from ..utils.atomic import OutputFolder
+from ..utils.atomic import OutputFolder, check_output_file
 from ..utils.errors import InputError
 from .segpc_score import gt_mask_files
 
@@ -204,7 +204,7 @@ class SubmissionWriter:
 
     def __init__(self, path: str, masks_out: Optional[str] = None, overwrite: bool = False):
         self.path = str(path)
-        prepare_output_file(self.path)
+        check_output_file(self.path)
         self._masks_folder = OutputFolder(masks_out, overwrite, tool="make_submission") if masks_out else None
         self.masks_out: Optional[str] = None  # the folder being written, inside the 'with' block
         self.stats = SubmissionStats()
@@ -215,6 +215,7 @@ class SubmissionWriter:
     def __enter__(self) -> "SubmissionWriter":
         if self._masks_folder is not None:
             self.masks_out = self._masks_folder.__enter__()
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         self._file = open(self._tmp, "w", encoding="ascii", newline="\n")
         return self
 
@@ -263,18 +264,6 @@ class SubmissionWriter:
         path = os.path.join(self.masks_out, name)
         if not cv2.imwrite(path, values):
             raise OSError(f"{path}: cannot write mask")
-
-
-def prepare_output_file(path: str) -> None:
-    """Refuse an output file path that is a folder, and create the folder it goes in, before the work
-    whose result it is: a bad path found only when writing would lose that work."""
-    if os.path.isdir(path):
-        raise InputError(f"{path}: is a folder; give the name of the file to write")
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as err:
-        raise InputError(f"{path}: cannot create its folder {folder} ({err.strerror or err})") from None
 
 
 def write_masks_submission(masks_in: str, output: str, images: Optional[str] = None,

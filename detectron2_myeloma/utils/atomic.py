@@ -44,6 +44,21 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} to json")
 
 
+def check_output_file(path: str) -> None:
+    """InputError for an output file that could not be written, found before the work whose result it
+    is: a folder, a path below a file, a folder without write permission (missing folders are made
+    when writing)."""
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a folder; give the name of the file to write")
+    existing = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise InputError(f"{path}: cannot be written, {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: cannot be written, no permission to write in {existing}")
+
+
 class OutputFolder:
     """A tool's result folder, written whole or not at all: results go into a hidden sibling
     ``.<name>.partial`` that replaces ``path`` when the ``with`` block ends without an exception (on

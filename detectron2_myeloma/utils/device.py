@@ -9,10 +9,11 @@ logger = logging.getLogger(__name__)
 
 def available_device(requested: str) -> str:
     """``requested`` where this machine has it. ``"auto"`` is cuda when available, else cpu; a CUDA
-    device without CUDA becomes cpu, with a warning; anything else is returned as given."""
+    device without CUDA becomes cpu, logged (Detectron2's default device is cuda, so most configs ask for
+it: on a CPU machine that is the normal case, not a warning); anything else is returned as given."""
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if torch.device(requested).type == "cuda" and not torch.cuda.is_available():
-        logger.warning("device %s asked for but CUDA is not available: running on CPU", requested)
+        logger.info("running on CPU: the config asks for %s but CUDA is not available", requested)
         return "cpu"
     return requested

@@ -30,7 +30,7 @@ def test_output_that_is_a_folder(tiny_segpc, tmp_path):
     folder = tmp_path / "results"
     folder.mkdir()
     result = convert("--format", "segpc", "--input", str(tiny_segpc), "--output", str(folder))
-    assert error_line(result).startswith(f"error: --output {folder}: is a folder")
+    assert error_line(result).startswith(f"error: {folder}: is a folder")
     assert os.listdir(folder) == []
 
 
@@ -38,7 +38,7 @@ def test_output_below_a_file(tiny_segpc, tmp_path):
     (tmp_path / "taken").write_text("a file")
     out = tmp_path / "taken" / "out.json"
     result = convert("--format", "segpc", "--input", str(tiny_segpc), "--output", str(out))
-    assert error_line(result).startswith(f"error: --output {out}: cannot be written, {tmp_path / 'taken'} "
+    assert error_line(result).startswith(f"error: {out}: cannot be written, {tmp_path / 'taken'} "
                                          "is a file")
 
 

@@ -14,21 +14,21 @@ class CountingWriter(EventWriter):
         self.at.append(self.trainer.iter + 1)
 
 
-def test_writes_early_then_periodically():
-    trainer = SimpleNamespace(iter=0, max_iter=45)
+def written_at(max_iter: int, period: int = 20) -> list:
+    """The iterations after which a writer wrote, over a run of ``max_iter``."""
+    trainer = SimpleNamespace(iter=0, max_iter=max_iter)
     writer = CountingWriter(trainer)
-    hook = PeriodicWriterFromStart([writer], period=20)
+    hook = PeriodicWriterFromStart([writer], period=period)
     hook.trainer = trainer
-    for trainer.iter in range(trainer.max_iter):
+    for trainer.iter in range(max_iter):
         hook.after_step()
-    assert writer.at == [1, 2, 5, 10, 20, 40, 45]
+    return writer.at
+
+
+def test_writes_early_then_periodically():
+    assert written_at(45) == [1, 2, 5, 10, 20, 40, 45]
 
 
 def test_a_short_run_writes_each_iteration_once():
-    trainer = SimpleNamespace(iter=0, max_iter=5)
-    writer = CountingWriter(trainer)
-    hook = PeriodicWriterFromStart([writer], period=20)
-    hook.trainer = trainer
-    for trainer.iter in range(trainer.max_iter):
-        hook.after_step()
-    assert writer.at == [1, 2, 5]
+    assert written_at(5) == [1, 2, 5]
+    assert written_at(10, period=5) == [1, 2, 5, 10]
