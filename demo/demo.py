@@ -24,11 +24,13 @@ import sys
 import time
 from typing import List, Optional
 
-from detectron2.data import DatasetCatalog
+sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+import _quiet  # noqa: E402,F401  the tools' warning filters, before anything imports fvcore
+from detectron2.data import DatasetCatalog  # noqa: E402
 
-from detectron2_myeloma import model_zoo
-from detectron2_myeloma.data.builtin import SEGPC_MINI_VAL_IDS
-from detectron2_myeloma.engine.trainer import EVALUATION_JSON
+from detectron2_myeloma import model_zoo  # noqa: E402
+from detectron2_myeloma.data.builtin import SEGPC_MINI_VAL_IDS  # noqa: E402
+from detectron2_myeloma.engine.trainer import EVALUATION_JSON  # noqa: E402
 
 SAMPLE = os.path.join("datasets", "segpc_mini", "train")
 DETECTOR = os.path.join("configs", "SegPC", "rmask_rcnn_lite2_fpn.yaml")  # what --train trains

@@ -47,5 +47,6 @@ else
 fi
 
 "$PY" -m pip install -q --no-deps -e .
-"$PY" -c "import detectron2, detectron2_myeloma; print('setup: detectron2', detectron2.__version__, 'OK')"
+"$PY" -W "ignore:\`torch.jit.script\` is deprecated:FutureWarning" \
+    -c "import detectron2, detectron2_myeloma; print('setup: detectron2', detectron2.__version__, 'OK')"
 echo "$want" > "$STAMP"
