@@ -20,7 +20,7 @@ a file the same way or refuses it with the same one-line :class:`DatasetError`. 
 What is refused, naming the file: a missing, empty or truncated file, anything the decoder warns about
 (a damaged file it would half-read), a file that is not an image, more than one plane (z-stacks, time
 series: save the plane to analyse), other channel counts, negative or non-finite pixel values, and a
-PIL image over ``Image.MAX_IMAGE_PIXELS`` x 2 pixels (a decompression bomb).
+PNG, JPEG or other non-TIFF image over PIL's ``Image.MAX_IMAGE_PIXELS`` (a decompression bomb guard).
 """
 import functools
 import logging
@@ -103,8 +103,10 @@ def decode_image(path: str) -> np.ndarray:
         array = _decode_tiff(path) if magic in _TIFF_MAGIC else _decode_pil(path)
     except DatasetError:
         raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DatasetError(path, f"too many pixels to decode whole ({_one_line(err)})") from None
     except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, EOFError, RuntimeError,
-            Image.DecompressionBombError, Warning) as err:
+            Warning) as err:
         raise DatasetError(path, f"unreadable, truncated or damaged image ({_one_line(err)})") from None
     if array.size == 0:
         raise DatasetError(path, "no pixels in it (truncated or damaged image)")

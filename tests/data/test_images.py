@@ -182,3 +182,10 @@ def test_image_size_sees_a_file_replaced_in_place(tmp_path):
     _truncate(path)
     with pytest.raises(DatasetError):
         image_size(path)
+
+
+def test_an_image_over_pils_pixel_limit_says_so(tmp_path, monkeypatch):
+    path = _pil(tmp_path / "big.png", RGB, "PNG")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(DatasetError, match="too many pixels to decode whole"):
+        read_image(path)
