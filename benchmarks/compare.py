@@ -28,7 +28,8 @@ from benchmarks.ablations import VARIANTS
 from benchmarks.comparison import (CLASSIFIER_CONFIG, CLASSIFIER_DETECTOR, CLASSIFIER_OPTS, SCHEDULES, Run,
                                            classifier_metrics, classifier_table, detection_metrics,
                                            classifier_record_path, detection_table, grid, load_records,
-                                           plot_detection, replace_section)
+                                           plot_detection, replace_section, sections,
+                                           seconds_per_iteration)
 from detectron2_myeloma.utils.atomic import write_atomic, write_json_atomic
 from detectron2_myeloma.modeling.precision import cpu_features
 from benchmarks.parallel_jobs import Job, run_jobs
@@ -65,9 +66,10 @@ def run_detection(run: Run, root: str, results_dir: str) -> None:
     with open(os.path.join(output_dir, "inference", EVALUATION_JSON)) as f:
         results = json.load(f)
     write_json_atomic(record(
-        "detection", detection_metrics(results), run.command(root), time.perf_counter() - start,
+        "detection", detection_metrics(results, run.test_sets), run.command(root), time.perf_counter() - start,
         dataset=run.dataset, variant=run.variant, seed=run.seed, trained_here=trained,
-        iterations=run.iterations), run.record_path(results_dir), indent=1)
+        iterations=run.iterations, seconds_per_iteration=seconds_per_iteration(os.path.join(output_dir, "metrics.json"))),
+        run.record_path(results_dir), indent=1)
 
 
 def crops_dir(root: str) -> str:
@@ -128,8 +130,8 @@ def write_report(results_dir: str, report: str) -> None:
     records = load_records(results_dir)
     with open(report) as f:
         text = f.read()
-    for dataset in SCHEDULES:
-        text = replace_section(text, f"comparison-{dataset}", detection_table(records, dataset))
+    for section in sections():
+        text = replace_section(text, section.name, detection_table(records, section.dataset, section.test_set))
     text = replace_section(text, "comparison-classifier", classifier_table(records))
     write_atomic(report, text)
     plot_detection(records, os.path.join(os.path.dirname(report), "comparison.png"))

@@ -13,7 +13,7 @@ import re
 import shlex
 import statistics
 from collections import OrderedDict
-from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from benchmarks.ablations import VARIANTS
 from benchmarks.benchmarking import markdown_table
@@ -22,6 +22,9 @@ from benchmarks.benchmarking import markdown_table
 class Schedule(NamedTuple):
     config_dir: str  # configs/<dataset>/ holding the two config stems of ablations.py
     opts: List[Any]  # identical for every variant and seed
+    # DATASETS.TEST of a schedule evaluated on several sets, one table each (its records hold metrics
+    # per test set); () for one test set, the config's own (flat metrics)
+    test_sets: Tuple[str, ...] = ()
 
 
 # Short schedules that fit the 2-core CPU (measured with one thread beside a second run: SegPC 17-24 min
@@ -33,7 +36,21 @@ SCHEDULES: Dict[str, Schedule] = {
     # dsb2018_train (464 images) -> dsb2018_val (100 images); 2.6 epochs of 4 crops, x0.1 at 240
     "dsb2018": Schedule("configs/DSB2018", ["SOLVER.MAX_ITER", 300, "SOLVER.STEPS", "(240,)", "SOLVER.WARMUP_ITERS", 50,
                                             "SOLVER.CHECKPOINT_PERIOD", 100, "TEST.EVAL_PERIOD", 0]),
+    # Every real SegPC-2021 frame, held-out frames excluded, cells at 80 px: the shipped model's data and
+    # schedule (configs/SegPC/rmask_rcnn_lite2_fpn_d80.yaml, which a test keeps equal), whose val curve
+    # still rose at its end (docs/RESULTS.md, "The shipped models"): no shorter schedule is long enough.
+    "segpc_all": Schedule("configs/SegPC", [
+        "DATASETS.TRAIN", "('segpc_lowres_train_fit', 'segpc_nikon_fit', 'segpc_mini_train')",
+        "DATASETS.TEST", "('segpc_lowres_val', 'segpc_mini_val', 'segpc_nikon_val')",
+        "INPUT.CELL_DIAMETER.TRAIN", "(72.0, 76.0, 80.0, 84.0, 88.0)", "INPUT.CELL_DIAMETER.TEST", 80.0,
+        "SOLVER.MAX_ITER", 2000, "SOLVER.STEPS", "(1500, 1800)", "SOLVER.WARMUP_ITERS", 200,
+        "SOLVER.CHECKPOINT_PERIOD", 250, "TEST.EVAL_PERIOD", 0,
+    ], ("segpc_lowres_val", "segpc_mini_val", "segpc_nikon_val")),
 }
+# What a test set's table is called in docs/RESULTS.md.
+TEST_SET_TITLES = {"segpc_lowres_val": "139 reduced val frames, 691 cells",
+                   "segpc_mini_val": "4 full-size Olympus val frames, 26 cells",
+                   "segpc_nikon_val": "4 full-size Nikon val frames, 18 cells"}
 CLASSIFIER_CONFIG = "configs/Classifier/lite2.yaml"
 CLASSIFIER_OPTS: List[Any] = ["SOLVER.EPOCHS", 10]
 # The classifier's negatives include detections of this run's detector (see tools/build_crops.py).
@@ -68,6 +85,10 @@ class Run(NamedTuple):
                  "SEED", self.seed, "OUTPUT_DIR", self.output_dir(root)]
         return [str(v) for v in pairs]
 
+    @property
+    def test_sets(self) -> Tuple[str, ...]:
+        return SCHEDULES[self.dataset].test_sets
+
     def record_path(self, results_dir: str) -> str:
         return os.path.join(results_dir, self.key + ".json")
 
@@ -91,8 +112,11 @@ def grid(datasets: Iterable[str], variants: Iterable[str], seeds: Iterable[int])
     return [Run(d, v, s) for s in seeds for d in datasets for v in variants]
 
 
-def detection_metrics(results: Mapping[str, Mapping[str, float]]) -> Dict[str, float]:
-    """The compared numbers out of Detectron2's ``{"segm": {"AP": ..}, "segpc": {..}}`` results."""
+def detection_metrics(results: Mapping[str, Any], test_sets: Sequence[str] = ()) -> Dict[str, Any]:
+    """The compared numbers out of Detectron2's ``{"segm": {"AP": ..}, "segpc": {..}}`` results; with
+    ``test_sets``, out of its ``{test set: {"segm": ..}}`` results of several sets, per set."""
+    if test_sets:
+        return {name: detection_metrics(results[name]) for name in test_sets}
     flat = {}
     for name, (task, metric) in DETECTION_METRICS.items():
         value = results.get(task, {}).get(metric)
@@ -111,6 +135,16 @@ def classifier_metrics(metrics: Mapping[str, Any]) -> Dict[str, float]:
     flat["best_epoch"] = float(metrics["best_epoch"])
     flat["majority_rate"] = float(metrics["majority_rate"])
     return flat
+
+
+def seconds_per_iteration(metrics_file: str) -> Optional[float]:
+    """Median of the per-iteration times a training logged in Detectron2's ``metrics.json`` (each a
+    window median), or None without a training log: what a run cost, beside what it scored."""
+    if not os.path.isfile(metrics_file):
+        return None
+    with open(metrics_file) as f:
+        times = [row["time"] for row in map(json.loads, filter(str.strip, f)) if "time" in row]
+    return round(statistics.median(times), 3) if times else None
 
 
 def load_records(results_dir: str) -> List[Dict[str, Any]]:
@@ -164,27 +198,63 @@ def group(records: Iterable[Mapping[str, Any]], kind: str) -> "OrderedDict[tuple
     return groups
 
 
-def detection_table(records: Iterable[Mapping[str, Any]], dataset: str) -> str:
-    """Markdown: one row per variant of ``dataset``, mean ± std over its seeds of every metric present,
-    and the difference of each mean to the baseline's."""
-    groups = {v: rs for (d, v), rs in group(records, "detection").items() if d == dataset}
+class Section(NamedTuple):
+    """One detection table of docs/RESULTS.md: a schedule's runs on one of its test sets."""
+    dataset: str  # the schedule
+    test_set: Optional[str]  # None: the schedule's one test set
+
+    @property
+    def name(self) -> str:
+        """Its ``<!-- comparison-NAME:begin -->`` marker."""
+        return f"comparison-{self.dataset}" + (f"-{self.test_set}" if self.test_set else "")
+
+    @property
+    def title(self) -> str:
+        return self.dataset + (f" on {self.test_set}" if self.test_set else "")
+
+    def metrics(self, record: Mapping[str, Any]) -> Mapping[str, float]:
+        """The record's metrics on this section's test set."""
+        return record["metrics"][self.test_set] if self.test_set else record["metrics"]
+
+
+def sections() -> List[Section]:
+    """Every detection table, in SCHEDULES order."""
+    return [Section(d, t) for d, schedule in SCHEDULES.items() for t in (schedule.test_sets or [None])]
+
+
+def detection_table(records: Iterable[Mapping[str, Any]], dataset: str, test_set: Optional[str] = None) -> str:
+    """Markdown: one row per variant of ``dataset`` (on ``test_set`` for a schedule with several), mean ±
+    std over its seeds of every metric present, and the difference of each mean to the baseline's."""
+    section = Section(dataset, test_set)
+    groups = {v: [section.metrics(r) for r in rs] for (d, v), rs in group(records, "detection").items()
+              if d == dataset}
+    seeds_of = {v: rs for (d, v), rs in group(records, "detection").items() if d == dataset}
     if not groups:
         return "_no finished runs yet_\n"
-    present = [m for m in DETECTION_METRICS if any(m in r["metrics"] for rs in groups.values() for r in rs)]
-    summaries = {v: {m: summarize([r["metrics"][m] for r in rs if m in r["metrics"]]) for m in present}
+    present = [m for m in DETECTION_METRICS if any(m in r for rs in groups.values() for r in rs)]
+    summaries = {v: {m: summarize([r[m] for r in rs if m in r]) for m in present}
                  for v, rs in groups.items()}
     header = ["model", "seeds", *[m.replace("_", " ") for m in present], "Δ segm AP vs baseline (± s.e.)"]
+    cost = {v: [r["seconds_per_iteration"] for r in rs if r.get("seconds_per_iteration")] for v, rs in seeds_of.items()}
+    base_cost = statistics.mean(cost["baseline"]) if cost.get("baseline") else None
+    if any(cost.values()):
+        header.append("s / training iteration (x baseline)")
     rows = []
     base = summaries.get("baseline", {}).get("segm_AP")
-    for variant, rs in groups.items():
+    for variant in groups:
         cells = []
         for m in present:
             s = summaries[variant][m]
             cells.append(s.format(1.0, 3) if m == "mIoU" else s.format())
         ours = summaries[variant].get("segm_AP")
         delta_text = "" if base is None or ours is None or variant == "baseline" else difference(ours, base)
-        seeds = ", ".join(str(r["seed"]) for r in rs)
-        rows.append([VARIANTS[variant].name, seeds, *cells, delta_text])
+        seeds = ", ".join(str(r["seed"]) for r in seeds_of[variant])
+        row = [VARIANTS[variant].name, seeds, *cells, delta_text]
+        if any(cost.values()):
+            mean_cost = statistics.mean(cost[variant]) if cost[variant] else None
+            row.append("" if mean_cost is None else f"{mean_cost:.2f}" + (
+                f" (x{mean_cost / base_cost:.2f})" if base_cost else ""))
+        rows.append(row)
     return markdown_table(header, rows) + "\n"
 
 
@@ -218,14 +288,18 @@ def plot_detection(records: Iterable[Mapping[str, Any]], path: str, metric: str 
     from matplotlib.figure import Figure  # no pyplot: no backend to choose, no global figure state
 
     groups = group(records, "detection")
-    datasets = [d for d in SCHEDULES if any(key[0] == d for key in groups)]
-    if not datasets:
+    panels = [s for s in sections() if any(key[0] == s.dataset for key in groups)]
+    if not panels:
         return
-    fig = Figure(figsize=(6 * len(datasets), 4.2))
-    axes = fig.subplots(1, len(datasets), squeeze=False)
-    for ax, dataset in zip(axes[0], datasets):
-        rows = [(v, [r["metrics"][metric] for r in rs if metric in r["metrics"]])
-                for (d, v), rs in groups.items() if d == dataset]
+    columns = min(3, len(panels))
+    rows_of_panels = math.ceil(len(panels) / columns)
+    fig = Figure(figsize=(6 * columns, 4.4 * rows_of_panels))
+    axes = fig.subplots(rows_of_panels, columns, squeeze=False).ravel()
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    for ax, panel in zip(axes, panels):
+        rows = [(v, [panel.metrics(r)[metric] for r in rs if metric in panel.metrics(r)])
+                for (d, v), rs in groups.items() if d == panel.dataset]
         for x, (variant, values) in enumerate(rows):
             s = summarize(values)
             ax.bar(x, s.mean, yerr=s.std or 0.0, capsize=4, color="#9ecae1" if variant != "rmask" else "#fc9272")
@@ -235,6 +309,6 @@ def plot_detection(records: Iterable[Mapping[str, Any]], path: str, metric: str 
         low = min(min(vals) for _, vals in rows)
         ax.set_ylim(max(0.0, low - 10), None)
         ax.set_ylabel(metric.replace("_", " "))
-        ax.set_title(f"{dataset}: mean ± std over seeds (dots: single seeds)")
+        ax.set_title(f"{panel.title}: mean ± std over seeds (dots: seeds)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -11,14 +11,18 @@ from detectron2_myeloma import load_config
 from benchmarks.ablations import VARIANTS
 from benchmarks.comparison import (SCHEDULES, Run, classifier_metrics, classifier_table, detection_metrics,
                                            detection_table, grid, load_records, plot_detection, replace_section,
-                                           summarize)
+                                           seconds_per_iteration, sections, summarize)
 from benchmarks.parallel_jobs import Job, run_jobs
 from benchmarks.compare import jobs_for, main
 from testing.markdown import markdown_rows
 
 
 def flat_cfg(run: Run) -> dict:
-    cfg = load_config(run.config_file, run.opts("out"))
+    return flat_cfg_of(run.config_file, run.opts("out"))
+
+
+def flat_cfg_of(config_file: str, opts=()) -> dict:
+    cfg = load_config(config_file, opts)
     flat = {}
 
     def walk(node, prefix):
@@ -34,7 +38,7 @@ def flat_cfg(run: Run) -> dict:
 @pytest.mark.parametrize("dataset", list(SCHEDULES))
 def test_variants_differ_from_baseline_only_in_rmask_switches(dataset):
     base = flat_cfg(Run(dataset, "baseline", 1))
-    assert base["SOLVER.MAX_ITER"] == SCHEDULES[dataset].opts[1] and base["SEED"] == 1
+    assert base["SOLVER.MAX_ITER"] == Run(dataset, "baseline", 1).iterations and base["SEED"] == 1
     for variant in VARIANTS:
         if variant == "baseline":
             continue
@@ -43,6 +47,16 @@ def test_variants_differ_from_baseline_only_in_rmask_switches(dataset):
         rmask_switch = [k.startswith("MODEL.RMASK.") or k == "MODEL.ROI_MASK_HEAD.NAME" for k in changed]
         assert changed and all(rmask_switch), (variant, changed)
     assert base["OUTPUT_DIR"] == os.path.join("out", dataset, "baseline", "seed1")
+
+
+def test_the_all_frames_schedule_is_the_shipped_models():
+    """segpc_all's R-Mask R-CNN is the shipped model's config but for the periodic evaluation, so that
+    the shipped run counts as its seed 1 and the baseline differs from it in the R-Mask switches only."""
+    ours, shipped = flat_cfg(Run("segpc_all", "rmask", 1)), flat_cfg_of("configs/SegPC/rmask_rcnn_lite2_fpn_d80.yaml")
+    changed = {k for k in ours if ours[k] != shipped[k]} - {"OUTPUT_DIR"}
+    assert changed == {"TEST.EVAL_PERIOD", "DATASETS.TEST"}, changed
+    assert sorted(ours["DATASETS.TEST"]) == sorted(shipped["DATASETS.TEST"])
+    assert list(ours["DATASETS.TEST"]) == list(SCHEDULES["segpc_all"].test_sets)
 
 
 def test_grid_is_seed_major():
@@ -143,6 +157,26 @@ def test_run_jobs_skips_done_and_dependents_of_failures(tmp_path):
         run_jobs([Job("a", [*python, "pass"], str(tmp_path / "a"), "nowhere")], 1, str(tmp_path))
 
 
+def test_a_schedule_with_several_test_sets_gets_a_table_each():
+    results = {"segpc_lowres_val": {"segm": {"AP": 70.0}, "segpc": {"mIoU": 0.9}},
+               "segpc_mini_val": {"segm": {"AP": 80.0}, "segpc": {"mIoU": 0.93}}, "segpc_nikon_val": {}}
+    metrics = detection_metrics(results, SCHEDULES["segpc_all"].test_sets)
+    assert metrics == {"segpc_lowres_val": {"segm_AP": 70.0, "mIoU": 0.9},
+                       "segpc_mini_val": {"segm_AP": 80.0, "mIoU": 0.93}, "segpc_nikon_val": {}}
+    records = [{"kind": "detection", "dataset": "segpc_all", "variant": v, "seed": seed, "seconds_per_iteration": t,
+                "metrics": {"segpc_lowres_val": {"segm_AP": ap, "mIoU": 0.9}, "segpc_mini_val": {"segm_AP": ap + 10}}}
+               for v, seed, ap, t in (("baseline", 1, 70.0, 0.9), ("baseline", 2, 72.0, 1.1), ("rmask", 1, 75.0, 2.0),
+                                      ("rmask", 2, 75.0, None))]
+    lowres = markdown_rows(detection_table(records, "segpc_all", "segpc_lowres_val"))
+    mini = markdown_rows(detection_table(records, "segpc_all", "segpc_mini_val"))
+    assert lowres[1][-1] == "1.00 (x1.00)"
+    assert lowres[2] == ["R-Mask R-CNN", "1, 2", "75.0 ± 0.0", "0.900 ± 0.000", "+4.0 ± 1.0", "2.00 (x2.00)"]
+    assert mini[1][:3] == ["Mask R-CNN (baseline)", "1, 2", "81.0 ± 1.4"] and len(mini[0]) == 5  # no mIoU there
+    assert [s.name for s in sections() if s.dataset == "segpc_all"] == [
+        "comparison-segpc_all-segpc_lowres_val", "comparison-segpc_all-segpc_mini_val",
+        "comparison-segpc_all-segpc_nikon_val"]
+
+
 def test_report_fills_markdown_and_draws_figure(tmp_path):
     results = tmp_path / "records"
     results.mkdir()
@@ -150,12 +184,12 @@ def test_report_fills_markdown_and_draws_figure(tmp_path):
                            detection_record("segpc", "rmask", 1, 55.0, 0.82)]):
         (results / f"{i}.json").write_text(json.dumps(r))
     report = tmp_path / "RESULTS.md"
-    report.write_text("".join(f"<!-- comparison-{n}:begin -->\n<!-- comparison-{n}:end -->\n"
-                              for n in ("segpc", "dsb2018", "classifier")))
+    names = [s.name.removeprefix("comparison-") for s in sections()] + ["classifier"]
+    report.write_text("".join(f"<!-- comparison-{n}:begin -->\n<!-- comparison-{n}:end -->\n" for n in names))
     assert main(["--report-only", "--results", str(results), "--report", str(report)]) == 0
     text = report.read_text()
     assert ["R-Mask R-CNN", "1", "55.0", "65.0"] in [row[:4] for row in markdown_rows(text)]
-    assert text.count("no finished runs") == 2
+    assert text.count("no finished runs") == len(names) - 1
     assert (tmp_path / "comparison.png").stat().st_size > 10_000
     plot_detection([], str(tmp_path / "empty.png"))
     assert not (tmp_path / "empty.png").exists()
@@ -170,3 +204,12 @@ def test_second_runner_on_the_same_output_refuses(tmp_path):
                 pass
     with exclusive(str(tmp_path)):  # released on exit: a later runner may start
         pass
+
+
+def test_seconds_per_iteration_is_the_median_of_the_logged_times(tmp_path):
+    log = tmp_path / "metrics.json"
+    log.write_text("\n".join(json.dumps(row) for row in [
+        {"iteration": 0, "total_loss": 2.0}, {"iteration": 1, "time": 3.0}, {"iteration": 19, "time": 1.0},
+        {"iteration": 39, "time": 1.2}, {"segm/AP": 50.0, "iteration": 39}]) + "\n")
+    assert seconds_per_iteration(str(log)) == 1.2
+    assert seconds_per_iteration(str(tmp_path / "missing.json")) is None
