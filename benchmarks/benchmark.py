@@ -22,7 +22,9 @@ Sections:
               and with the shipped ones
 
 Every measurement runs in a fresh process (its own peak memory, nothing warmed by an earlier one); the
-report is rewritten after each section. Models are untrained (timing does not depend on the weights).
+report and its JSON twin (``--output`` with ``.json``: every measurement, for the comparison tables of
+docs/RESULTS.md) are rewritten after each section. Models are untrained (timing does not depend on the
+weights).
 """
 import argparse
 import logging
@@ -83,6 +85,8 @@ MODELS: Dict[str, Tuple[str, List[Any]]] = {
     v.name: (f"configs/SegPC/{v.config}.yaml", v.overrides) for v in VARIANTS.values()}
 
 logger = logging.getLogger("benchmark")
+# What a section returns: its markdown body, and its tables' measurements by name (for RESULTS.json).
+SectionResult = Tuple[str, Dict[str, List[Measurement]]]
 
 
 def measure_all(variants: Sequence[Tuple[str, Callable[..., Dict[str, Any]], Tuple]],
@@ -132,7 +136,7 @@ def inference_cfg(config_file: str, opts: List[Any]) -> CfgNode:
     return setup_inference(config_file, [*opts, "MODEL.WEIGHTS", ""], score_threshold=0.0)
 
 
-def inference_section(args: argparse.Namespace, workdir: Path) -> str:
+def inference_section(args: argparse.Namespace, workdir: Path) -> SectionResult:
     paths = full_size_bmps(workdir, args.warmup + args.repeats)
     cfg = inference_cfg(BASELINE, [])
     measurements = measure_models(inference_cfg, inference_worker, paths, args.repeats, args.warmup)
@@ -141,7 +145,8 @@ def inference_section(args: argparse.Namespace, workdir: Path) -> str:
             f"full resolution, results on the CPU. Untrained models with score threshold 0, so each returns "
             f"`TEST.DETECTIONS_PER_IMAGE` detections (column `detections`: median per image). {len(paths)} "
             f"images taken in turn; warm-up: {args.warmup} images, not timed. Peak RSS: the model's own process "
-            f"(model, image, full-size masks).\n\n" + results_table(measurements, "s/image", measurements[0]))
+            f"(model, image, full-size masks).\n\n" + results_table(measurements, "s/image", measurements[0]),
+            {"models": measurements})
 
 
 def write_classifier_checkpoint(path: Path) -> Path:
@@ -156,17 +161,18 @@ def write_classifier_checkpoint(path: Path) -> Path:
     return path
 
 
-def classifier_section(args: argparse.Namespace, workdir: Path) -> str:
+def classifier_section(args: argparse.Namespace, workdir: Path) -> SectionResult:
     paths = full_size_bmps(workdir, args.warmup + args.repeats)
     checkpoint = write_classifier_checkpoint(workdir / "classifier.pth")
     hook = ["MODEL.POST_HOOKS", ["CellClassifierHook"], "MODEL.CELL_CLASSIFIER.WEIGHTS", str(checkpoint)]
-    tables = []
+    tables, measured = [], {}
     for cells in (CELLS_PER_IMAGE, inference_cfg(RMASK, []).TEST.DETECTIONS_PER_IMAGE):
         cap = ["TEST.DETECTIONS_PER_IMAGE", cells]
         measurements = measure_all([
             (name, inference_worker, (inference_cfg(RMASK, [*cap, *opts]), paths, args.repeats, args.warmup))
             for name, opts in ((f"R-Mask R-CNN alone, {cells} detections", []),
                                (f"R-Mask R-CNN + cell classifier hook, {cells} detections", hook))])
+        measured[f"{cells} detections"] = measurements
         hook_cost = measurements[1].median - measurements[0].median
         tables.append(results_table(measurements, "s/image", measurements[0])
                       + f"\n\nThe hook's own cost: {hook_cost:.2f} s per image for {cells} cells.")
@@ -176,7 +182,7 @@ def classifier_section(args: argparse.Namespace, workdir: Path) -> str:
             f"crops per image. {CELLS_PER_IMAGE} is about what a trained detector keeps on a SegPC image (the "
             f"bundled images hold 2-12 annotated cells, 6.4 on average); "
             f"{inference_cfg(RMASK, []).TEST.DETECTIONS_PER_IMAGE} is the config's cap.\n\n"
-            + "\n\n".join(tables))
+            + "\n\n".join(tables), measured)
 
 
 # --- training ------------------------------------------------------------------------------------
@@ -196,7 +202,7 @@ def training_cfg(config_file: str, opts: List[Any], output_dir: str) -> CfgNode:
     return cfg
 
 
-def training_section(args: argparse.Namespace, workdir: Path) -> str:
+def training_section(args: argparse.Namespace, workdir: Path) -> SectionResult:
     def make_cfg(config_file: str, opts: List[Any]) -> CfgNode:
         return training_cfg(config_file, opts, tempfile.mkdtemp(dir=workdir))
 
@@ -209,7 +215,7 @@ def training_section(args: argparse.Namespace, workdir: Path) -> str:
             f"`SOLVER.AMP.ENABLED` ({cfg.SOLVER.AMP.ENABLED}: auto) picks on this CPU (column `dtype`). "
             f"Warm-up: {args.training_warmup} iterations, not timed. `data wait`: the part of an iteration spent "
             f"waiting for its batch. Peak RSS: the main process (data-loader workers not counted).\n\n"
-            + results_table(measurements, "s/iteration", measurements[0]))
+            + results_table(measurements, "s/iteration", measurements[0]), {"models": measurements})
 
 
 # --- SegPC scorer --------------------------------------------------------------------------------
@@ -231,7 +237,7 @@ def scorer_worker(scorer: str, repeats: int, warmup: int, desc: str) -> Dict[str
             "GT cells": str(sum(map(len, gt.values()))), "predictions": str(sum(map(len, predictions.values())))}
 
 
-def scorer_section(args: argparse.Namespace, workdir: Path) -> str:
+def scorer_section(args: argparse.Namespace, workdir: Path) -> SectionResult:
     official, vectorised = measure_all([
         (name, scorer_worker, (scorer, args.repeats, args.warmup))
         for name, scorer in (("loop transcription of the official scorer", "official"),
@@ -241,7 +247,8 @@ def scorer_section(args: argparse.Namespace, workdir: Path) -> str:
             f"`testing/segpc_reference.py` (baseline) and by `score_segpc` (which also computes "
             f"Dice, semantic metrics, P/R and AP), on the same predictions. Speed-up: "
             f"{official.median / vectorised.median:.1f}x; the mIoUs {'agree' if agree else 'DISAGREE'} "
-            f"(to 1e-6).\n\n" + results_table([official, vectorised], "s/scoring", official))
+            f"(to 1e-6).\n\n" + results_table([official, vectorised], "s/scoring", official),
+            {"scorers": [official, vectorised]})
 
 
 # --- converters ----------------------------------------------------------------------------------
@@ -267,7 +274,7 @@ def converter_worker(fmt: str, workdir: str, repeats: int, warmup: int, desc: st
             "images/s": format_number(images[-1] / np.median(seconds))}
 
 
-def converters_section(args: argparse.Namespace, workdir: Path) -> str:
+def converters_section(args: argparse.Namespace, workdir: Path) -> SectionResult:
     measurements = measure_all([
         (name, converter_worker, (fmt, str(workdir), args.repeats, args.warmup))
         for name, fmt in (("SegPC folder (`datasets/segpc_mini/train`)", "segpc"),
@@ -275,7 +282,7 @@ def converters_section(args: argparse.Namespace, workdir: Path) -> str:
     return ("`convert_to_coco` (what `tools/convert_to_coco.py` runs: read, validate with pycocotools, write "
             "the json) on the bundled SegPC sample and on the main deck of `tests/data/test_pptx.py` (4 "
             "slides' pictures, every kind of mark) built with a full-size picture.\n\n"
-            + results_table(measurements, "s/run"))
+            + results_table(measurements, "s/run"), {"converters": measurements})
 
 
 # --- speed-ups, one at a time ---------------------------------------------------------------------
@@ -323,7 +330,7 @@ def speedup_steps() -> List[Tuple[str, List[Any]]]:
     return [(name, [item for pair in opts.items() for item in pair]) for name, opts in steps]
 
 
-def speedups_section(args: argparse.Namespace, workdir: Path) -> str:
+def speedups_section(args: argparse.Namespace, workdir: Path) -> SectionResult:
     steps = speedup_steps()
     training = measure_all([(name, training_worker, (training_cfg(RMASK, opts, tempfile.mkdtemp(dir=workdir)),
                                                      args.training_repeats, args.training_warmup))
@@ -341,7 +348,8 @@ def speedups_section(args: argparse.Namespace, workdir: Path) -> str:
             + results_table(training, "s/iteration", training[0], stepwise=True)
             + "\n\n### Inference (s/full-size image)\n\n"
             + results_table(inference, "s/image", inference[0], stepwise=True)
-            + f"\n\nOverrides of each row (on top of the shipped config):\n\n{options}")
+            + f"\n\nOverrides of each row (on top of the shipped config):\n\n{options}",
+            {"training": training, "inference": inference})
 
 
 # --- float32 and bfloat16 side by side -----------------------------------------------------------
@@ -356,7 +364,7 @@ def precision_opts(setting: Optional[bool]) -> List[Any]:
     return [] if setting is None else ["SOLVER.AMP.ENABLED", setting, "TEST.AMP.ENABLED", setting]
 
 
-def precision_section(args: argparse.Namespace, workdir: Path) -> str:
+def precision_section(args: argparse.Namespace, workdir: Path) -> SectionResult:
     # More repeats than elsewhere: 'auto' and its forced twin are the same computation, so their ratio
     # shows this run's noise, which should stay well under the 10% that would hide a wrong choice.
     repeats, image_repeats = max(args.training_repeats, 6), max(args.repeats, 5)
@@ -366,7 +374,7 @@ def precision_section(args: argparse.Namespace, workdir: Path) -> str:
     if cpu.native_bf16:
         cpus.append(("The same CPU restricted to AVX2 (`" + " ".join(f"{k}={v}" for k, v in AVX2_ONLY.items())
                      + "`: no native bfloat16)", AVX2_ONLY))
-    parts = []
+    parts, measured = [], {}
     for label, env in cpus:
         training = measure_all([(name, training_worker, (training_cfg(RMASK, precision_opts(setting),
                                                                       tempfile.mkdtemp(dir=workdir)),
@@ -375,6 +383,7 @@ def precision_section(args: argparse.Namespace, workdir: Path) -> str:
         inference = measure_all([(name, inference_worker, (inference_cfg(RMASK, precision_opts(setting)), paths,
                                                            image_repeats, args.warmup))
                                  for name, setting in PRECISIONS], env)
+        measured.update({f"{label}: training": training, f"{label}: inference": inference})
         ratios = [f"{m[1].median / m[0].median:.2f}x" for m in (training, inference)]
         auto = [f"{m[2].median / m[0].median:.2f}x" for m in (training, inference)]
         parts.append(f"### {label}\n\nbfloat16 over float32: {ratios[0]} the time per training iteration, "
@@ -386,7 +395,7 @@ def precision_section(args: argparse.Namespace, workdir: Path) -> str:
             f"and run on full-size images ({args.warmup} warm-up and {image_repeats} timed, as in Inference) in float32, in forced bfloat16 and as shipped, where "
             f"`SOLVER.AMP.ENABLED` / `TEST.AMP.ENABLED` are None (auto): bfloat16 only where the CPU has it "
             f"natively (`detectron2_myeloma/modeling/precision.py`). Ratios are to float32 on the same CPU."
-            f"\n\n" + "\n\n".join(parts))
+            f"\n\n" + "\n\n".join(parts), measured)
 
 
 # --- loss at equal wall-clock time ---------------------------------------------------------------
@@ -409,7 +418,7 @@ def equal_time_worker(cfg: CfgNode, budget_s: float, desc: str) -> Dict[str, Any
             "total loss (median of last 5)": f"{np.median(losses[-5:]):.3f}", "first loss": f"{losses[0]:.3f}"}
 
 
-def equal_time_section(args: argparse.Namespace, workdir: Path) -> str:
+def equal_time_section(args: argparse.Namespace, workdir: Path) -> SectionResult:
     steps = speedup_steps()
     variants = [("Detectron2 settings", steps[0][1]), ("shipped config", steps[-1][1])]
     measurements = measure_all([
@@ -418,7 +427,7 @@ def equal_time_section(args: argparse.Namespace, workdir: Path) -> str:
     return (f"`{RMASK}` trained on `segpc_mini_train` for {args.budget:.0f} s of wall-clock time each, from "
             f"the same ImageNet start and seed, with Detectron2's settings (first row of Speed-ups) and as "
             f"shipped; the median column is seconds per iteration.\n\n"
-            + results_table(measurements, "s/iteration", measurements[0]))
+            + results_table(measurements, "s/iteration", measurements[0]), {"configs": measurements})
 
 
 # --- profiles ------------------------------------------------------------------------------------
@@ -432,7 +441,7 @@ def profile_inference_worker(cfg: CfgNode, paths: List[str], warmup: int, desc: 
     return profile_call(inference_step(cfg, paths)[0], warmup, desc)
 
 
-def profile_section(args: argparse.Namespace, workdir: Path) -> str:
+def profile_section(args: argparse.Namespace, workdir: Path) -> SectionResult:
     paths = full_size_bmps(workdir, 1)
     jobs = {
         "training": (profile_training_worker, (training_cfg(RMASK, [], tempfile.mkdtemp(dir=workdir)),
@@ -454,10 +463,10 @@ def profile_section(args: argparse.Namespace, workdir: Path) -> str:
                      + markdown_table(["op", "self CPU (s)", "share of the top 30", "calls"], rows))
     return (f"`{RMASK}` as shipped: one training iteration (batch of 4 crops) and one full-size inference "
             f"(untrained, score threshold 0: {inference_cfg(RMASK, []).TEST.DETECTIONS_PER_IMAGE} detections), "
-            f"after warm-up, under `torch.profiler`.\n\n" + "\n\n".join(parts))
+            f"after warm-up, under `torch.profiler`.\n\n" + "\n\n".join(parts), {})
 
 
-SECTION_FUNCTIONS: Dict[str, Tuple[str, Callable[[argparse.Namespace, Path], str]]] = {
+SECTION_FUNCTIONS: Dict[str, Tuple[str, Callable[[argparse.Namespace, Path], SectionResult]]] = {
     "inference": ("Inference", inference_section),
     "training": ("Training", training_section),
     "classifier": ("Cell classifier hook", classifier_section),
@@ -486,16 +495,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
 
     command = shlex.join([os.path.relpath(sys.executable), os.path.relpath(sys.argv[0]), *sys.argv[1:]])
+    machine = machine_info(str(REPO))
     preamble = (f"Command: `{command}`\n\nMachine (the CPU is shared: absolute times move with other users' "
-                f"load, ratios within one run much less):\n\n"
-                + markdown_table(["item", "value"], machine_info(str(REPO))))
-    report = MarkdownReport(args.output, "Benchmarks", preamble)
+                f"load, ratios within one run much less):\n\n" + markdown_table(["item", "value"], machine))
+    report = MarkdownReport(args.output, "Benchmarks", preamble, {"command": command, "machine": dict(machine)})
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="benchmark-") as workdir:
         for section in args.sections:
             title, run_section = SECTION_FUNCTIONS[section]
             logger.info("section %s", section)
-            report.add_section(title, run_section(args, Path(workdir)))
+            report.add_section(title, *run_section(args, Path(workdir)))
     minutes = (time.perf_counter() - start) / 60
     report.write(footer=f"Wall time of the run: {minutes:.1f} min.")
     logger.info("wrote %s (%.1f min)", args.output, minutes)

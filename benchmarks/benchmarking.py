@@ -24,7 +24,7 @@ from detectron2.utils.events import EventStorage
 from tabulate import tabulate
 from tqdm import tqdm
 
-from detectron2_myeloma.utils.atomic import write_atomic
+from detectron2_myeloma.utils.atomic import write_atomic, write_json_atomic
 from detectron2_myeloma.modeling.precision import cpu_features, resolve_precision
 from benchmarks.provenance import git_commit
 from detectron2_myeloma.data.images import read_image
@@ -194,6 +194,10 @@ class Measurement:
     def median(self) -> float:
         return statistics.median(self.seconds)
 
+    def as_dict(self) -> Dict[str, Any]:
+        return {"name": self.name, "median_s": self.median, "seconds": list(self.seconds),
+                "peak_rss_mb": self.peak_rss_mb, "columns": dict(self.columns)}
+
 
 def format_number(value: float) -> str:
     """Three significant digits, without exponents for the values benchmarks see."""
@@ -254,15 +258,22 @@ def machine_info(repo: str) -> List[Tuple[str, str]]:
 
 class MarkdownReport:
     """A results file rewritten (atomically) after every section, so that an interrupted run keeps
-    what it measured."""
+    what it measured, with a JSON twin (same name, ``.json``) holding every section's measurements for
+    other reports to read (the comparison tables of docs/RESULTS.md take the models' costs from it)."""
 
-    def __init__(self, path: str, title: str, preamble: str):
+    def __init__(self, path: str, title: str, preamble: str, metadata: Optional[Dict[str, Any]] = None):
         self.path = path
+        self.json_path = os.path.splitext(path)[0] + ".json"
         self.parts = [f"# {title}", preamble]
+        self.data: Dict[str, Any] = {**(metadata or {}), "sections": {}}
 
-    def add_section(self, title: str, body: str) -> None:
+    def add_section(self, title: str, body: str,
+                    tables: Optional[Dict[str, Sequence[Measurement]]] = None) -> None:
+        """Append ``body`` under ``title``; ``tables`` (name -> measurements) go into the JSON twin."""
         self.parts.append(f"## {title}\n\n{body}")
+        self.data["sections"][title] = {name: [m.as_dict() for m in ms] for name, ms in (tables or {}).items()}
         self.write()
 
     def write(self, footer: str = "") -> None:
+        write_json_atomic(self.data, self.json_path, indent=1)
         write_atomic(self.path, "\n\n".join(self.parts + ([footer] if footer else [])) + "\n")

@@ -27,7 +27,7 @@ from typing import Dict, Iterator, List, Optional
 from benchmarks.ablations import VARIANTS
 from benchmarks.comparison import (CLASSIFIER_CONFIG, CLASSIFIER_DETECTOR, CLASSIFIER_OPTS, SCHEDULES, Run,
                                            classifier_metrics, classifier_table, detection_metrics,
-                                           classifier_record_path, detection_table, grid, load_records,
+                                           classifier_record_path, detection_table, grid, load_costs, load_records,
                                            plot_detection, replace_section, sections,
                                            seconds_per_iteration)
 from detectron2_myeloma.utils.atomic import write_atomic, write_json_atomic
@@ -125,13 +125,18 @@ def jobs_for(args: argparse.Namespace) -> List[Job]:
     return jobs
 
 
-def write_report(results_dir: str, report: str) -> None:
-    """Fill the comparison sections of ``report`` and draw the figure beside it."""
+def write_report(results_dir: str, report: str, bench: str) -> None:
+    """Fill the comparison sections of ``report`` (with the models' costs from ``bench``, the JSON twin
+    of benchmarks/RESULTS.md, where it exists) and draw the figure beside it."""
     records = load_records(results_dir)
+    costs = load_costs(bench)
+    if costs is None:
+        logger.warning("%s: no inference and training costs (run `make bench`); tables without them", bench)
     with open(report) as f:
         text = f.read()
     for section in sections():
-        text = replace_section(text, section.name, detection_table(records, section.dataset, section.test_set))
+        text = replace_section(text, section.name,
+                               detection_table(records, section.dataset, section.test_set, costs))
     text = replace_section(text, "comparison-classifier", classifier_table(records))
     write_atomic(report, text)
     plot_detection(records, os.path.join(os.path.dirname(report), "comparison.png"))
@@ -164,6 +169,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--output", default="output/compare", help="checkpoints and logs")
     parser.add_argument("--results", default="docs/comparison", help="one JSON record per finished run")
     parser.add_argument("--report", default="docs/RESULTS.md", help="markdown file whose tables are filled")
+    parser.add_argument("--bench", default="benchmarks/RESULTS.json",
+                        help="`make bench` results whose inference and training costs join the tables")
     parser.add_argument("--report-only", action="store_true")
     worker = parser.add_mutually_exclusive_group()
     worker.add_argument("--run-detection", nargs=3, metavar=("DATASET", "VARIANT", "SEED"), help=argparse.SUPPRESS)
@@ -186,7 +193,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.report_only:
         with exclusive(args.output):
             failed = run_jobs(jobs_for(args), args.jobs, os.path.join(args.output, "logs"))
-    write_report(args.results, args.report)
+    write_report(args.results, args.report, args.bench)
     if failed:
         logger.error("failed: %s", ", ".join(failed))
     return 1 if failed else 0

@@ -227,23 +227,80 @@ def sections() -> List[Section]:
     return [Section(d, t) for d, schedule in SCHEDULES.items() for t in (schedule.test_sets or [None])]
 
 
-def detection_table(records: Iterable[Mapping[str, Any]], dataset: str, test_set: Optional[str] = None) -> str:
+class Cost(NamedTuple):
+    """One model's cost in one ``make bench`` run (benchmarks/RESULTS.json)."""
+    inference_s: float  # median seconds per full-size frame
+    inference_rss_mb: Optional[float]
+    training_s: float  # median seconds per training iteration
+    training_rss_mb: Optional[float]
+
+
+class Costs(NamedTuple):
+    by_variant: Dict[str, Cost]
+    source: str  # which run: date, CPU, commit
+
+
+# The configs `make bench` measures (benchmarks/benchmark.py, MODELS): its costs belong to these tables.
+BENCHMARKED_CONFIG_DIR = "configs/SegPC"
+
+
+def load_costs(path: str) -> Optional[Costs]:
+    """The models' inference and training costs from the JSON twin of benchmarks/RESULTS.md, by
+    variant (benchmark rows are named as VARIANTS); None without that file or those sections."""
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        data = json.load(f)
+    tables = data.get("sections", {})
+    if "models" not in tables.get("Inference", {}) or "models" not in tables.get("Training", {}):
+        return None
+    inference = {m["name"]: m for m in tables["Inference"]["models"]}
+    training = {m["name"]: m for m in tables["Training"]["models"]}
+    by_variant = {key: Cost(inference[v.name]["median_s"], inference[v.name]["peak_rss_mb"],
+                            training[v.name]["median_s"], training[v.name]["peak_rss_mb"])
+                  for key, v in VARIANTS.items() if v.name in inference and v.name in training}
+    machine = data.get("machine", {})
+    source = (f"`make bench` of {machine.get('date', '?')} ({machine.get('CPU', '?')}, "
+              f"{machine.get('CPU capability (PyTorch)', '?')}, commit {machine.get('git commit', '?')})")
+    return Costs(by_variant, source)
+
+
+def with_ratio(value: Optional[float], base: Optional[float], digits: int = 2) -> str:
+    """``value`` and its ratio to ``base``, e.g. "1.04 (x1.23)"."""
+    if value is None:
+        return ""
+    return f"{value:.{digits}f}" + (f" (x{value / base:.2f})" if base else "")
+
+
+def run_seconds_per_iteration(runs: Sequence[Mapping[str, Any]]) -> Optional[float]:
+    """Mean over the runs this runner trained of their logged seconds per iteration: a record it only
+    evaluated (trained by hand or as a shipped model) does not say what else shared the CPU then."""
+    times = [r["seconds_per_iteration"] for r in runs if r.get("trained_here") and r.get("seconds_per_iteration")]
+    return statistics.mean(times) if times else None
+
+
+def detection_table(records: Iterable[Mapping[str, Any]], dataset: str, test_set: Optional[str] = None,
+                    costs: Optional[Costs] = None) -> str:
     """Markdown: one row per variant of ``dataset`` (on ``test_set`` for a schedule with several), mean ±
-    std over its seeds of every metric present, and the difference of each mean to the baseline's."""
+    std over its seeds of every metric present, the difference of each mean to the baseline's, the
+    runs' own seconds per training iteration, and with ``costs`` the models' ``make bench`` costs."""
     section = Section(dataset, test_set)
-    groups = {v: [section.metrics(r) for r in rs] for (d, v), rs in group(records, "detection").items()
-              if d == dataset}
     seeds_of = {v: rs for (d, v), rs in group(records, "detection").items() if d == dataset}
-    if not groups:
+    if not seeds_of:
         return "_no finished runs yet_\n"
+    groups = {v: [section.metrics(r) for r in rs] for v, rs in seeds_of.items()}
     present = [m for m in DETECTION_METRICS if any(m in r for rs in groups.values() for r in rs)]
     summaries = {v: {m: summarize([r[m] for r in rs if m in r]) for m in present}
                  for v, rs in groups.items()}
     header = ["model", "seeds", *[m.replace("_", " ") for m in present], "Δ segm AP vs baseline (± s.e.)"]
-    cost = {v: [r["seconds_per_iteration"] for r in rs if r.get("seconds_per_iteration")] for v, rs in seeds_of.items()}
-    base_cost = statistics.mean(cost["baseline"]) if cost.get("baseline") else None
-    if any(cost.values()):
-        header.append("s / training iteration (x baseline)")
+    run_cost = {v: run_seconds_per_iteration(rs) for v, rs in seeds_of.items()}
+    if any(run_cost.values()):
+        header.append("s / training iteration, these runs (x baseline)")
+    bench = costs.by_variant if costs and SCHEDULES[dataset].config_dir == BENCHMARKED_CONFIG_DIR else {}
+    bench_base = bench.get("baseline")
+    if bench:
+        header += ["s / training iteration, bench (x baseline)", "s / full-size frame, bench (x baseline)",
+                   "peak RSS MiB, bench (inference / training)"]
     rows = []
     base = summaries.get("baseline", {}).get("segm_AP")
     for variant in groups:
@@ -255,12 +312,17 @@ def detection_table(records: Iterable[Mapping[str, Any]], dataset: str, test_set
         delta_text = "" if base is None or ours is None or variant == "baseline" else difference(ours, base)
         seeds = ", ".join(str(r["seed"]) for r in seeds_of[variant])
         row = [VARIANTS[variant].name, seeds, *cells, delta_text]
-        if any(cost.values()):
-            mean_cost = statistics.mean(cost[variant]) if cost[variant] else None
-            row.append("" if mean_cost is None else f"{mean_cost:.2f}" + (
-                f" (x{mean_cost / base_cost:.2f})" if base_cost else ""))
+        if any(run_cost.values()):
+            row.append(with_ratio(run_cost[variant], run_cost.get("baseline")))
+        if bench:
+            cost = bench.get(variant)
+            row += ["", "", ""] if cost is None else [
+                with_ratio(cost.training_s, bench_base and bench_base.training_s),
+                with_ratio(cost.inference_s, bench_base and bench_base.inference_s),
+                " / ".join("–" if mb is None else f"{mb:.0f}" for mb in (cost.inference_rss_mb, cost.training_rss_mb))]
         rows.append(row)
-    return markdown_table(header, rows) + "\n"
+    table = markdown_table(header, rows) + "\n"
+    return table + (f"\nBench columns: {costs.source}.\n" if bench else "")
 
 
 def classifier_table(records: Iterable[Mapping[str, Any]]) -> str:

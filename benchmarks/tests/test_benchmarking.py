@@ -1,5 +1,7 @@
 """The benchmark harness: warm-up calls are not timed, a fresh process reports its own peak memory and
 its errors, tables show medians, spreads and ratios, and the report survives an interrupted run."""
+import json
+
 import numpy as np
 import pytest
 
@@ -57,11 +59,17 @@ def test_results_table():
 
 def test_report_is_written_after_each_section(tmp_path):
     path = tmp_path / "out" / "RESULTS.md"
-    report = MarkdownReport(str(path), "Benchmarks", "Command: `x`")
-    report.add_section("A", "first")
+    report = MarkdownReport(str(path), "Benchmarks", "Command: `x`", {"command": "x"})
+    report.add_section("A", "first", {"models": [Measurement("base", [2.0, 1.0, 3.0], 100.0, {"dtype": "bfloat16"})]})
     assert path.read_text() == "# Benchmarks\n\nCommand: `x`\n\n## A\n\nfirst\n"
+    data = json.loads((tmp_path / "out" / "RESULTS.json").read_text())
+    assert data["command"] == "x"
+    assert data["sections"]["A"]["models"] == [{"name": "base", "median_s": 2.0, "seconds": [2.0, 1.0, 3.0],
+                                                "peak_rss_mb": 100.0, "columns": {"dtype": "bfloat16"}}]
+    report.add_section("B", "second")
+    assert json.loads((tmp_path / "out" / "RESULTS.json").read_text())["sections"]["B"] == {}
     report.write(footer="done")
-    assert path.read_text().endswith("first\n\ndone\n")
+    assert path.read_text().endswith("second\n\ndone\n")
 
 
 def test_stepwise_table_gives_each_row_over_the_one_before():

@@ -10,7 +10,7 @@ import pytest
 from detectron2_myeloma import load_config
 from benchmarks.ablations import VARIANTS
 from benchmarks.comparison import (SCHEDULES, Run, classifier_metrics, classifier_table, detection_metrics,
-                                           detection_table, grid, load_records, plot_detection, replace_section,
+                                           detection_table, grid, load_costs, load_records, plot_detection, replace_section,
                                            seconds_per_iteration, sections, summarize)
 from benchmarks.parallel_jobs import Job, run_jobs
 from benchmarks.compare import jobs_for, main
@@ -164,7 +164,7 @@ def test_a_schedule_with_several_test_sets_gets_a_table_each():
     assert metrics == {"segpc_lowres_val": {"segm_AP": 70.0, "mIoU": 0.9},
                        "segpc_mini_val": {"segm_AP": 80.0, "mIoU": 0.93}, "segpc_nikon_val": {}}
     records = [{"kind": "detection", "dataset": "segpc_all", "variant": v, "seed": seed, "seconds_per_iteration": t,
-                "metrics": {"segpc_lowres_val": {"segm_AP": ap, "mIoU": 0.9}, "segpc_mini_val": {"segm_AP": ap + 10}}}
+                "trained_here": True, "metrics": {"segpc_lowres_val": {"segm_AP": ap, "mIoU": 0.9}, "segpc_mini_val": {"segm_AP": ap + 10}}}
                for v, seed, ap, t in (("baseline", 1, 70.0, 0.9), ("baseline", 2, 72.0, 1.1), ("rmask", 1, 75.0, 2.0),
                                       ("rmask", 2, 75.0, None))]
     lowres = markdown_rows(detection_table(records, "segpc_all", "segpc_lowres_val"))
@@ -177,6 +177,42 @@ def test_a_schedule_with_several_test_sets_gets_a_table_each():
         "comparison-segpc_all-segpc_nikon_val"]
 
 
+def bench_results(path, models):
+    """A benchmarks/RESULTS.json with Inference and Training tables of ``models``: name -> (inference s,
+    training s)."""
+    def table(i):
+        return [{"name": name, "median_s": times[i], "seconds": [times[i]], "peak_rss_mb": 1500.0 + i * 500,
+                 "columns": {}} for name, times in models.items()]
+    path.write_text(json.dumps({"machine": {"date": "2026-12-03 06:00 UTC", "CPU": "AMD EPYC", "git commit": "abc"},
+                                "sections": {"Inference": {"models": table(0)}, "Training": {"models": table(1)},
+                                             "Profile": {}}}))
+    return str(path)
+
+
+def test_tables_carry_bench_costs_and_only_the_runs_own_timings(tmp_path):
+    """Bench columns come from make bench's JSON (ratios to its baseline row) and only in tables of the
+    configs it measures; a run's own s/iteration counts only when this runner trained it."""
+    costs = load_costs(bench_results(tmp_path / "RESULTS.json", {
+        VARIANTS["baseline"].name: (1.0, 2.0), VARIANTS["rmask"].name: (1.25, 2.6), "unrelated row": (9.0, 9.0)}))
+    assert set(costs.by_variant) == {"baseline", "rmask"} and "2026-12-03 06:00 UTC" in costs.source
+    records = [{"kind": "detection", "dataset": d, "variant": v, "seed": 1, "seconds_per_iteration": t,
+                "trained_here": here, "metrics": {"segm_AP": 50.0}}
+               for d in ("segpc", "dsb2018")
+               for v, t, here in (("baseline", 0.8, True), ("rmask", 5.0, False), ("bottom_up", 1.0, True))]
+    rows = markdown_rows(detection_table(records, "segpc", costs=costs))
+    assert rows[0][-4:] == ["s / training iteration, these runs (x baseline)", "s / training iteration, bench (x baseline)",
+                            "s / full-size frame, bench (x baseline)", "peak RSS MiB, bench (inference / training)"]
+    by_model = {row[0]: row[-4:] for row in rows[1:]}
+    assert by_model["Mask R-CNN (baseline)"] == ["0.80 (x1.00)", "2.00 (x1.00)", "1.00 (x1.00)", "1500 / 2000"]
+    assert by_model["R-Mask R-CNN"] == ["", "2.60 (x1.30)", "1.25 (x1.25)", "1500 / 2000"]
+    assert by_model["+ bottom-up path"] == ["1.00 (x1.25)", "", "", ""]
+    assert "Bench columns: `make bench` of 2026-12-03" in detection_table(records, "segpc", costs=costs)
+    assert "bench" not in detection_table(records, "dsb2018", costs=costs)  # DSB2018 configs are not benchmarked
+    assert load_costs(str(tmp_path / "missing.json")) is None
+    (tmp_path / "partial.json").write_text(json.dumps({"sections": {"Inference": {"models": []}}}))
+    assert load_costs(str(tmp_path / "partial.json")) is None
+
+
 def test_report_fills_markdown_and_draws_figure(tmp_path):
     results = tmp_path / "records"
     results.mkdir()
@@ -186,8 +222,10 @@ def test_report_fills_markdown_and_draws_figure(tmp_path):
     report = tmp_path / "RESULTS.md"
     names = [s.name.removeprefix("comparison-") for s in sections()] + ["classifier"]
     report.write_text("".join(f"<!-- comparison-{n}:begin -->\n<!-- comparison-{n}:end -->\n" for n in names))
-    assert main(["--report-only", "--results", str(results), "--report", str(report)]) == 0
+    bench = bench_results(tmp_path / "bench.json", {VARIANTS["baseline"].name: (1.0, 2.0)})
+    assert main(["--report-only", "--results", str(results), "--report", str(report), "--bench", bench]) == 0
     text = report.read_text()
+    assert "Bench columns: `make bench` of 2026-12-03 06:00 UTC (AMD EPYC" in text
     assert ["R-Mask R-CNN", "1", "55.0", "65.0"] in [row[:4] for row in markdown_rows(text)]
     assert text.count("no finished runs") == len(names) - 1
     assert (tmp_path / "comparison.png").stat().st_size > 10_000
