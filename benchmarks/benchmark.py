@@ -133,7 +133,7 @@ def inference_worker(cfg: CfgNode, paths: List[str], repeats: int, warmup: int, 
 def inference_cfg(config_file: str, opts: List[Any]) -> CfgNode:
     """The config as tools/predict.py builds it, untrained, with score threshold 0: every model returns
     its config's TEST.DETECTIONS_PER_IMAGE detections, so mask pasting costs what it can cost."""
-    return setup_inference(config_file, [*opts, "MODEL.WEIGHTS", ""], score_threshold=0.0)
+    return setup_inference(config_file, [*opts, "MODEL.WEIGHTS", ""], score_threshold=0.0, allow_untrained=True)
 
 
 def inference_section(args: argparse.Namespace, workdir: Path) -> SectionResult:

@@ -39,10 +39,11 @@ def add_model_arguments(parser: argparse.ArgumentParser, score_threshold: float 
 
 
 def setup_inference(config_file: Optional[str], opts: Sequence[str], score_threshold: float,
-                    max_cells: int = 0) -> CfgNode:
+                    max_cells: int = 0, allow_untrained: bool = False) -> CfgNode:
     """The frozen inference config of ``config_file`` + ``opts``; without a config file, the shipped
     model's (:func:`~detectron2_myeloma.model_zoo.default_inference`) + ``opts``. InputError when no
-    MODEL.WEIGHTS is given: a detector whose heads were never trained finds nothing, silently.
+    MODEL.WEIGHTS is given: a detector whose heads were never trained finds nothing, silently
+    (``allow_untrained`` for timing, where the weights do not matter).
 
     The score threshold is applied inside the model; ``TEST.DETECTIONS_PER_IMAGE`` is raised to
     ``max_cells`` per class, room for that many cells and their nuclei; ``MODEL.DEVICE`` falls back to
@@ -51,7 +52,7 @@ def setup_inference(config_file: Optional[str], opts: Sequence[str], score_thres
         config_file, shipped_opts = model_zoo.default_inference()
         opts = [*shipped_opts, *opts]
     cfg = load_config(config_file, opts)
-    if not cfg.MODEL.WEIGHTS:
+    if not cfg.MODEL.WEIGHTS and not allow_untrained:
         raise InputError(f"{config_file}: MODEL.WEIGHTS is empty (the detector's heads would be untrained): "
                          f"add MODEL.WEIGHTS <checkpoint or shipped model, e.g. {model_zoo.DEFAULT_DETECTOR}>, "
                          "or leave out --config-file for the shipped model")
