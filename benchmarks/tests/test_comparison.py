@@ -169,8 +169,8 @@ def test_a_schedule_with_several_test_sets_gets_a_table_each():
                                       ("rmask", 2, 75.0, None))]
     lowres = markdown_rows(detection_table(records, "segpc_all", "segpc_lowres_val"))
     mini = markdown_rows(detection_table(records, "segpc_all", "segpc_mini_val"))
-    assert lowres[1][-1] == "1.00 (x1.00)"
-    assert lowres[2] == ["R-Mask R-CNN", "1, 2", "75.0 ± 0.0", "0.900 ± 0.000", "+4.0 ± 1.0", "2.00 (x2.00)"]
+    assert lowres[1][-1] == "0.90 (x1.00)"  # the faster of the two runs
+    assert lowres[2] == ["R-Mask R-CNN", "1, 2", "75.0 ± 0.0", "0.900 ± 0.000", "+4.0 ± 1.0", "2.00 (x2.22)"]
     assert mini[1][:3] == ["Mask R-CNN (baseline)", "1, 2", "81.0 ± 1.4"] and len(mini[0]) == 5  # no mIoU there
     assert [s.name for s in sections() if s.dataset == "segpc_all"] == [
         "comparison-segpc_all-segpc_lowres_val", "comparison-segpc_all-segpc_mini_val",
@@ -195,10 +195,11 @@ def test_tables_carry_bench_costs_and_only_the_runs_own_timings(tmp_path):
     costs = load_costs(bench_results(tmp_path / "RESULTS.json", {
         VARIANTS["baseline"].name: (1.0, 2.0), VARIANTS["rmask"].name: (1.25, 2.6), "unrelated row": (9.0, 9.0)}))
     assert set(costs.by_variant) == {"baseline", "rmask"} and "2026-12-03 06:00 UTC" in costs.source
-    records = [{"kind": "detection", "dataset": d, "variant": v, "seed": 1, "seconds_per_iteration": t,
+    records = [{"kind": "detection", "dataset": d, "variant": v, "seed": seed, "seconds_per_iteration": t,
                 "trained_here": here, "metrics": {"segm_AP": 50.0}}
                for d in ("segpc", "dsb2018")
-               for v, t, here in (("baseline", 0.8, True), ("rmask", 5.0, False), ("bottom_up", 1.0, True))]
+               for v, seed, t, here in (("baseline", 1, 0.8, True), ("baseline", 2, 1.3, True), ("rmask", 1, 5.0, False),
+                                        ("bottom_up", 1, 1.0, True))]
     rows = markdown_rows(detection_table(records, "segpc", costs=costs))
     assert rows[0][-4:] == ["s / training iteration, these runs (x baseline)", "s / training iteration, bench (x baseline)",
                             "s / full-size frame, bench (x baseline)", "peak RSS MiB, bench (inference / training)"]
