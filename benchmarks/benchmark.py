@@ -20,14 +20,17 @@ Sections:
               profile_inference.txt)
   equal-time  training loss reached in the same wall-clock time (--budget) with Detectron2's settings
               and with the shipped ones
+  large-images  seconds per megapixel and peak memory of tools/predict.py's sliced inference against
+              the image size (mosaics of real frames up to 50 megapixels), shipped models
 
 Every measurement runs in a fresh process (its own peak memory, nothing warmed by an earlier one); the
 report and its JSON twin (``--output`` with ``.json``: every measurement, for the comparison tables of
 docs/RESULTS.md) are rewritten after each section. Models are untrained (timing does not depend on the
-weights).
+weights), except in large-images, where the number of cells found drives the cost.
 """
 import argparse
 import logging
+import math
 import os
 import shlex
 import sys
@@ -38,12 +41,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+import tifffile
 import torch
 from detectron2.config import CfgNode, get_cfg
 from detectron2.utils.events import EventStorage
 
 from benchmarks.ablations import BASELINE_CONFIG, RMASK_CONFIG, VARIANTS
 from benchmarks.benchmarking import (
+    FOOTER_START,
     MarkdownReport,
     Measurement,
     format_number,
@@ -59,9 +64,14 @@ from benchmarks.benchmarking import (
     training_step,
 )
 from detectron2_myeloma import load_config
+from detectron2_myeloma.data.builtin import CELL_DIAMETERS
+from detectron2_myeloma.data.classes import cell_and_nucleus_classes, model_metadata
 from detectron2_myeloma.data.images import read_image
+from detectron2_myeloma.data.regions import open_regions
 from detectron2_myeloma.engine.cpu import configure_cpu_math
 from detectron2_myeloma.engine.defaults import setup_inference
+from detectron2_myeloma.engine.predictor import build_predictor
+from detectron2_myeloma.engine.tiling import TiledPredictor, tile_starts
 from detectron2_myeloma.engine.trainer import Trainer
 from detectron2_myeloma.modeling.precision import (
     cpu_features,
@@ -430,6 +440,67 @@ def equal_time_section(args: argparse.Namespace, workdir: Path) -> SectionResult
             + results_table(measurements, "s/iteration", measurements[0]), {"configs": measurements})
 
 
+# --- large images: sliced inference ---------------------------------------------------------------
+MOSAIC_SIDES = (1, 2, 3, 4)  # frames per side of the mosaics: 3.1, 12.5, 28 and 50 megapixels
+
+
+def write_mosaic(folder: Path, side: int, suffix: str) -> str:
+    """A ``side`` x ``side`` mosaic of the bundled 2040x1536 frames (a slide-region stand-in of real
+    cells) as a tiled, deflate-compressed TIFF (read a tile at a time) or another format (read whole)."""
+    frames = [read_image(str(p)) for p in sorted((SEGPC_MINI / "x").iterdir())]
+    rows = [np.concatenate([frames[(r * side + c) % len(frames)] for c in range(side)], axis=1) for r in range(side)]
+    mosaic = np.concatenate(rows, axis=0)
+    path = str(folder / f"mosaic_{side}x{side}{suffix}")
+    if suffix == ".tif":
+        tifffile.imwrite(path, mosaic[:, :, ::-1], tile=(512, 512), compression="zlib", photometric="rgb")
+    else:
+        cv2.imwrite(path, mosaic)
+    return path
+
+
+def large_image_worker(path: str, warmup_path: str, desc: str) -> Dict[str, Any]:
+    """tools/predict.py's detection of one image with the shipped models (detector and cell classifier,
+    score threshold 0.5), after an untimed run on one frame; its tiles, cells and seconds."""
+    configure_cpu_math()
+    cfg = setup_inference(None, [], score_threshold=0.5)
+    cell_class, _ = cell_and_nucleus_classes(model_metadata(cfg, None).thing_classes)
+    diameter = CELL_DIAMETERS["segpc_mini"]
+    predictor = TiledPredictor(build_predictor(cfg, cell_class, diameter), cfg)
+    with open_regions(warmup_path) as frame:
+        predictor(frame)
+    found: Dict[str, Any] = {}
+
+    def run() -> None:
+        with open_regions(path) as regions:
+            found["shape"] = regions.shape
+            found["cells"] = int((predictor(regions).classes == cell_class).sum())
+
+    seconds = time_calls(run, repeats=1, warmup=0, desc=desc)
+    (height, width), tile = found["shape"], predictor.tile_size(diameter)
+    overlap = math.ceil(cfg.TEST.TILES.OVERLAP * diameter)
+    tiles = len(tile_starts(height, tile, overlap)) * len(tile_starts(width, tile, overlap))
+    megapixels = height * width / 1e6
+    return {"seconds": seconds, "megapixels": f"{megapixels:.1f}", "tiles": tiles, "cells found": found["cells"],
+            "s / megapixel": format_number(seconds[0] / megapixels)}
+
+
+def large_images_section(args: argparse.Namespace, workdir: Path) -> SectionResult:
+    tiffs = [write_mosaic(workdir, side, ".tif") for side in MOSAIC_SIDES]
+    png = write_mosaic(workdir, MOSAIC_SIDES[-1], ".png")
+    frame = str(next(iter(sorted((SEGPC_MINI / "x").iterdir()))))
+    variants = [(f"{os.path.basename(p)} (tiled TIFF)", large_image_worker, (p, frame)) for p in tiffs]
+    variants.append((f"{os.path.basename(png)} (PNG, decoded whole)", large_image_worker, (png, frame)))
+    measurements = measure_all(variants)
+    return ("`tools/predict.py` on images far larger than a camera frame: mosaics of the bundled "
+            f"2040x1536 frames ({', '.join(f'{s}x{s}' for s in MOSAIC_SIDES)} frames), predicted with the "
+            "shipped detector and cell classifier (score threshold 0.5, cell diameter 319.9 px) tile by tile "
+            "(`TEST.TILES`: 640 model px = 2560 image px tiles overlapping by 2 cell diameters); the 1x1 "
+            "mosaic is one frame, predicted whole. One timed run each, after an untimed run on one frame, "
+            "in a fresh process: peak RSS is that process's, the models included. A tiled TIFF is read a "
+            "tile at a time, so its memory should not grow with the image; a PNG is decoded whole first "
+            "(3 bytes per pixel more).\n\n" + results_table(measurements, "s/image"), {"images": measurements})
+
+
 # --- profiles ------------------------------------------------------------------------------------
 def profile_training_worker(cfg: CfgNode, warmup: int, desc: str) -> Dict[str, Any]:
     step = training_step(Trainer, cfg)
@@ -476,6 +547,7 @@ SECTION_FUNCTIONS: Dict[str, Tuple[str, Callable[[argparse.Namespace, Path], Sec
     "precision": ("Float32 and bfloat16 side by side", precision_section),
     "profile": ("Where the time goes", profile_section),
     "equal-time": ("Loss at equal training time", equal_time_section),
+    "large-images": ("Large images: sliced inference", large_images_section),
 }
 
 
@@ -490,6 +562,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--training-warmup", type=int, help="untimed iterations before them (default: --warmup)")
     parser.add_argument("--budget", type=float, default=150, help="equal-time: seconds of training per config")
     parser.add_argument("--output", default="benchmarks/RESULTS.md", help="markdown report to write")
+    parser.add_argument("--update", action="store_true",
+                        help="keep the other sections of --output: re-measure only --sections, each marked "
+                             "with this run's command, date, CPU and commit")
     args = parser.parse_args(argv)
     args.training_warmup = args.warmup if args.training_warmup is None else args.training_warmup
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
@@ -498,7 +573,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     machine = machine_info(str(REPO))
     preamble = (f"Command: `{command}`\n\nMachine (the CPU is shared: absolute times move with other users' "
                 f"load, ratios within one run much less):\n\n" + markdown_table(["item", "value"], machine))
-    report = MarkdownReport(args.output, "Benchmarks", preamble, {"command": command, "machine": dict(machine)})
+    if args.update:
+        details = dict(machine)
+        note = (f"_Measured by a later run than the rest: `{command}` ({details['date']}, {details['CPU']}, "
+                f"{details['CPU capability (PyTorch)']}, commit {details['git commit']})._")
+        try:
+            report = MarkdownReport.updating(args.output, note)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+    else:
+        report = MarkdownReport(args.output, "Benchmarks", preamble, {"command": command, "machine": dict(machine)})
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="benchmark-") as workdir:
         for section in args.sections:
@@ -506,7 +591,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             logger.info("section %s", section)
             report.add_section(title, *run_section(args, Path(workdir)))
     minutes = (time.perf_counter() - start) / 60
-    report.write(footer=f"Wall time of the run: {minutes:.1f} min.")
+    if not args.update:
+        report.write(footer=f"{FOOTER_START} {minutes:.1f} min.")
     logger.info("wrote %s (%.1f min)", args.output, minutes)
     return 0
 

@@ -7,6 +7,7 @@ that a noisy run shows as one.
 """
 import datetime
 import itertools
+import json
 import logging
 import multiprocessing
 import os
@@ -256,6 +257,9 @@ def machine_info(repo: str) -> List[Tuple[str, str]]:
     ]
 
 
+FOOTER_START = "Wall time of the run:"
+
+
 class MarkdownReport:
     """A results file rewritten (atomically) after every section, so that an interrupted run keeps
     what it measured, with a JSON twin (same name, ``.json``) holding every section's measurements for
@@ -266,14 +270,48 @@ class MarkdownReport:
         self.json_path = os.path.splitext(path)[0] + ".json"
         self.parts = [f"# {title}", preamble]
         self.data: Dict[str, Any] = {**(metadata or {}), "sections": {}}
+        self.note = ""  # prefixed to every section added: see updating()
+        self.footer = ""
+
+    @classmethod
+    def updating(cls, path: str, note: str) -> "MarkdownReport":
+        """The report at ``path`` and its JSON twin, to re-measure some sections in: a section added
+        replaces the one of the same title (or is appended) and starts with ``note``, which says what
+        run measured it; the other sections, the preamble and the footer stay as their run wrote them.
+        ValueError when the report or its twin is missing or not one this class wrote."""
+        report = cls(path, "", "")
+        try:
+            with open(path) as f:
+                text = f.read().rstrip("\n")
+            with open(report.json_path) as f:
+                report.data = json.load(f)
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path}: no report to update ({err})") from None
+        if not text.startswith("# ") or not isinstance(report.data.get("sections"), dict):
+            raise ValueError(f"{path}: not a report of benchmarks/benchmark.py")
+        head, *sections = text.split("\n\n## ")
+        if sections and FOOTER_START in sections[-1]:
+            sections[-1], footer = sections[-1].split(f"\n\n{FOOTER_START}", 1)
+            report.footer = FOOTER_START + footer
+        report.parts = [head, *(f"## {s}" for s in sections)]
+        report.note = note
+        return report
 
     def add_section(self, title: str, body: str,
                     tables: Optional[Dict[str, Sequence[Measurement]]] = None) -> None:
-        """Append ``body`` under ``title``; ``tables`` (name -> measurements) go into the JSON twin."""
-        self.parts.append(f"## {title}\n\n{body}")
+        """Add ``body`` under ``title`` (replacing a section of that title); ``tables`` (name ->
+        measurements) go into the JSON twin."""
+        part = f"## {title}\n\n" + (f"{self.note}\n\n" if self.note else "") + body
+        same = [i for i, p in enumerate(self.parts) if p.startswith(f"## {title}\n")]
+        if same:
+            self.parts[same[0]] = part
+        else:
+            self.parts.append(part)
         self.data["sections"][title] = {name: [m.as_dict() for m in ms] for name, ms in (tables or {}).items()}
         self.write()
 
     def write(self, footer: str = "") -> None:
+        """Rewrite both files; ``footer`` (e.g. the run's wall time) replaces the footer kept so far."""
+        self.footer = footer or self.footer
         write_json_atomic(self.data, self.json_path, indent=1)
-        write_atomic(self.path, "\n\n".join(self.parts + ([footer] if footer else [])) + "\n")
+        write_atomic(self.path, "\n\n".join(self.parts + ([self.footer] if self.footer else [])) + "\n")

@@ -114,7 +114,7 @@ def main(argv: Optional[List[str]] = None) -> int:
              ("train_net", "--config-file", config_file, "--eval-only", "MODEL.WEIGHTS", model_zoo.DEFAULT_DETECTOR,
               "DATASETS.TEST", "('segpc_mini_val',)", "OUTPUT_DIR", paths["detector"])))
     steps += [
-        ("detect and classify the val images: overlays, colour splash, CSV, COCO json",
+        ("detect and classify the val images: overlays, colour splash, CSV, COCO json, QuPath GeoJSON, case report",
          ("predict", *model[:2], "--input", os.path.join(val, "x"), "--output", paths["predictions"],
           "--overwrite", *model[2:], *classifier)),
         ("write the SegPC-2021 submission of the val images",
@@ -165,7 +165,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         results.append(("detector/inference/", "COCO and SegPC evaluation of the shipped detector"))
     results += [
         ("predictions/", "overlays (coloured by the classifier), colour splash, summary.csv, cells.csv, "
-                         "COCO results json"),
+                         "COCO results json, <image>.geojson for QuPath, report.html (the case report)"),
         ("submission.txt, masks/", "SegPC-2021 submission of the val images and its masks"),
         ("score.json", "its local SegPC-2021 score"),
         ("headline.json", "the numbers below")]

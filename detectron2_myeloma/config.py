@@ -22,6 +22,11 @@ def add_myeloma_config(cfg: CN) -> None:
     _C.SOLVER.AMP.ENABLED = None  # training: bf16 autocast on a CPU with AVX512-BF16/AMX, AMPTrainer on CUDA
     _C.TEST.AMP = CN()
     _C.TEST.AMP.ENABLED = None  # inference: body, RoI heads and post-hooks float32, FPN/PANet/RPN autocast
+    # Sliced inference of images larger than a camera frame (slide regions; engine/tiling.py), for models
+    # at one cell scale (INPUT.CELL_DIAMETER.TEST); a model resizing by MIN_SIZE_TEST predicts images whole.
+    _C.TEST.TILES = CN()
+    _C.TEST.TILES.SIZE = 640  # tile side in model pixels; an image that fits is predicted whole
+    _C.TEST.TILES.OVERLAP = 2.0  # overlap of neighbouring tiles in median cell diameters (> 1: a cell fits)
 
     # timm bottom-up of BACKBONE.NAME "build_timm_rmask_fpn_backbone" (features named res2..res5).
     _C.MODEL.TIMM = CN()

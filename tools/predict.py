@@ -7,10 +7,17 @@
 Without --config-file the shipped SegPC-2021 model predicts (models/, detectron2_myeloma.model_zoo).
 
 For each image: <stem>_overlay.png (predictions drawn by Detectron2's Visualizer) and <stem>_splash.png
-(detected cells in colour, the rest grey), scaled down to 1280 px; for all images: summary.csv (one row
-per image: cells, myeloma / non-myeloma counts when a classifier labelled the cells, mean score, mean and
-median cell area in pixels), cells.csv (one row per detection) and instances_predictions.json (COCO
-results, RLE masks). Unreadable images are listed at the end and make the exit status 1. --output
+(detected cells in colour, the rest grey), scaled down to 1280 px, and <stem>.geojson (the cells for
+QuPath: outlines, myeloma / other classification, areas, nucleus/cell ratio, scores; --no-geojson to
+skip); for all images: summary.csv (one row per image: cells, myeloma / non-myeloma counts when a
+classifier labelled the cells, mean score, mean and median cell area in pixels), cells.csv (one row per
+detection) and instances_predictions.json (COCO results, RLE masks); and a report of the whole input as
+one case (report.md, report.json, report.html: cells found, myeloma calls, the myeloma fraction with 95%
+intervals, per-image counts, galleries of the most and least confident myeloma calls).
+
+Images larger than a tile (TEST.TILES.SIZE pixels at the model's scale: slide regions, not camera
+frames) are predicted tile by tile, in memory that follows the tile; give their --cell-diameter. A
+TIFF's full-resolution level is read a tile at a time; other formats are decoded whole first. Unreadable images are listed at the end and make the exit status 1. --output
 must be a new or empty folder (--overwrite replaces an earlier run's whole); it appears when all is
 written.
 
@@ -22,6 +29,7 @@ the non-myeloma cells.
 import _quiet  # noqa: F401  first: silences third-party warnings that are not the user's business
 import argparse
 import logging
+import os
 from typing import List, Optional
 
 from detectron2_myeloma.data.classes import cell_and_nucleus_classes, model_metadata
@@ -29,7 +37,10 @@ from detectron2_myeloma.data.images import Failure, list_images
 from detectron2_myeloma.engine.cpu import configure_cpu_math
 from detectron2_myeloma.engine.defaults import (add_model_arguments, report_failures, reports_input_errors,
                                                 setup_inference)
-from detectron2_myeloma.engine.predictor import build_predictor, predict_images
+from detectron2_myeloma.engine.predictor import build_predictor
+from detectron2_myeloma.engine.tiling import TiledPredictor, predict_cells
+from detectron2_myeloma.export.case_report import CaseReport, describe_model
+from detectron2_myeloma.export.geojson import OBJECT_TYPES
 from detectron2_myeloma.export.predictions import PredictionWriter
 from detectron2_myeloma.utils.atomic import OutputFolder
 
@@ -41,8 +52,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--input", required=True, help="image file or folder (.bmp/.png/.jpg/.tif...)")
     parser.add_argument("--output", required=True, help="output folder (new or empty)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier run's --output folder")
+    parser.add_argument("--case", help="name of the case in the report (default: the --input name)")
+    parser.add_argument("--no-geojson", action="store_true", help="do not write <stem>.geojson for QuPath")
+    parser.add_argument("--qupath-object", choices=OBJECT_TYPES, default="detection",
+                        help="QuPath object type of each cell (default: detection; cell: with its nucleus)")
+    parser.add_argument("--pixel-size", type=float, metavar="UM",
+                        help="side of an image pixel in micrometres: areas in um^2 as well as in pixels")
     add_model_arguments(parser)
     args = parser.parse_args(argv)
+    if args.pixel_size is not None and not args.pixel_size > 0:
+        parser.error(f"--pixel-size must be a positive number of micrometres, got {args.pixel_size}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
     paths = list_images(args.input)  # bad input is reported before the model loads
@@ -50,13 +69,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     configure_cpu_math()
     cfg = setup_inference(args.config_file, args.opts, args.score_threshold)
     metadata = model_metadata(cfg, args.classes)
-    cell_class, _ = cell_and_nucleus_classes(metadata.thing_classes)
-    predictor = build_predictor(cfg, cell_class, args.cell_diameter)
+    cell_class, nucleus_class = cell_and_nucleus_classes(metadata.thing_classes)
+    predictor = TiledPredictor(build_predictor(cfg, cell_class, args.cell_diameter), cfg)
+    geojson = None if args.no_geojson else {"object_type": args.qupath_object, "pixel_size_um": args.pixel_size}
+    report = CaseReport(cell_class)
     position = {path: index for index, path in enumerate(paths, start=1)}
     failures: List[Failure] = []
-    with output as folder, PredictionWriter(folder, metadata, cell_class) as writer:
-        for path, image, instances in predict_images(predictor, paths, failures):
-            writer.add(position[path], path, image, instances)
+    with output as folder:
+        with PredictionWriter(folder, metadata, cell_class, nucleus_class, geojson) as writer:
+            for path, image, detections in predict_cells(predictor, paths, failures):
+                writer.add(position[path], path, image, detections)
+                report.add(path, image, detections)
+        report.write(folder, args.case or os.path.basename(os.path.normpath(args.input)), describe_model(cfg))
     print(f"{len(writer.results)} detections in {len(paths) - len(failures)} images: {args.output}")
     return report_failures(failures)
 

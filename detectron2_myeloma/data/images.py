@@ -27,7 +27,7 @@ import logging
 import os
 import warnings
 from contextlib import contextmanager
-from typing import Any, Iterator, List, Mapping, Sequence, Tuple
+from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tifffile
@@ -170,8 +170,9 @@ def _tifffile_warnings_raise(path: str) -> Iterator[None]:
         raise DatasetError(path, f"damaged TIFF ({_one_line(Exception(records[0].getMessage()))})")
 
 
-def _to_uint8(array: np.ndarray, path: str) -> np.ndarray:
-    """8-bit pixels: deeper integers scaled by the bit depth their brightest pixel needs."""
+def _to_uint8(array: np.ndarray, path: str, bits: Optional[int] = None) -> np.ndarray:
+    """8-bit pixels: deeper integers scaled by the bit depth their brightest pixel needs (``bits``,
+    when the brightest pixel of the whole image is known and ``array`` is a part of it)."""
     if array.dtype == np.uint8:
         return array
     if array.dtype == bool:
@@ -184,18 +185,31 @@ def _to_uint8(array: np.ndarray, path: str) -> np.ndarray:
     if np.issubdtype(array.dtype, np.integer):
         if array.min() < 0:
             raise DatasetError(path, f"negative pixel values ({array.dtype}, min {array.min()})")
-        bits = max(8, int(array.max()).bit_length())
+        bits = bits or integer_bit_depth(int(array.max()))
         return np.round(array.astype(np.float32) * (255 / (2 ** bits - 1))).astype(np.uint8)
     raise DatasetError(path, f"unsupported pixel type {array.dtype}")
+
+
+def integer_bit_depth(brightest: int) -> int:
+    """The bit depth that integer pixels up to ``brightest`` are taken to have (at least 8)."""
+    return max(8, int(brightest).bit_length())
 
 
 def read_image(path: str, format: str = "BGR") -> np.ndarray:
     """HxWx3 uint8 image in ``format`` ("BGR", OpenCV's and the models' order, or "RGB"): grey made
     colour, alpha laid on white, deep pixels scaled (:func:`decode_image`); DatasetError naming the
     file when it cannot be read."""
+    return pixels_to_image(decode_image(path), path, format)
+
+
+def pixels_to_image(pixels: np.ndarray, path: str, format: str = "BGR", bits: Optional[int] = None
+                    ) -> np.ndarray:
+    """Decoded pixels (HxW or HxWxC, as :func:`decode_image` gives them) as :func:`read_image` returns
+    an image; ``bits``: the bit depth of integer pixels deeper than 8, when ``pixels`` is a part of an
+    image whose brightest pixel is known."""
     if format not in ("BGR", "RGB"):
         raise ValueError(f"image format must be BGR or RGB, got {format!r}")
-    image = _to_uint8(decode_image(path), path)
+    image = _to_uint8(pixels, path, bits)
     if image.ndim == 2:
         image = image[:, :, None]
     channels = image.shape[2]

@@ -37,6 +37,7 @@ from ..data.segpc_format import (
     resize_to_submission,
 )
 from ..data.images import image_stem, list_images
+from ..structures import CellDetections
 from ..utils.atomic import OutputFolder, check_output_file
 from ..utils.errors import InputError
 from .segpc_score import gt_mask_files
@@ -125,29 +126,9 @@ def select_instances(instances: Instances, cell_class: int, score_threshold: flo
 
 def match_nuclei(instances: Instances, cell_class: int, nucleus_class: Optional[int],
                  min_overlap: float = MIN_NUCLEUS_OVERLAP) -> List[Tuple[int, Optional[int]]]:
-    """(cell index, nucleus index or None) for every cell detection, in order. A cell takes the
-    nucleus with the largest overlap = |nucleus & cell| / |nucleus|, if that is at least
-    ``min_overlap`` (a nucleus mostly outside belongs to a neighbour). Nuclei may serve several cells."""
-    classes = torch.as_tensor(instances.pred_classes).cpu().numpy()
-    cells = np.flatnonzero(classes == cell_class)
-    nuclei = np.flatnonzero(classes == nucleus_class) if nucleus_class is not None else cells[:0]
-    if nuclei.size == 0:
-        return [(int(i), None) for i in cells]
-    masks = _pred_masks(instances)
-    nucleus_area = np.array([np.count_nonzero(masks[j]) for j in nuclei])
-    pairs: List[Tuple[int, Optional[int]]] = []
-    for i in cells:
-        window = _bbox_window(masks[i])
-        best: Optional[int] = None
-        if window is not None:
-            cell = masks[i][window]
-            inter = np.array([np.count_nonzero(masks[j][window] & cell) for j in nuclei])
-            overlap = inter / np.maximum(nucleus_area, 1)
-            top = int(np.argmax(overlap))
-            if inter[top] > 0 and overlap[top] >= min_overlap:
-                best = int(nuclei[top])
-        pairs.append((int(i), best))
-    return pairs
+    """:meth:`CellDetections.match_nuclei <detectron2_myeloma.structures.CellDetections.match_nuclei>`
+    of ``instances``."""
+    return CellDetections.from_instances(instances).match_nuclei(cell_class, nucleus_class, min_overlap)
 
 
 def iter_cell_parts(instances: Instances, cell_class: int, nucleus_class: Optional[int],

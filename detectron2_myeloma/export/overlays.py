@@ -1,14 +1,14 @@
 """Pictures of predictions: Detectron2 Visualizer overlays captioned by the cell classifier's answer,
 and colour splashes (cells in colour, the rest grey), scaled for viewing."""
-from typing import Optional, Tuple
+from typing import List, Tuple
 
 import cv2
 import numpy as np
 from detectron2.data import Metadata
-from detectron2.structures import Instances
 from detectron2.utils.visualizer import Visualizer
 
 from ..classifier.labels import NOT_CLASSIFIED
+from ..structures import CellDetections, MaskCrop
 
 PREVIEW_MAX_SIDE = 1280  # overlays and splashes of 2040x1536 / 2560x1920 images are scaled down to this
 
@@ -28,27 +28,41 @@ MYELOMA_COLOURS = {1: (0.86, 0.08, 0.24), 0: (0.0, 0.63, 0.3)}  # RGB in [0, 1]:
 UNLABELLED_COLOUR = (30, 90, 255)  # 0-255 RGB, for classes without metadata.thing_colors
 
 
-def cell_labels(instances: Instances) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
-    """The cell classifier's labels and myeloma probabilities of ``instances`` (None without them)."""
-    labels = instances.pred_cell_labels.numpy() if instances.has("pred_cell_labels") else None
-    probs = instances.pred_cell_probs.numpy() if instances.has("pred_cell_probs") else None
-    if probs is not None and probs.ndim == 2:
-        probs = probs[:, 1]
-    return labels, probs
+def preview_polygons(crop: MaskCrop, scale: float) -> List[np.ndarray]:
+    """The outlines of a mask at ``scale``, as Visualizer takes polygon masks (flat x, y lists)."""
+    small = crop.scaled(scale)
+    if small.area == 0:
+        return []
+    contours, _ = cv2.findContours(small.mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE,
+                                   offset=(small.x, small.y))
+    return [c.reshape(-1).astype(np.float64) + 0.5 for c in contours if len(c) >= 3]
 
 
-def draw_overlay(image: np.ndarray, instances: Instances, metadata: Metadata, scale: float) -> np.ndarray:
-    """Detectron2's Visualizer drawing of ``instances`` over ``image`` (BGR in, BGR out). Cells the
-    classifier labelled are coloured and captioned by its answer ("myeloma 93%" in red, "other 12%" in
-    green: the myeloma probability); other detections keep the class name and detector score."""
-    visualizer = Visualizer(image[:, :, ::-1], metadata=metadata, scale=scale)
-    labels, probs = cell_labels(instances)
-    if labels is None or not len(instances):
-        return visualizer.draw_instance_predictions(instances).get_image()[:, :, ::-1]
+def preview_mask(detections: CellDetections, indices: np.ndarray, shape: Tuple[int, int]) -> np.ndarray:
+    """The union of the masks at ``indices``, drawn at the size ``shape`` of a preview."""
+    scale = shape[1] / detections.image_size[1]
+    canvas = np.zeros(shape, dtype=bool)
+    for i in indices:
+        detections.masks[i].scaled(scale).paste(canvas)
+    return canvas
+
+
+def draw_overlay(preview: np.ndarray, detections: CellDetections, metadata: Metadata) -> np.ndarray:
+    """Detectron2's Visualizer drawing of ``detections`` over ``preview``, the image (BGR) scaled to
+    the size to draw at; masks are drawn as outlines scaled to it, so a slide region's thousands of
+    cells never need a full-size mask each. Cells the classifier labelled are coloured and captioned by
+    its answer ("myeloma 93%" in red, "other 12%" in green: the myeloma probability); other detections
+    keep the class name and detector score."""
+    scale = preview.shape[1] / detections.image_size[1]
+    visualizer = Visualizer(preview[:, :, ::-1], metadata=metadata, scale=1.0)
     thing_colours = metadata.get("thing_colors", None)
-    captions, colours = [], []
-    for index, (cls, score) in enumerate(zip(instances.pred_classes.tolist(), instances.scores.tolist())):
-        label = int(labels[index])
+    labels, probs = detections.labels, detections.probs
+    captions, colours, polygons, boxes = [], [], [], []
+    for index, (cls, score) in enumerate(zip(detections.classes.tolist(), detections.scores.tolist())):
+        outline = preview_polygons(detections.masks[index], scale)
+        if not outline:
+            continue
+        label = NOT_CLASSIFIED if labels is None else int(labels[index])
         if label == NOT_CLASSIFIED:
             captions.append(f"{metadata.thing_classes[cls]} {score:.0%}")
             colours.append(tuple(c / 255 for c in (thing_colours[cls] if thing_colours else UNLABELLED_COLOUR)))
@@ -56,6 +70,10 @@ def draw_overlay(image: np.ndarray, instances: Instances, metadata: Metadata, sc
             prob = f" {probs[index]:.0%}" if probs is not None else ""
             captions.append(("myeloma" if label == 1 else "other") + prob)
             colours.append(MYELOMA_COLOURS[label])
-    drawn = visualizer.overlay_instances(masks=instances.pred_masks.numpy(), boxes=instances.pred_boxes,
-                                         labels=captions, assigned_colors=colours, alpha=0.4)
+        polygons.append(outline)
+        boxes.append(detections.boxes[index] * scale)
+    if not polygons:
+        return visualizer.output.get_image()[:, :, ::-1]
+    drawn = visualizer.overlay_instances(masks=polygons, boxes=np.array(boxes), labels=captions,
+                                         assigned_colors=colours, alpha=0.4)
     return drawn.get_image()[:, :, ::-1]

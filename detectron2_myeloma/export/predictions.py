@@ -1,19 +1,21 @@
-"""The files ``tools/predict.py`` writes for a folder of images: preview pictures, CSV tables and COCO
-results json."""
+"""The files ``tools/predict.py`` writes for a folder of images: preview pictures, CSV tables, COCO
+results json and QuPath GeoJSON."""
 import csv
 import json
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import cv2
 import numpy as np
 from detectron2.data import Metadata
-from detectron2.evaluation.coco_evaluation import instances_to_coco_json
-from detectron2.structures import Instances
 
-from ..data.images import image_stem
 from ..classifier.labels import NOT_CLASSIFIED
-from .overlays import cell_labels, colour_splash, draw_overlay, preview_scale
+from ..data.images import image_stem
+from ..data.regions import ImageRegions
+from ..structures import CellDetections
+from ..utils.atomic import write_json_atomic
+from .geojson import cell_features, feature_collection
+from .overlays import colour_splash, draw_overlay, preview_mask, preview_scale
 
 RESULTS_JSON = "instances_predictions.json"
 SUMMARY_COLUMNS = ["image", "cells", "myeloma", "non_myeloma", "mean_score", "mean_area", "median_area"]
@@ -23,22 +25,26 @@ CELL_COLUMNS = ["image", "index", "class", "score", "area", "x", "y", "width", "
 
 class PredictionWriter:
     """Context manager saving, for each image, ``<stem>_overlay.png`` (Detectron2 Visualizer) and
-    ``<stem>_splash.png`` (cells in colour, the rest grey), both scaled by :func:`preview_scale`; a row
-    in ``summary.csv`` and one row per detection in ``cells.csv``; and on exit every detection in
-    ``instances_predictions.json``, a COCO results list (pycocotools ``loadRes``) whose ``image_id``
-    is the image's 1-based position in its listing and whose ``category_id`` is the class index + 1,
-    the numbering of :func:`detectron2_myeloma.data.coco_io.dicts_to_coco`.
+    ``<stem>_splash.png`` (cells in colour, the rest grey), scaled by :func:`preview_scale`;
+    ``<stem>.geojson`` (the cells for QuPath, :mod:`~detectron2_myeloma.export.geojson`) unless
+    ``geojson`` is None; a row in ``summary.csv`` and one row per detection in ``cells.csv``; and on exit
+    every detection in ``instances_predictions.json``, a COCO results list (pycocotools ``loadRes``)
+    whose ``image_id`` is the image's 1-based position in its listing and whose ``category_id`` is the
+    class index + 1, the numbering of :func:`detectron2_myeloma.data.coco_io.dicts_to_coco`.
 
-    The myeloma columns are filled when the instances carry ``pred_cell_labels`` (1 = myeloma,
-    0 = non-myeloma, -1 = not classified, e.g. a nucleus) and ``pred_cell_probs`` (myeloma probability;
-    (N, 2) class probabilities are read at column 1), as the cell classifier post-hook adds them; they
-    are left empty otherwise, and so are the ``myeloma_label`` / ``myeloma_prob`` keys of the json.
+    The myeloma columns are filled when the cell classifier labelled the cells (``labels`` and
+    ``probs`` of the detections); they are left empty otherwise, and so are the ``myeloma_label`` /
+    ``myeloma_prob`` keys of the json. ``geojson`` holds the keyword arguments of
+    :func:`~detectron2_myeloma.export.geojson.cell_features` other than the detections and classes.
     """
 
-    def __init__(self, output_dir: str, metadata: Metadata, cell_class: int):
+    def __init__(self, output_dir: str, metadata: Metadata, cell_class: int,
+                 nucleus_class: Optional[int] = None, geojson: Optional[Dict[str, Any]] = None):
         self.output_dir = output_dir
         self.metadata = metadata
         self.cell_class = cell_class
+        self.nucleus_class = nucleus_class
+        self.geojson = geojson
         self.results: List[Dict[str, Any]] = []
         self._files: List[Any] = []
 
@@ -61,29 +67,30 @@ class PredictionWriter:
         with open(os.path.join(self.output_dir, RESULTS_JSON), "w") as f:
             json.dump(self.results, f)
 
-    def add(self, image_index: int, path: str, image: np.ndarray, instances: Instances) -> None:
-        """Save everything about one image (BGR) and its CPU ``instances`` at the image's resolution."""
+    def add(self, image_index: int, path: str, image: ImageRegions, detections: CellDetections) -> None:
+        """Save everything about one image and its ``detections`` (at its full resolution); the pictures
+        are drawn on a preview of it, scaled by :func:`preview_scale`."""
         stem, name = image_stem(path), os.path.basename(path)
-        scale = preview_scale(*image.shape[:2])
-        self._write_png(f"{stem}_overlay.png", draw_overlay(image, instances, self.metadata, scale))
+        preview = image.preview(preview_scale(*image.shape))
+        self._write_png(f"{stem}_overlay.png", draw_overlay(preview, detections, self.metadata))
+        is_cell = detections.classes == self.cell_class
+        cells = preview_mask(detections, np.flatnonzero(is_cell), preview.shape[:2])
+        self._write_png(f"{stem}_splash.png", colour_splash(preview, cells))
+        if self.geojson is not None:
+            features = cell_features(detections, self.cell_class, self.nucleus_class,
+                                     **{"id_prefix": stem, **self.geojson})
+            write_json_atomic(feature_collection(features), os.path.join(self.output_dir, f"{stem}.geojson"))
 
-        masks = instances.pred_masks.numpy()
-        classes = instances.pred_classes.numpy()
-        is_cell = classes == self.cell_class
-        cells = np.zeros(image.shape[:2], dtype=bool)
-        for i in np.flatnonzero(is_cell):
-            cells |= masks[i]
-        splash = colour_splash(image, cells)
-        size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
-        self._write_png(f"{stem}_splash.png", cv2.resize(splash, size, interpolation=cv2.INTER_AREA))
-
-        areas = masks.sum(axis=(1, 2))
-        scores = instances.scores.numpy()
-        labels, probs = cell_labels(instances)
+        areas = detections.areas()
         names = self.metadata.thing_classes
-        for index, result in enumerate(instances_to_coco_json(instances, image_index)):
-            result["category_id"] += 1
-            result["file_name"] = name
+        labels, probs = detections.labels, detections.probs
+        for index in range(len(detections)):
+            x0, y0, x1, y1 = (float(v) for v in detections.boxes[index])
+            rle = detections.masks[index].rle(detections.image_size)
+            result = {"image_id": image_index, "category_id": int(detections.classes[index]) + 1,
+                      "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(detections.scores[index]),
+                      "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
+                      "file_name": name}
             classified = labels is not None and labels[index] != NOT_CLASSIFIED
             if classified:
                 result["myeloma_label"] = int(labels[index])
@@ -91,13 +98,13 @@ class PredictionWriter:
                 result["myeloma_prob"] = float(probs[index])
             self.results.append(result)
             self._cells.writerow({
-                "image": name, "index": index, "class": names[classes[index]],
-                "score": f"{scores[index]:.4f}", "area": int(areas[index]),
+                "image": name, "index": index, "class": names[detections.classes[index]],
+                "score": f"{detections.scores[index]:.4f}", "area": int(areas[index]),
                 **dict(zip(("x", "y", "width", "height"), (f"{v:.1f}" for v in result["bbox"]))),
                 "myeloma_label": result.get("myeloma_label", ""),
                 "myeloma_prob": f"{result['myeloma_prob']:.4f}" if "myeloma_prob" in result else "",
             })
-        cell_areas, cell_scores = areas[is_cell], scores[is_cell]
+        cell_areas, cell_scores = areas[is_cell], detections.scores[is_cell]
         self._summary.writerow({
             "image": name, "cells": int(is_cell.sum()),
             "myeloma": "" if labels is None else int((labels[is_cell] == 1).sum()),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pycocotools.mask as mask_util
 import pytest
 import torch
 from detectron2.config import get_cfg
@@ -15,9 +16,11 @@ from detectron2.data import Metadata
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from pycocotools.coco import COCO
+from shapely.geometry import shape
 from testutils import write_tiny_classifier
 
 from detectron2_myeloma import add_myeloma_config
+from detectron2_myeloma.data.regions import ArrayRegions
 from detectron2_myeloma.data.segpc_format import (
     CYTOPLASM_VALUE,
     NUCLEUS_VALUE,
@@ -27,6 +30,7 @@ from detectron2_myeloma.data.segpc_format import (
 from detectron2_myeloma.engine.defaults import setup_inference
 from detectron2_myeloma.engine.predictor import build_predictor
 from detectron2_myeloma.export.predictions import CELL_COLUMNS, RESULTS_JSON, SUMMARY_COLUMNS, PredictionWriter
+from detectron2_myeloma.structures import CellDetections
 from detectron2_myeloma.utils.atomic import OUTPUT_MARKER
 from cli import tool_main
 
@@ -140,6 +144,14 @@ def test_predict_outputs(config_file, tmp_path, caplog):
         cells = list(csv.DictReader(f))
     assert list(cells[0]) == CELL_COLUMNS and len(cells) == len(results)
     assert [float(c["score"]) for c in cells] == pytest.approx([r["score"] for r in results], abs=1e-4)
+    # QuPath: one Feature per cell, the outline of its COCO mask
+    collection = json.loads((out / "2009.geojson").read_text())
+    assert collection["type"] == "FeatureCollection" and len(collection["features"]) == len(results)
+    for feature, result in zip(collection["features"], results):
+        mask = mask_util.decode(result["segmentation"]).astype(bool)
+        assert shape(feature["geometry"]).area == pytest.approx(mask.sum(), rel=0.02)
+        assert feature["properties"]["measurements"]["Cell area px"] == mask.sum()
+        assert feature["properties"]["objectType"] == "detection" and "classification" not in feature["properties"]
 
 
 def test_predictor_gives_the_model_the_original_image(config_file):
@@ -295,8 +307,8 @@ def test_classifier_fields_fill_the_myeloma_columns(tmp_path):
     instances.pred_cell_labels = torch.tensor([1, 0, 1, -1])
     instances.pred_cell_probs = torch.tensor([0.95, 0.2, 0.6, float("nan")])
     metadata = Metadata(name="test", thing_classes=["cell", "nucleus"])
-    with PredictionWriter(str(tmp_path), metadata, cell_class=0) as writer:
-        writer.add(1, "slide.png", image, instances)
+    with PredictionWriter(str(tmp_path), metadata, cell_class=0, nucleus_class=1, geojson={}) as writer:
+        writer.add(1, "slide.png", ArrayRegions("slide.png", image), CellDetections.from_instances(instances))
     with open(tmp_path / "summary.csv", newline="") as f:
         summary, = csv.DictReader(f)
     assert (summary["cells"], summary["myeloma"], summary["non_myeloma"]) == ("3", "2", "1")
@@ -315,3 +327,6 @@ def test_classifier_fields_fill_the_myeloma_columns(tmp_path):
     overlay = cv2.imread(str(tmp_path / "slide_overlay.png")).astype(int)
     assert overlay[20, 20, 2] > overlay[20, 20, 1] + 40  # label 1
     assert overlay[54, 60, 1] > overlay[54, 60, 2] + 40  # label 0
+    features = json.loads((tmp_path / "slide.geojson").read_text())["features"]
+    assert [f["properties"]["classification"]["name"] for f in features] == ["Myeloma", "Other cell", "Myeloma"]
+    assert [f["properties"]["measurements"].get("Nucleus area px") for f in features] == [None, None, 100]

@@ -1,0 +1,153 @@
+"""Sliced inference: an image larger than a camera frame predicted tile by tile.
+
+Tiles are squares of ``TEST.TILES.SIZE`` pixels at the model's scale, all the same size, overlapping by
+``TEST.TILES.OVERLAP`` cell diameters. The overlaps are split down their middle, so every image pixel
+belongs to the centre part of exactly one tile; a detection is kept from the tile whose centre part holds
+its box centre, and only if it does not touch an edge that tile shares with a neighbour (a cell cut by
+the tile edge is seen whole by that neighbour). With an overlap of more than a cell, each cell is found
+once, from a tile that sees all of it. Memory follows the tile: one tile's pixels and full-size masks
+at a time, and every kept mask as a crop (:class:`~detectron2_myeloma.structures.CellDetections`).
+"""
+import logging
+import math
+import os
+from typing import Iterable, Iterator, List, Optional, Tuple
+
+import numpy as np
+from detectron2.config import CfgNode
+from tqdm import tqdm
+
+from ..data.builtin import FRAME_CELL_DIAMETERS
+from ..data.images import Failure
+from ..data.regions import ImageRegions, open_regions
+from ..data.report import DatasetError
+from ..structures import CellDetections
+from ..utils.errors import InputError
+from .predictor import OriginalImagePredictor
+
+logger = logging.getLogger(__name__)
+
+WHOLE_IMAGE_WARNING_PIXELS = 25_000_000  # a shortest-edge model warns on images this large: see tile_size
+# A detection whose box comes this close to a shared tile edge (in cell diameters) counts as cut by it.
+EDGE_MARGIN = 0.02
+
+
+def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> List[int]:
+    """Start offsets of equal tiles covering ``length`` pixels with at least ``overlap`` pixels shared
+    by neighbours, spread evenly, each a multiple of ``align`` but the last, which ends at the edge."""
+    if length <= tile:
+        return [0]
+    step = tile - overlap - (align - 1)  # room for rounding each start down to the alignment
+    if step <= 0:
+        raise ValueError(f"tiles of {tile} px cannot overlap by {overlap} px at an alignment of {align} px")
+    count = math.ceil((length - tile) / step) + 1
+    starts = [int(i * (length - tile) / (count - 1)) // align * align for i in range(count - 1)]
+    return starts + [length - tile]
+
+
+def centre_bounds(starts: List[int], tile: int, length: int) -> List[Tuple[float, float]]:
+    """The part of the axis each tile owns: its overlaps with its neighbours split down the middle."""
+    cuts = [(starts[i] + tile + starts[i + 1]) / 2 for i in range(len(starts) - 1)]
+    return list(zip([-math.inf, *cuts], [*cuts, math.inf]))
+
+
+class TiledPredictor:
+    """An :class:`OriginalImagePredictor` run over the tiles of an image (see the module docstring);
+    an image that fits in one tile is predicted whole, as the predictor alone would."""
+
+    def __init__(self, predictor: OriginalImagePredictor, cfg: CfgNode):
+        self.predictor = predictor
+        self.size = cfg.TEST.TILES.SIZE
+        self.overlap = cfg.TEST.TILES.OVERLAP
+        self.target = cfg.INPUT.CELL_DIAMETER.TEST
+        self.min_size = cfg.INPUT.MIN_SIZE_TEST
+        if self.size <= 0 or self.overlap <= 0:
+            raise ValueError(f"TEST.TILES.SIZE and TEST.TILES.OVERLAP must be positive, got {self.size} and "
+                             f"{self.overlap}")
+
+    def cell_diameter(self, shape: Tuple[int, int]) -> Optional[float]:
+        """The image's median cell diameter in pixels: --cell-diameter, else its frame size's, if known."""
+        return self.predictor.cell_diameter or FRAME_CELL_DIAMETERS.get(tuple(shape))
+
+    def tile_size(self, diameter: Optional[float]) -> Optional[int]:
+        """Tile side in image pixels: TEST.TILES.SIZE at the model's scale. None where there is no one
+        scale: the cell diameter is not known, or the model resizes every image to its own shortest
+        edge (INPUT.MIN_SIZE_TEST), so that a tile would be seen at another scale than a frame."""
+        if self.target <= 0 or diameter is None:
+            return None
+        return math.ceil(self.size * diameter / self.target)
+
+    def alignment(self, diameter: float) -> int:
+        """Tile starts are multiples of the backbone's coarsest stride, in image pixels (rounded), so
+        that the tiles share one feature grid: a cell in an overlap is seen on the same grid by both
+        tiles, and a tile sees an image's part as the whole image, when predicted whole, saw it."""
+        backbone = getattr(getattr(self.predictor, "model", None), "backbone", None)
+        divisibility = getattr(backbone, "size_divisibility", 0) or 1
+        return max(1, round(divisibility * diameter / self.target))
+
+    def __call__(self, regions: ImageRegions) -> CellDetections:
+        diameter = self.cell_diameter(regions.shape)
+        tile = self.tile_size(diameter)
+        if tile is None or max(regions.shape) <= tile:  # (an unknown cell size: the predictor says so)
+            if self.target <= 0 and regions.height * regions.width > WHOLE_IMAGE_WARNING_PIXELS:
+                logger.warning("%s: %dx%d px predicted whole, resized to a %d px short edge; a model with "
+                               "INPUT.CELL_DIAMETER.TEST would predict it tile by tile at its cells' scale",
+                               regions.path, regions.width, regions.height, self.min_size)
+            return self._predict(regions.read(0, regions.height, 0, regions.width))
+        overlap = math.ceil(self.overlap * diameter)
+        if overlap >= tile:
+            raise InputError(f"{regions.path}: tiles of {tile} px cannot overlap by {overlap} px "
+                             f"({self.overlap} cell diameters of {diameter:g} px): raise TEST.TILES.SIZE")
+        margin = EDGE_MARGIN * diameter
+        align = self.alignment(diameter)
+        rows = tile_starts(regions.height, tile, overlap, align)
+        cols = tile_starts(regions.width, tile, overlap, align)
+        row_bounds, col_bounds = centre_bounds(rows, tile, regions.height), centre_bounds(cols, tile, regions.width)
+        kept: List[CellDetections] = []
+        with tqdm(total=len(rows) * len(cols), desc=os.path.basename(regions.path), unit="tile",
+                  leave=False) as progress:
+            for y0, (top, bottom) in zip(rows, row_bounds):
+                for x0, (left, right) in zip(cols, col_bounds):
+                    found = self._predict(regions.read(y0, y0 + tile, x0, x0 + tile))
+                    boxes = found.boxes + np.array([x0, y0, x0, y0], np.float32)
+                    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+                    keep = (cx >= left) & (cx < right) & (cy >= top) & (cy < bottom)
+                    if x0 > 0:
+                        keep &= boxes[:, 0] > x0 + margin
+                    if x0 + tile < regions.width:
+                        keep &= boxes[:, 2] < x0 + tile - margin
+                    if y0 > 0:
+                        keep &= boxes[:, 1] > y0 + margin
+                    if y0 + tile < regions.height:
+                        keep &= boxes[:, 3] < y0 + tile - margin
+                    kept.append(found.subset(np.flatnonzero(keep)).shifted(y0, x0, regions.shape))
+                    progress.update()
+        merged = CellDetections.cat(kept, regions.shape)
+        return merged.subset(np.argsort(-merged.scores, kind="stable"))
+
+    def _predict(self, image: np.ndarray) -> CellDetections:
+        """One image or tile: its detections with masks as crops (the full-size masks freed at once)."""
+        return CellDetections.from_instances(self.predictor(image)["instances"].to("cpu"))
+
+
+def predict_cells(predictor: TiledPredictor, paths: Iterable[str], failures: List[Failure]
+                  ) -> Iterator[Tuple[str, ImageRegions, CellDetections]]:
+    """``(path, the image's regions, its detections)`` for every readable image, with a progress bar
+    over images (and one over the tiles of each large image); unreadable images, and those the model
+    cannot take (a frame of unknown cell size), are appended to ``failures``. The regions are closed
+    when the next image is read."""
+    for path in tqdm(list(paths), desc="images", unit="image"):
+        try:
+            regions = open_regions(path)
+        except DatasetError as err:
+            logger.warning("%s", err)
+            failures.append((str(path), err.problem))
+            continue
+        with regions:
+            try:
+                detections = predictor(regions)
+            except (InputError, DatasetError) as err:
+                logger.warning("%s", err)
+                failures.append((str(path), getattr(err, "problem", str(err))))
+                continue
+            yield path, regions, detections

@@ -1,0 +1,208 @@
+"""Detections of one image with each mask kept as the crop of its own bounding box.
+
+Detectron2's ``Instances`` hold every mask at the image's full size: fine for a camera frame, but a
+20,000 x 20,000 px slide region would need 400 MB per cell. :class:`CellDetections` holds what the
+outputs need (boxes, classes, scores, the cell classifier's answer) and each mask as a tight crop with
+its offset, so its memory follows the cells, not the image; the tiled predictor builds one from its
+tiles and every writer reads it.
+"""
+from dataclasses import dataclass, field
+from typing import List, NamedTuple, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+import pycocotools.mask as mask_util
+import torch
+from detectron2.structures import Instances
+
+
+class MaskCrop(NamedTuple):
+    """A binary mask as its tight bounding box: ``mask`` (h x w bool) placed at row ``y``, column ``x``."""
+    y: int
+    x: int
+    mask: np.ndarray
+
+    @classmethod
+    def from_full(cls, full: np.ndarray) -> "MaskCrop":
+        """The tight crop of a full-size mask (an empty mask becomes a 0 x 0 crop at the origin)."""
+        rows, cols = np.flatnonzero(full.any(axis=1)), np.flatnonzero(full.any(axis=0))
+        if rows.size == 0:
+            return cls(0, 0, np.zeros((0, 0), dtype=bool))
+        y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        return cls(int(y0), int(x0), np.ascontiguousarray(full[y0:y1, x0:x1], dtype=bool))
+
+    @property
+    def area(self) -> int:
+        return int(np.count_nonzero(self.mask))
+
+    def shifted(self, dy: int, dx: int) -> "MaskCrop":
+        return MaskCrop(self.y + dy, self.x + dx, self.mask)
+
+    def overlap(self, other: "MaskCrop") -> int:
+        """Number of pixels set in both masks."""
+        y0, x0 = max(self.y, other.y), max(self.x, other.x)
+        y1 = min(self.y + self.mask.shape[0], other.y + other.mask.shape[0])
+        x1 = min(self.x + self.mask.shape[1], other.x + other.mask.shape[1])
+        if y1 <= y0 or x1 <= x0:
+            return 0
+        a = self.mask[y0 - self.y:y1 - self.y, x0 - self.x:x1 - self.x]
+        b = other.mask[y0 - other.y:y1 - other.y, x0 - other.x:x1 - other.x]
+        return int(np.count_nonzero(a & b))
+
+    def paste(self, canvas: np.ndarray) -> None:
+        """Sets the mask's pixels in ``canvas`` (a full-size bool array), clipped to it."""
+        h, w = canvas.shape[:2]
+        y1, x1 = min(self.y + self.mask.shape[0], h), min(self.x + self.mask.shape[1], w)
+        if y1 > self.y and x1 > self.x:
+            canvas[self.y:y1, self.x:x1] |= self.mask[:y1 - self.y, :x1 - self.x]
+
+    def scaled(self, scale: float) -> "MaskCrop":
+        """The mask resized by ``scale`` (area-averaged, half-covered pixels set), for previews."""
+        if self.mask.size == 0:
+            return self
+        y0, x0 = _round(self.y * scale), _round(self.x * scale)
+        y1 = max(y0 + 1, _round((self.y + self.mask.shape[0]) * scale))
+        x1 = max(x0 + 1, _round((self.x + self.mask.shape[1]) * scale))
+        small = cv2.resize(self.mask.astype(np.float32), (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
+        return MaskCrop(y0, x0, small >= 0.5)
+
+    def rle(self, image_size: Tuple[int, int]) -> dict:
+        """COCO compressed RLE of the mask in an image of ``image_size`` (H, W), computed from the crop
+        (column-major runs offset into the image), never from a full-size array."""
+        height, width = image_size
+        if self.mask.size == 0:
+            return mask_util.frPyObjects({"counts": [height * width], "size": [height, width]},
+                                         height, width)
+        columns = np.pad(self.mask.T, ((0, 0), (1, 1))).astype(np.int8)  # one row per image column
+        col, row = np.nonzero(np.diff(columns, axis=1))  # run starts and ends alternate per column
+        edges = (self.x + col).astype(np.int64) * height + self.y + row
+        starts, ends = edges[0::2], edges[1::2]
+        keep = np.ones(len(starts), dtype=bool)  # a run down to the bottom row goes on in the next column
+        joined = starts[1:] == ends[:-1]
+        keep[1:] &= ~joined
+        ends = np.append(ends[:-1][~joined], ends[-1])
+        starts = starts[keep]
+        counts = np.empty(2 * len(starts) + 1, dtype=np.int64)
+        counts[0:-1:2] = starts - np.concatenate([[0], ends[:-1]])
+        counts[1::2] = ends - starts
+        counts[-1] = height * width - ends[-1]
+        if counts[-1] == 0:  # as pycocotools encodes: no empty last run
+            counts = counts[:-1]
+        return mask_util.frPyObjects({"counts": counts.tolist(), "size": [height, width]}, height, width)
+
+
+@dataclass
+class CellDetections:
+    """The detections of one image of ``image_size`` (H, W): XYXY ``boxes`` in image pixels,
+    ``classes``, ``scores``, ``masks`` (one :class:`MaskCrop` each) and, where the cell classifier ran,
+    its ``labels`` (1 myeloma, 0 other, -1 not classified) and myeloma probabilities ``probs``."""
+    image_size: Tuple[int, int]
+    boxes: np.ndarray
+    classes: np.ndarray
+    scores: np.ndarray
+    masks: List[MaskCrop] = field(default_factory=list)
+    labels: Optional[np.ndarray] = None
+    probs: Optional[np.ndarray] = None
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    @classmethod
+    def from_instances(cls, instances: Instances) -> "CellDetections":
+        """From ``Instances`` with full-size ``pred_masks`` (tensors or arrays, any device) and, where
+        the classifier ran, ``pred_cell_labels`` / ``pred_cell_probs`` ((N,) myeloma probabilities or
+        (N, 2) class probabilities). Without ``pred_boxes``, the boxes are the masks' extents."""
+        fields = {name: torch.as_tensor(value).cpu().numpy() for name, value in instances.get_fields().items()
+                  if name != "pred_boxes"}
+        masks = [MaskCrop.from_full(m) for m in fields.get("pred_masks", ())]
+        probs = fields.get("pred_cell_probs")
+        if probs is not None and probs.ndim == 2:
+            probs = probs[:, 1]
+        detections = cls(tuple(instances.image_size), np.zeros((len(instances), 4), np.float32),
+                         fields["pred_classes"].astype(np.int64), fields["scores"].astype(np.float32),
+                         masks, fields.get("pred_cell_labels"), probs)
+        detections.boxes = (instances.pred_boxes.tensor.cpu().numpy().astype(np.float32)
+                            if instances.has("pred_boxes") else detections.mask_extents().astype(np.float32))
+        return detections
+
+    @classmethod
+    def empty(cls, image_size: Tuple[int, int], classified: bool = False) -> "CellDetections":
+        return cls(tuple(image_size), np.zeros((0, 4), np.float32), np.zeros(0, np.int64),
+                   np.zeros(0, np.float32), [], np.zeros(0, np.int64) if classified else None,
+                   np.zeros(0, np.float32) if classified else None)
+
+    def subset(self, indices: Sequence[int]) -> "CellDetections":
+        index = np.asarray(indices, dtype=np.int64)
+        return CellDetections(self.image_size, self.boxes[index], self.classes[index], self.scores[index],
+                              [self.masks[i] for i in index],
+                              None if self.labels is None else self.labels[index],
+                              None if self.probs is None else self.probs[index])
+
+    def shifted(self, dy: int, dx: int, image_size: Tuple[int, int]) -> "CellDetections":
+        """The detections moved by (dy, dx) pixels into an image of ``image_size`` (a tile's into its
+        image's coordinates)."""
+        return CellDetections(tuple(image_size), self.boxes + np.array([dx, dy, dx, dy], np.float32),
+                              self.classes, self.scores, [m.shifted(dy, dx) for m in self.masks],
+                              self.labels, self.probs)
+
+    @staticmethod
+    def cat(parts: Sequence["CellDetections"], image_size: Tuple[int, int]) -> "CellDetections":
+        """All detections of ``parts`` (in one image of ``image_size``), in order."""
+        classified = bool(parts) and all(p.labels is not None for p in parts)
+        if not parts:
+            return CellDetections.empty(image_size)
+        return CellDetections(tuple(image_size), np.concatenate([p.boxes for p in parts]).reshape(-1, 4),
+                              np.concatenate([p.classes for p in parts]),
+                              np.concatenate([p.scores for p in parts]),
+                              [m for p in parts for m in p.masks],
+                              np.concatenate([p.labels for p in parts]) if classified else None,
+                              np.concatenate([p.probs for p in parts])
+                              if classified and all(p.probs is not None for p in parts) else None)
+
+    def areas(self) -> np.ndarray:
+        """Mask area of each detection, in pixels."""
+        return np.array([m.area for m in self.masks], dtype=np.int64)
+
+    def mask_extents(self) -> np.ndarray:
+        """(N, 4) XYXY pixel extent of each mask crop (its tight box, unlike the predicted ``boxes``)."""
+        return np.array([(m.x, m.y, m.x + m.mask.shape[1], m.y + m.mask.shape[0]) for m in self.masks],
+                        dtype=np.int64).reshape(-1, 4)
+
+    def union_mask(self, indices: Sequence[int]) -> np.ndarray:
+        """The full-size union of the masks at ``indices`` (for images small enough to hold one)."""
+        canvas = np.zeros(self.image_size, dtype=bool)
+        for i in indices:
+            self.masks[i].paste(canvas)
+        return canvas
+
+    def match_nuclei(self, cell_class: int, nucleus_class: Optional[int], min_overlap: float
+                     ) -> List[Tuple[int, Optional[int]]]:
+        """(cell index, nucleus index or None) for every cell detection, in order. A cell takes the
+        nucleus with the largest overlap = |nucleus & cell| / |nucleus|, if that is at least
+        ``min_overlap`` (a nucleus mostly outside belongs to a neighbour). Nuclei may serve several
+        cells."""
+        cells = np.flatnonzero(self.classes == cell_class)
+        nuclei = np.flatnonzero(self.classes == nucleus_class) if nucleus_class is not None else cells[:0]
+        nucleus_area = np.array([max(self.masks[j].area, 1) for j in nuclei])
+        extents = self.mask_extents()
+        nucleus_extents = extents[nuclei]
+        pairs: List[Tuple[int, Optional[int]]] = []
+        for i in cells:
+            best = None
+            if nuclei.size:
+                x0, y0, x1, y1 = extents[i]
+                near = ((nucleus_extents[:, 0] < x1) & (nucleus_extents[:, 2] > x0)
+                        & (nucleus_extents[:, 1] < y1) & (nucleus_extents[:, 3] > y0))
+                overlap = np.zeros(len(nuclei))
+                for k in np.flatnonzero(near):
+                    overlap[k] = self.masks[i].overlap(self.masks[nuclei[k]]) / nucleus_area[k]
+                top = int(np.argmax(overlap))
+                if overlap[top] >= min_overlap and overlap[top] > 0:
+                    best = int(nuclei[top])
+            pairs.append((int(i), best))
+        return pairs
+
+
+def _round(value: float) -> int:
+    """Halves up (Python's round sends 12.5 and 37.5 to 12 and 38, widening a scaled mask)."""
+    return int(np.floor(value + 0.5))
