@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from benchmarks.benchmarking import (
+    FOOTER_START,
     MarkdownReport,
     Measurement,
     results_table,
@@ -70,6 +71,24 @@ def test_report_is_written_after_each_section(tmp_path):
     assert json.loads((tmp_path / "out" / "RESULTS.json").read_text())["sections"]["B"] == {}
     report.write(footer="done")
     assert path.read_text().endswith("second\n\ndone\n")
+
+
+def test_an_update_replaces_only_the_sections_measured_again(tmp_path):
+    path = tmp_path / "RESULTS.md"
+    report = MarkdownReport(str(path), "Benchmarks", "Machine: a", {"command": "x"})
+    report.add_section("A", "first", {"models": [Measurement("base", [2.0], None, {})]})
+    report.add_section("B", "second")
+    report.write(footer=f"{FOOTER_START} 3.0 min.")
+    again = MarkdownReport.updating(str(path), "_later run_")
+    again.add_section("A", "first again", {"models": [Measurement("base", [1.0], None, {})]})
+    again.add_section("C", "third")
+    assert path.read_text() == ("# Benchmarks\n\nMachine: a\n\n## A\n\n_later run_\n\nfirst again\n\n## B\n\nsecond"
+                                f"\n\n## C\n\n_later run_\n\nthird\n\n{FOOTER_START} 3.0 min.\n")
+    data = json.loads((tmp_path / "RESULTS.json").read_text())
+    assert data["command"] == "x" and list(data["sections"]) == ["A", "B", "C"]
+    assert data["sections"]["A"]["models"][0]["median_s"] == 1.0
+    with pytest.raises(ValueError, match="no report to update"):
+        MarkdownReport.updating(str(tmp_path / "missing.md"), "")
 
 
 def test_stepwise_table_gives_each_row_over_the_one_before():
