@@ -578,7 +578,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         note = (f"_Measured by a later run than the rest: `{command}` ({details['date']}, {details['CPU']}, "
                 f"{details['CPU capability (PyTorch)']}, commit {details['git commit']})._")
         try:
-            report = MarkdownReport.updating(args.output, note)
+            report = MarkdownReport.updating(args.output, note, details)
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1

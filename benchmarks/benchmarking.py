@@ -271,13 +271,15 @@ class MarkdownReport:
         self.parts = [f"# {title}", preamble]
         self.data: Dict[str, Any] = {**(metadata or {}), "sections": {}}
         self.note = ""  # prefixed to every section added: see updating()
+        self.run: Optional[Dict[str, Any]] = None
         self.footer = ""
 
     @classmethod
-    def updating(cls, path: str, note: str) -> "MarkdownReport":
+    def updating(cls, path: str, note: str, run: Optional[Dict[str, Any]] = None) -> "MarkdownReport":
         """The report at ``path`` and its JSON twin, to re-measure some sections in: a section added
         replaces the one of the same title (or is appended) and starts with ``note``, which says what
-        run measured it; the other sections, the preamble and the footer stay as their run wrote them.
+        run measured it, and in the JSON twin ``section_runs`` gives it ``run`` (that run's machine
+        description); the other sections, the preamble and the footer stay as their run wrote them.
         ValueError when the report or its twin is missing or not one this class wrote."""
         report = cls(path, "", "")
         try:
@@ -295,6 +297,7 @@ class MarkdownReport:
             report.footer = FOOTER_START + footer
         report.parts = [head, *(f"## {s}" for s in sections)]
         report.note = note
+        report.run = run
         return report
 
     def add_section(self, title: str, body: str,
@@ -308,6 +311,8 @@ class MarkdownReport:
         else:
             self.parts.append(part)
         self.data["sections"][title] = {name: [m.as_dict() for m in ms] for name, ms in (tables or {}).items()}
+        if self.run is not None:
+            self.data.setdefault("section_runs", {})[title] = self.run
         self.write()
 
     def write(self, footer: str = "") -> None:

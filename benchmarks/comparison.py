@@ -259,10 +259,13 @@ def load_costs(path: str) -> Optional[Costs]:
     by_variant = {key: Cost(inference[v.name]["median_s"], inference[v.name]["peak_rss_mb"],
                             training[v.name]["median_s"], training[v.name]["peak_rss_mb"])
                   for key, v in VARIANTS.items() if v.name in inference and v.name in training}
-    machine = data.get("machine", {})
-    source = (f"`make bench` of {machine.get('date', '?')} ({machine.get('CPU', '?')}, "
-              f"{machine.get('CPU capability (PyTorch)', '?')}, commit {machine.get('git commit', '?')})")
-    return Costs(by_variant, source)
+    runs = {json.dumps(data.get("section_runs", {}).get(title, data.get("machine", {})), sort_keys=True)
+            for title in ("Inference", "Training")}  # a section re-measured by `--update` has its own run
+    sources = []
+    for run in map(json.loads, sorted(runs)):
+        sources.append(f"`make bench` of {run.get('date', '?')} ({run.get('CPU', '?')}, "
+                       f"{run.get('CPU capability (PyTorch)', '?')}, commit {run.get('git commit', '?')})")
+    return Costs(by_variant, " and ".join(sources))
 
 
 def with_ratio(value: Optional[float], base: Optional[float], digits: int = 2) -> str:

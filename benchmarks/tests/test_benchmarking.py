@@ -79,7 +79,7 @@ def test_an_update_replaces_only_the_sections_measured_again(tmp_path):
     report.add_section("A", "first", {"models": [Measurement("base", [2.0], None, {})]})
     report.add_section("B", "second")
     report.write(footer=f"{FOOTER_START} 3.0 min.")
-    again = MarkdownReport.updating(str(path), "_later run_")
+    again = MarkdownReport.updating(str(path), "_later run_", {"date": "later"})
     again.add_section("A", "first again", {"models": [Measurement("base", [1.0], None, {})]})
     again.add_section("C", "third")
     assert path.read_text() == ("# Benchmarks\n\nMachine: a\n\n## A\n\n_later run_\n\nfirst again\n\n## B\n\nsecond"
@@ -87,6 +87,7 @@ def test_an_update_replaces_only_the_sections_measured_again(tmp_path):
     data = json.loads((tmp_path / "RESULTS.json").read_text())
     assert data["command"] == "x" and list(data["sections"]) == ["A", "B", "C"]
     assert data["sections"]["A"]["models"][0]["median_s"] == 1.0
+    assert data["section_runs"] == {"A": {"date": "later"}, "C": {"date": "later"}}
     with pytest.raises(ValueError, match="no report to update"):
         MarkdownReport.updating(str(tmp_path / "missing.md"), "")
 
