@@ -80,7 +80,8 @@ def list_images(path: str) -> List[str]:
     return files
 
 
-_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+# The first bytes of a TIFF or a BigTIFF, in either byte order.
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 # PIL modes that become RGB(A) before the pixels are taken; the rest ("L", "LA", "RGB", "RGBA", "I;16",
 # "I", "F") are taken as they are.
 _PIL_CONVERSIONS = {"1": "L", "P": "RGB", "PA": "RGBA", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB",
@@ -100,7 +101,7 @@ def decode_image(path: str) -> np.ndarray:
     if not magic:
         raise DatasetError(path, "empty file (0 bytes)")
     try:
-        array = _decode_tiff(path) if magic in _TIFF_MAGIC else _decode_pil(path)
+        array = _decode_tiff(path) if magic in TIFF_MAGIC else _decode_pil(path)
     except DatasetError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
@@ -133,7 +134,7 @@ def _decode_pil(path: str) -> np.ndarray:
 
 
 def _decode_tiff(path: str) -> np.ndarray:
-    with _tifffile_warnings_raise(path), tifffile.TiffFile(path) as tif:
+    with tifffile_warnings_raise(path), tifffile.TiffFile(path) as tif:
         if not tif.pages or not tif.series:
             raise DatasetError(path, "no image in this TIFF (truncated or damaged)")
         series = tif.series[0]
@@ -153,7 +154,7 @@ def _decode_tiff(path: str) -> np.ndarray:
 
 
 @contextmanager
-def _tifffile_warnings_raise(path: str) -> Iterator[None]:
+def tifffile_warnings_raise(path: str) -> Iterator[None]:
     """tifffile logs damaged files (bad offsets, short strips) instead of raising: make them errors."""
     records: List[logging.LogRecord] = []
     handler = logging.Handler(logging.WARNING)

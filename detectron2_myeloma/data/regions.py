@@ -15,8 +15,7 @@ import cv2
 import numpy as np
 import tifffile
 
-from .images import (_TIFF_MAGIC, _tifffile_warnings_raise, integer_bit_depth, pixels_to_image,
-                     read_image)
+from .images import TIFF_MAGIC, integer_bit_depth, pixels_to_image, read_image, tifffile_warnings_raise
 from .report import DatasetError
 
 # Rows decoded at a time when a preview is made by streaming through an image.
@@ -115,7 +114,7 @@ class TiffRegions(ImageRegions):
         segments = page.parent.filehandle.read_segments(
             [page.dataoffsets[i] for i in indices], [page.databytecounts[i] for i in indices],
             indices=indices, flat=True, sort=True)
-        with _tifffile_warnings_raise(self.path):
+        with tifffile_warnings_raise(self.path):
             for data, index in segments:
                 segment, position, _ = keyframe.decode(data, index, jpegtables=page.jpegtables,
                                                        jpegheader=keyframe.jpegheader,
@@ -152,7 +151,7 @@ def open_regions(path: str) -> ImageRegions:
     whole once (:func:`read_image`). DatasetError naming the file when it cannot be read."""
     with open(path, "rb") as f:
         magic = f.read(4)
-    if magic in _TIFF_MAGIC:
+    if magic in TIFF_MAGIC:
         regions = _tiff_regions(path)
         if regions is not None:
             return regions
@@ -164,7 +163,7 @@ def _tiff_regions(path: str) -> Optional[TiffRegions]:
     open for the regions' life; integer pixels deeper than 8 bits take one streaming pass for the
     brightest pixel, as :func:`read_image` scales the whole image by it."""
     try:
-        with _tifffile_warnings_raise(path):
+        with tifffile_warnings_raise(path):
             tif = tifffile.TiffFile(path)
     except DatasetError:
         raise
@@ -184,7 +183,7 @@ def _tiff_regions(path: str) -> Optional[TiffRegions]:
         return None
     bits = None
     if page.dtype.itemsize > 1:
-        with _tifffile_warnings_raise(path):
+        with tifffile_warnings_raise(path):
             brightest = max((int(segment.max()) for segment, _, _ in page.segments() if segment is not None),
                             default=0)
         bits = integer_bit_depth(brightest)
