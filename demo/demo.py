@@ -4,7 +4,8 @@
 Steps: convert the sample to COCO json and draw the ground truth of its 4 val images (frames the shipped
 models never saw, at any resolution); evaluate the shipped detector on them (COCO bbox/segm AP, SegPC
 mIoU); detect and classify them (overlays coloured by the classifier's answer, colour splash, CSV
-counts, COCO json); write their SegPC-2021 submission.txt and score it. With --train (`make
+counts, COCO json, QuPath GeoJSON, a case report), and again as one 2x2 mosaic predicted tile by tile;
+write their SegPC-2021 submission.txt and score it. With --train (`make
 demo-train`) the detector and the classifier are first trained from scratch on the 10 training images
 of the sample (a short schedule) and used instead. Every step is one of the tools, run as a child
 process with the command printed, exactly as a user would type it. Ends by printing where each result
@@ -26,10 +27,13 @@ from typing import List, Optional
 
 sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 import _quiet  # noqa: E402,F401  the tools' warning filters, before anything imports fvcore
+import numpy as np  # noqa: E402
+import tifffile  # noqa: E402
 from detectron2.data import DatasetCatalog  # noqa: E402
 
 from detectron2_myeloma import model_zoo  # noqa: E402
-from detectron2_myeloma.data.builtin import SEGPC_MINI_VAL_IDS  # noqa: E402
+from detectron2_myeloma.data.builtin import CELL_DIAMETERS, SEGPC_MINI_VAL_IDS  # noqa: E402
+from detectron2_myeloma.data.images import image_files, read_image  # noqa: E402
 from detectron2_myeloma.engine.trainer import EVALUATION_JSON  # noqa: E402
 
 SAMPLE = os.path.join("datasets", "segpc_mini", "train")
@@ -50,6 +54,18 @@ def val_folder(output: str) -> str:
         if name.rsplit("_", 1)[0] in ids:
             shutil.copy(os.path.join(SAMPLE, "y", name), os.path.join(root, "y"))
     return root
+
+
+def mosaic_folder(output: str, val: str) -> str:
+    """The 4 val frames side by side, 2x2, as one 4080x3072 tiled TIFF: a stand-in of a region exported
+    from a slide scanner, larger than a tile, for tools/predict.py's sliced inference."""
+    folder = os.path.join(output, "mosaic_input")
+    os.makedirs(folder, exist_ok=True)
+    frames = [read_image(path, "RGB") for path in image_files(os.path.join(val, "x"))]
+    mosaic = np.concatenate([np.concatenate(frames[0:2], axis=1), np.concatenate(frames[2:4], axis=1)], axis=0)
+    tifffile.imwrite(os.path.join(folder, "val_mosaic_2x2.tif"), mosaic, tile=(512, 512), compression="zlib",
+                     photometric="rgb")
+    return folder
 
 
 def run_tool(tool: str, *argv: str) -> int:
@@ -75,10 +91,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     out = args.output
     os.makedirs(out, exist_ok=True)
     paths = {name: os.path.join(out, name) for name in
-             ("detector", "crops", "classifier", "predictions", "submission.txt", "masks", "score.json")}
+             ("detector", "crops", "classifier", "predictions", "mosaic", "submission.txt", "masks", "score.json")}
     weights = os.path.join(paths["detector"], "model_final.pth")
     classifier_weights = os.path.join(paths["classifier"], "model_best.pth")
     val = val_folder(out)
+    mosaic = mosaic_folder(out, val)
     iters = args.iters
 
     steps = [
@@ -117,6 +134,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         ("detect and classify the val images: overlays, colour splash, CSV, COCO json, QuPath GeoJSON, case report",
          ("predict", *model[:2], "--input", os.path.join(val, "x"), "--output", paths["predictions"],
           "--overwrite", *model[2:], *classifier)),
+        ("the same on the val frames as one 4080x3072 mosaic (a slide-region stand-in), tile by tile",
+         ("predict", *model[:2], "--input", mosaic, "--output", paths["mosaic"], "--overwrite",
+          "--cell-diameter", str(CELL_DIAMETERS["segpc_mini"]), "--case", "val frames as one 2x2 mosaic",
+          *model[2:], *classifier)),
         ("write the SegPC-2021 submission of the val images",
          ("make_submission", *model[:2], "--input", os.path.join(val, "x"), "--output", paths["submission.txt"],
           "--masks-out", paths["masks"], "--overwrite", *model[2:])),
@@ -150,6 +171,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     headline["annotated cells"] = sum(len(r["annotations"]) for r in DatasetCatalog.get("segpc_mini_val"))
     for column in ("cells", "myeloma", "non_myeloma"):
         headline[f"detected: {column}"] = sum(int(r[column] or 0) for r in summary)
+    with open(os.path.join(paths["mosaic"], "summary.csv"), newline="") as f:
+        headline["detected in the mosaic: cells"] = sum(int(r["cells"] or 0) for r in csv.DictReader(f))
     with open(os.path.join(out, "headline.json"), "w") as f:
         json.dump(headline, f, indent=1)
     print(f"\nDemo done in {(time.time() - start) / 60:.1f} min. Results in {out}/:")
@@ -166,6 +189,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     results += [
         ("predictions/", "overlays (coloured by the classifier), colour splash, summary.csv, cells.csv, "
                          "COCO results json, <image>.geojson for QuPath, report.html (the case report)"),
+        ("mosaic/", "the same for the 2x2 mosaic of the val frames, predicted tile by tile"),
         ("submission.txt, masks/", "SegPC-2021 submission of the val images and its masks"),
         ("score.json", "its local SegPC-2021 score"),
         ("headline.json", "the numbers below")]

@@ -24,6 +24,11 @@ def test_demo_with_the_shipped_models(tmp_path):
     evaluation = json.loads((out / "detector" / "inference" / "evaluation.json").read_text())
     assert headline["segm AP (%)"] == pytest.approx(evaluation["segm"]["AP"]) and evaluation["segm"]["AP"] > 40
     assert headline["detected: cells"] >= 20
+    # the same frames as one mosaic, tile by tile: about the same cells (frame edges see new neighbours)
+    assert abs(headline["detected in the mosaic: cells"] - headline["detected: cells"]) <= 0.1 * headline["detected: cells"]
+    for folder in ("predictions", "mosaic"):
+        assert (out / folder / "report.html").is_file() and json.loads((out / folder / "report.json").read_text())["cells"]
+    assert len(json.loads((out / "mosaic" / "val_mosaic_2x2.geojson").read_text())["features"]) >= 20
     assert "$ python tools/predict.py --input" in demo.stdout  # the shipped model needs no --config-file
     assert not (out / "detector" / "model_final.pth").exists()  # nothing was trained
 

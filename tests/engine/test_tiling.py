@@ -156,3 +156,7 @@ def test_a_mosaic_of_real_frames_finds_each_cell_of_the_frames_once(segpc_mini, 
     assert sum(r["category_id"] == cell_class + 1 for r in results) == len(cells)
     features = json.loads((tmp_path / "out" / "mosaic.geojson").read_text())["features"]
     assert len(features) == len(cells)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert (report["case"], report["images"], report["cells"]) == ("x", 1, len(cells))
+    assert report["myeloma"] + report["other"] == len(cells)  # the shipped classifier labels every cell
+    assert "not a diagnosis" in (tmp_path / "out" / "report.html").read_text()
