@@ -444,10 +444,10 @@ def equal_time_section(args: argparse.Namespace, workdir: Path) -> SectionResult
 MOSAIC_SIDES = (1, 2, 3, 4)  # frames per side of the mosaics: 3.1, 12.5, 28 and 50 megapixels
 
 
-def write_mosaic(folder: Path, side: int, suffix: str) -> str:
-    """A ``side`` x ``side`` mosaic of the bundled 2040x1536 frames (a slide-region stand-in of real
-    cells) as a tiled, deflate-compressed TIFF (read a tile at a time) or another format (read whole)."""
-    frames = [read_image(str(p)) for p in sorted((SEGPC_MINI / "x").iterdir())]
+def write_mosaic(folder: Path, frames: List[np.ndarray], side: int, suffix: str) -> str:
+    """A ``side`` x ``side`` mosaic of ``frames`` (the bundled 2040x1536 frames: a slide-region stand-in
+    of real cells) as a tiled, deflate-compressed TIFF (read a tile at a time) or another format (read
+    whole)."""
     rows = [np.concatenate([frames[(r * side + c) % len(frames)] for c in range(side)], axis=1) for r in range(side)]
     mosaic = np.concatenate(rows, axis=0)
     path = str(folder / f"mosaic_{side}x{side}{suffix}")
@@ -485,9 +485,11 @@ def large_image_worker(path: str, warmup_path: str, desc: str) -> Dict[str, Any]
 
 
 def large_images_section(args: argparse.Namespace, workdir: Path) -> SectionResult:
-    tiffs = [write_mosaic(workdir, side, ".tif") for side in MOSAIC_SIDES]
-    png = write_mosaic(workdir, MOSAIC_SIDES[-1], ".png")
-    frame = str(next(iter(sorted((SEGPC_MINI / "x").iterdir()))))
+    paths = sorted((SEGPC_MINI / "x").iterdir())
+    frames = [read_image(str(p)) for p in paths]
+    tiffs = [write_mosaic(workdir, frames, side, ".tif") for side in MOSAIC_SIDES]
+    png = write_mosaic(workdir, frames, MOSAIC_SIDES[-1], ".png")
+    frame = str(paths[0])
     variants = [(f"{os.path.basename(p)} (tiled TIFF)", large_image_worker, (p, frame)) for p in tiffs]
     variants.append((f"{os.path.basename(png)} (PNG, decoded whole)", large_image_worker, (png, frame)))
     measurements = measure_all(variants)

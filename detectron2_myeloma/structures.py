@@ -118,18 +118,14 @@ class CellDetections:
         probs = fields.get("pred_cell_probs")
         if probs is not None and probs.ndim == 2:
             probs = probs[:, 1]
-        detections = cls(tuple(instances.image_size), np.zeros((len(instances), 4), np.float32),
-                         fields["pred_classes"].astype(np.int64), fields["scores"].astype(np.float32),
-                         masks, fields.get("pred_cell_labels"), probs)
-        detections.boxes = (instances.pred_boxes.tensor.cpu().numpy().astype(np.float32)
-                            if instances.has("pred_boxes") else detections.mask_extents().astype(np.float32))
-        return detections
+        boxes = (instances.pred_boxes.tensor.cpu().numpy() if instances.has("pred_boxes")
+                 else _extents(masks))
+        return cls(tuple(instances.image_size), boxes.astype(np.float32), fields["pred_classes"].astype(np.int64),
+                   fields["scores"].astype(np.float32), masks, fields.get("pred_cell_labels"), probs)
 
     @classmethod
-    def empty(cls, image_size: Tuple[int, int], classified: bool = False) -> "CellDetections":
-        return cls(tuple(image_size), np.zeros((0, 4), np.float32), np.zeros(0, np.int64),
-                   np.zeros(0, np.float32), [], np.zeros(0, np.int64) if classified else None,
-                   np.zeros(0, np.float32) if classified else None)
+    def empty(cls, image_size: Tuple[int, int]) -> "CellDetections":
+        return cls(tuple(image_size), np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32))
 
     def subset(self, indices: Sequence[int]) -> "CellDetections":
         index = np.asarray(indices, dtype=np.int64)
@@ -148,9 +144,9 @@ class CellDetections:
     @staticmethod
     def cat(parts: Sequence["CellDetections"], image_size: Tuple[int, int]) -> "CellDetections":
         """All detections of ``parts`` (in one image of ``image_size``), in order."""
-        classified = bool(parts) and all(p.labels is not None for p in parts)
         if not parts:
             return CellDetections.empty(image_size)
+        classified = all(p.labels is not None for p in parts)
         return CellDetections(tuple(image_size), np.concatenate([p.boxes for p in parts]).reshape(-1, 4),
                               np.concatenate([p.classes for p in parts]),
                               np.concatenate([p.scores for p in parts]),
@@ -165,8 +161,7 @@ class CellDetections:
 
     def mask_extents(self) -> np.ndarray:
         """(N, 4) XYXY pixel extent of each mask crop (its tight box, unlike the predicted ``boxes``)."""
-        return np.array([(m.x, m.y, m.x + m.mask.shape[1], m.y + m.mask.shape[0]) for m in self.masks],
-                        dtype=np.int64).reshape(-1, 4)
+        return _extents(self.masks)
 
     def union_mask(self, indices: Sequence[int]) -> np.ndarray:
         """The full-size union of the masks at ``indices`` (for images small enough to hold one)."""
@@ -206,3 +201,8 @@ class CellDetections:
 def _round(value: float) -> int:
     """Halves up (Python's round sends 12.5 and 37.5 to 12 and 38, widening a scaled mask)."""
     return int(np.floor(value + 0.5))
+
+
+def _extents(masks: Sequence[MaskCrop]) -> np.ndarray:
+    return np.array([(m.x, m.y, m.x + m.mask.shape[1], m.y + m.mask.shape[0]) for m in masks],
+                    dtype=np.int64).reshape(-1, 4)

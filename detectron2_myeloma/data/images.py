@@ -27,7 +27,7 @@ import logging
 import os
 import warnings
 from contextlib import contextmanager
-from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tifffile
@@ -272,13 +272,14 @@ def read_record_image(record: Mapping[str, Any]) -> np.ndarray:
     return record_crop(read_image(record["file_name"]), record)
 
 
-def iter_images(paths: Sequence[str], failures: List[Failure], desc: str = "images"
-                ) -> Iterator[Tuple[str, np.ndarray]]:
-    """``(path, BGR image)`` of every readable file, with a progress bar; unreadable files are appended
-    to ``failures`` and skipped, so one bad file in a folder of hundreds costs that file only."""
+def iter_images(paths: Sequence[str], failures: List[Failure], desc: str = "images",
+                read: Callable[[str], Any] = read_image) -> Iterator[Tuple[str, Any]]:
+    """``(path, read(path))`` of every readable file (by default its BGR image), with a progress bar;
+    unreadable files are appended to ``failures`` and skipped, so one bad file in a folder of hundreds
+    costs that file only."""
     for path in tqdm(paths, desc=desc, unit="image"):
         try:
-            image = read_image(path)
+            image = read(path)
         except DatasetError as err:
             logger.warning("%s", err)
             failures.append((str(path), err.problem))

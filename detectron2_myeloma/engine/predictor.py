@@ -49,11 +49,17 @@ class OriginalImagePredictor(DefaultPredictor):
             return
         image = self._original[:, :, ::-1] if self.input_format == "RGB" else self._original
         full = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        diameter = self.cell_diameter or FRAME_CELL_DIAMETERS.get(tuple(self._original.shape[:2]))
+        diameter = known_cell_diameter(self._original.shape[:2], self.cell_diameter)
         for inputs in args[0]:
             inputs["original_image"] = full
             if diameter:
                 inputs["cell_diameter"] = diameter
+
+
+def known_cell_diameter(image_hw: Tuple[int, int], given: Optional[float]) -> Optional[float]:
+    """An image's median cell diameter in pixels: ``given`` (--cell-diameter), else its frame size's,
+    if known (``FRAME_CELL_DIAMETERS``)."""
+    return given or FRAME_CELL_DIAMETERS.get(tuple(image_hw))
 
 
 def frame_cell_diameter(image_hw: Tuple[int, int]) -> float:

@@ -17,13 +17,12 @@ import numpy as np
 from detectron2.config import CfgNode
 from tqdm import tqdm
 
-from ..data.builtin import FRAME_CELL_DIAMETERS
-from ..data.images import Failure
+from ..data.images import Failure, iter_images
 from ..data.regions import ImageRegions, open_regions
 from ..data.report import DatasetError
 from ..structures import CellDetections
 from ..utils.errors import InputError
-from .predictor import OriginalImagePredictor
+from .predictor import OriginalImagePredictor, known_cell_diameter
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +65,8 @@ class TiledPredictor:
                              f"{self.overlap}")
 
     def cell_diameter(self, shape: Tuple[int, int]) -> Optional[float]:
-        """The image's median cell diameter in pixels: --cell-diameter, else its frame size's, if known."""
-        return self.predictor.cell_diameter or FRAME_CELL_DIAMETERS.get(tuple(shape))
+        """The image's median cell diameter in pixels (:func:`known_cell_diameter`)."""
+        return known_cell_diameter(shape, self.predictor.cell_diameter)
 
     def tile_size(self, diameter: Optional[float]) -> Optional[int]:
         """Tile side in image pixels: TEST.TILES.SIZE at the model's scale. None where there is no one
@@ -108,8 +107,8 @@ class TiledPredictor:
                   leave=False) as progress:
             for y0, (top, bottom) in zip(rows, row_bounds):
                 for x0, (left, right) in zip(cols, col_bounds):
-                    found = self._predict(regions.read(y0, y0 + tile, x0, x0 + tile))
-                    boxes = found.boxes + np.array([x0, y0, x0, y0], np.float32)
+                    found = self._predict(regions.read(y0, y0 + tile, x0, x0 + tile)).shifted(y0, x0, regions.shape)
+                    boxes = found.boxes
                     cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
                     keep = (cx >= left) & (cx < right) & (cy >= top) & (cy < bottom)
                     if x0 > 0:
@@ -120,7 +119,7 @@ class TiledPredictor:
                         keep &= boxes[:, 1] > y0 + margin
                     if y0 + tile < regions.height:
                         keep &= boxes[:, 3] < y0 + tile - margin
-                    kept.append(found.subset(np.flatnonzero(keep)).shifted(y0, x0, regions.shape))
+                    kept.append(found.subset(np.flatnonzero(keep)))
                     progress.update()
         merged = CellDetections.cat(kept, regions.shape)
         return merged.subset(np.argsort(-merged.scores, kind="stable"))
@@ -136,13 +135,7 @@ def predict_cells(predictor: TiledPredictor, paths: Iterable[str], failures: Lis
     over images (and one over the tiles of each large image); unreadable images, and those the model
     cannot take (a frame of unknown cell size), are appended to ``failures``. The regions are closed
     when the next image is read."""
-    for path in tqdm(list(paths), desc="images", unit="image"):
-        try:
-            regions = open_regions(path)
-        except DatasetError as err:
-            logger.warning("%s", err)
-            failures.append((str(path), err.problem))
-            continue
+    for path, regions in iter_images(list(paths), failures, read=open_regions):
         with regions:
             try:
                 detections = predictor(regions)

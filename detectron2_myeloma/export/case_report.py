@@ -62,10 +62,12 @@ class CaseReport:
             calls = np.flatnonzero(is_cell & (labels == 1))
             probs = detections.probs if detections.probs is not None else np.ones(len(detections))
             for i in calls:
-                for gallery, better in ((self.most, lambda a, b: a > b), (self.least, lambda a, b: a < b)):
-                    if len(gallery) < GALLERY_SIZE or better(probs[i], gallery[-1].prob):
-                        gallery.append(_Call(float(probs[i]), row["image"], int(i), _cell_picture(image, detections, i)))
-                        gallery.sort(key=lambda c: -c.prob if gallery is self.most else c.prob)
+                call = None  # its picture is cut once, for either gallery or both
+                for gallery, sign in ((self.most, -1), (self.least, 1)):  # kept sorted, best first
+                    if len(gallery) < GALLERY_SIZE or sign * probs[i] < sign * gallery[-1].prob:
+                        call = call or _Call(float(probs[i]), row["image"], int(i), _cell_picture(image, detections, i))
+                        gallery.append(call)
+                        gallery.sort(key=lambda c, sign=sign: sign * c.prob)
                         del gallery[GALLERY_SIZE:]
         self.rows.append(row)
 
