@@ -30,9 +30,10 @@ weights), except in large-images, where the number of cells found drives the cos
 """
 import argparse
 import logging
-import math
 import os
+import resource
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -71,7 +72,7 @@ from detectron2_myeloma.data.regions import open_regions
 from detectron2_myeloma.engine.cpu import configure_cpu_math
 from detectron2_myeloma.engine.defaults import setup_inference
 from detectron2_myeloma.engine.predictor import build_predictor
-from detectron2_myeloma.engine.tiling import TiledPredictor, tile_starts
+from detectron2_myeloma.engine.tiling import TiledPredictor
 from detectron2_myeloma.engine.trainer import Trainer
 from detectron2_myeloma.modeling.precision import (
     cpu_features,
@@ -441,7 +442,8 @@ def equal_time_section(args: argparse.Namespace, workdir: Path) -> SectionResult
 
 
 # --- large images: sliced inference ---------------------------------------------------------------
-MOSAIC_SIDES = (1, 2, 3, 4)  # frames per side of the mosaics: 3.1, 12.5, 28 and 50 megapixels
+MOSAIC_SIDES = (1, 2, 3, 4, 6)  # frames per side of the mosaics: 3.1, 12.5, 28, 50 and 113 megapixels
+PNG_SIDE = 4  # the mosaic also written as a PNG, decoded whole, beside its tiled TIFF
 
 
 def write_mosaic(folder: Path, frames: List[np.ndarray], side: int, suffix: str) -> str:
@@ -476,19 +478,33 @@ def large_image_worker(path: str, warmup_path: str, desc: str) -> Dict[str, Any]
             found["cells"] = int((predictor(regions).classes == cell_class).sum())
 
     seconds = time_calls(run, repeats=1, warmup=0, desc=desc)
-    (height, width), tile = found["shape"], predictor.tile_size(diameter)
-    overlap = math.ceil(cfg.TEST.TILES.OVERLAP * diameter)
-    tiles = len(tile_starts(height, tile, overlap)) * len(tile_starts(width, tile, overlap))
-    megapixels = height * width / 1e6
+    grid = predictor.grid(path, found["shape"])
+    tiles = 1 if grid is None else len(grid[1]) * len(grid[2])
+    megapixels = found["shape"][0] * found["shape"][1] / 1e6
+    tool_seconds, tool_rss = run_predict_tool(path, diameter)
     return {"seconds": seconds, "megapixels": f"{megapixels:.1f}", "tiles": tiles, "cells found": found["cells"],
-            "s / megapixel": format_number(seconds[0] / megapixels)}
+            "s / megapixel": format_number(seconds[0] / megapixels),
+            "tools/predict.py (s)": format_number(tool_seconds), "its peak RSS (MiB)": f"{tool_rss:.0f}"}
+
+
+def run_predict_tool(path: str, diameter: float) -> Tuple[float, float]:
+    """Seconds and peak RSS (MiB) of ``tools/predict.py`` on one image, every output written (overlay,
+    COCO json, CSV, GeoJSON, case report), in a process of its own: model loading included. The
+    caller must have waited for no other child (RUSAGE_CHILDREN holds the largest one's peak)."""
+    with tempfile.TemporaryDirectory() as output:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, str(REPO / "tools" / "predict.py"), "--input", path, "--output",
+                        os.path.join(output, "predictions"), "--cell-diameter", str(diameter),
+                        "--score-threshold", "0.5"], check=True, capture_output=True)
+        seconds = time.perf_counter() - start
+    return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def large_images_section(args: argparse.Namespace, workdir: Path) -> SectionResult:
     paths = sorted((SEGPC_MINI / "x").iterdir())
     frames = [read_image(str(p)) for p in paths]
     tiffs = [write_mosaic(workdir, frames, side, ".tif") for side in MOSAIC_SIDES]
-    png = write_mosaic(workdir, frames, MOSAIC_SIDES[-1], ".png")
+    png = write_mosaic(workdir, frames, PNG_SIDE, ".png")
     frame = str(paths[0])
     variants = [(f"{os.path.basename(p)} (tiled TIFF)", large_image_worker, (p, frame)) for p in tiffs]
     variants.append((f"{os.path.basename(png)} (PNG, decoded whole)", large_image_worker, (png, frame)))
@@ -498,9 +514,11 @@ def large_images_section(args: argparse.Namespace, workdir: Path) -> SectionResu
             "shipped detector and cell classifier (score threshold 0.5, cell diameter 319.9 px) tile by tile "
             "(`TEST.TILES`: 640 model px = 2560 image px tiles overlapping by 2 cell diameters); the 1x1 "
             "mosaic is one frame, predicted whole. One timed run each, after an untimed run on one frame, "
-            "in a fresh process: peak RSS is that process's, the models included. A tiled TIFF is read a "
-            "tile at a time, so its memory should not grow with the image; a PNG is decoded whole first "
-            "(3 bytes per pixel more).\n\n" + results_table(measurements, "s/image"), {"images": measurements})
+            "in a fresh process: peak RSS is that process's, the models included. Then `tools/predict.py` "
+            "on the same image in a process of its own, every output written (overlay, COCO json, CSV, "
+            "GeoJSON, case report), model loading included. A tiled TIFF is read a tile at a time, so its "
+            "memory should not grow with the image; a PNG is decoded whole first (3 bytes per pixel "
+            "more).\n\n" + results_table(measurements, "s/image"), {"images": measurements})
 
 
 # --- profiles ------------------------------------------------------------------------------------

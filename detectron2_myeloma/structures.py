@@ -7,7 +7,7 @@ its offset, so its memory follows the cells, not the image; the tiled predictor 
 tiles and every writer reads it.
 """
 from dataclasses import dataclass, field
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -91,6 +91,29 @@ class MaskCrop(NamedTuple):
         return mask_util.frPyObjects({"counts": counts.tolist(), "size": [height, width]}, height, width)
 
 
+class MaskCrops:
+    """The masks of ``Instances`` as :class:`MaskCrop` s (the ``pred_mask_crops`` field the model writes
+    for inputs with ``"mask_crops"``): indexable as ``Instances`` index their fields (slice, boolean or
+    integer tensor), so that post-hooks may filter the detections."""
+
+    def __init__(self, crops: Sequence[MaskCrop]):
+        self.crops = list(crops)
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def __iter__(self) -> Iterator[MaskCrop]:
+        return iter(self.crops)
+
+    def __getitem__(self, item: Union[int, slice, torch.Tensor, np.ndarray, Sequence[int]]) -> "MaskCrops":
+        if isinstance(item, slice):
+            return MaskCrops(self.crops[item])
+        index = torch.as_tensor(item)
+        if index.dtype == torch.bool:
+            index = index.nonzero().flatten()
+        return MaskCrops([self.crops[i] for i in index.reshape(-1).tolist()])
+
+
 @dataclass
 class CellDetections:
     """The detections of one image of ``image_size`` (H, W): XYXY ``boxes`` in image pixels,
@@ -109,12 +132,14 @@ class CellDetections:
 
     @classmethod
     def from_instances(cls, instances: Instances) -> "CellDetections":
-        """From ``Instances`` with full-size ``pred_masks`` (tensors or arrays, any device) and, where
-        the classifier ran, ``pred_cell_labels`` / ``pred_cell_probs`` ((N,) myeloma probabilities or
-        (N, 2) class probabilities). Without ``pred_boxes``, the boxes are the masks' extents."""
+        """From ``Instances`` with ``pred_mask_crops`` or full-size ``pred_masks`` (tensors or arrays,
+        any device) and, where the classifier ran, ``pred_cell_labels`` / ``pred_cell_probs`` ((N,)
+        myeloma probabilities or (N, 2) class probabilities). Without ``pred_boxes``, the boxes are the
+        masks' extents."""
         fields = {name: torch.as_tensor(value).cpu().numpy() for name, value in instances.get_fields().items()
-                  if name != "pred_boxes"}
-        masks = [MaskCrop.from_full(m) for m in fields.get("pred_masks", ())]
+                  if name not in ("pred_boxes", "pred_mask_crops")}
+        masks = (list(instances.pred_mask_crops) if instances.has("pred_mask_crops")
+                 else [MaskCrop.from_full(m) for m in fields.get("pred_masks", ())])
         probs = fields.get("pred_cell_probs")
         if probs is not None and probs.ndim == 2:
             probs = probs[:, 1]

@@ -18,8 +18,8 @@ import tifffile
 from .images import TIFF_MAGIC, integer_bit_depth, pixels_to_image, read_image, tifffile_warnings_raise
 from .report import DatasetError
 
-# Rows decoded at a time when a preview is made by streaming through an image.
-PREVIEW_BAND_ROWS = 2048
+# Side of the blocks a preview is read and resized in, streaming through an image.
+PREVIEW_BLOCK = 2048
 
 
 class ImageRegions:
@@ -48,20 +48,29 @@ class ImageRegions:
         raise NotImplementedError
 
     def preview(self, scale: float) -> np.ndarray:
-        """The whole image resized by ``scale`` (at most 1), read in bands of rows."""
-        height, width = max(1, round(self.height * scale)), max(1, round(self.width * scale))
+        """The whole image resized by ``scale`` (at most 1), read and resized in blocks of
+        PREVIEW_BLOCK pixels a side, so that memory follows the block and the preview, not the image
+        (a striped TIFF's strips are decoded once per column of blocks)."""
         if scale >= 1:
             return self.read(0, self.height, 0, self.width)
-        bands: List[np.ndarray] = []
-        done = 0
-        for y0 in range(0, self.height, PREVIEW_BAND_ROWS):
-            y1 = min(self.height, y0 + PREVIEW_BAND_ROWS)
-            rows = round(y1 * scale) - done if y1 < self.height else height - done
-            if rows > 0:
-                bands.append(cv2.resize(self.read(y0, y1, 0, self.width), (width, rows),
-                                        interpolation=cv2.INTER_AREA))
-                done += rows
-        return np.concatenate(bands, axis=0)
+        rows = _preview_blocks(self.height, scale)
+        cols = _preview_blocks(self.width, scale)
+        preview = np.empty((rows[-1][1][1], cols[-1][1][1], 3), np.uint8)
+        for (y0, y1), (r0, r1) in rows:
+            for (x0, x1), (c0, c1) in cols:
+                preview[r0:r1, c0:c1] = cv2.resize(self.read(y0, y1, x0, x1), (c1 - c0, r1 - r0),
+                                                   interpolation=cv2.INTER_AREA)
+        return preview
+
+
+def _preview_blocks(length: int, scale: float) -> List[Tuple[Tuple[int, int], Tuple[int, int]]]:
+    """``((start, end) in the image, (start, end) in the preview)`` of the blocks an axis of ``length``
+    pixels is resized in: whole preview pixels, at most PREVIEW_BLOCK image pixels each (or one preview
+    pixel), their image ends where a resize of the whole axis puts those preview pixels' edges."""
+    total = max(1, round(length * scale))
+    per_block = max(1, PREVIEW_BLOCK * total // length)
+    edges = [*range(0, total, per_block), total]
+    return [((round(a * length / total), round(b * length / total)), (a, b)) for a, b in zip(edges, edges[1:])]
 
 
 class ArrayRegions(ImageRegions):

@@ -32,19 +32,22 @@ class OriginalImagePredictor(DefaultPredictor):
             self.aug = ResizeToCellDiameter((target,), cell_diameter or frame_cell_diameter)
         self.cell_diameter = cell_diameter
         self._original: Optional[np.ndarray] = None
+        self._mask_crops = False
         self.model.register_forward_pre_hook(self._attach_original_image)
 
-    def __call__(self, original_image: np.ndarray) -> Dict[str, Any]:
-        """Predictions for one HxWx3 BGR image, as ``DefaultPredictor`` returns them."""
-        self._original = original_image
+    def __call__(self, original_image: np.ndarray, mask_crops: bool = False) -> Dict[str, Any]:
+        """Predictions for one HxWx3 BGR image, as ``DefaultPredictor`` returns them; with
+        ``mask_crops``, the masks as ``pred_mask_crops`` (see
+        :class:`~detectron2_myeloma.modeling.meta_arch.GeneralizedRCNNWithPostHooks`)."""
+        self._original, self._mask_crops = original_image, mask_crops
         try:
             return super().__call__(original_image)
         finally:
-            self._original = None
+            self._original, self._mask_crops = None, False
 
     def _attach_original_image(self, model: torch.nn.Module, args: Tuple[Any, ...]) -> None:
-        """Adds ``"original_image"`` and, where known, the image's ``"cell_diameter"`` (for a classifier
-        of physical-scale crops) to the model inputs."""
+        """Adds ``"original_image"``, ``"mask_crops"`` and, where known, the image's ``"cell_diameter"``
+        (for a classifier of physical-scale crops) to the model inputs."""
         if self._original is None:  # the model called directly, not through this predictor
             return
         image = self._original[:, :, ::-1] if self.input_format == "RGB" else self._original
@@ -52,6 +55,7 @@ class OriginalImagePredictor(DefaultPredictor):
         diameter = known_cell_diameter(self._original.shape[:2], self.cell_diameter)
         for inputs in args[0]:
             inputs["original_image"] = full
+            inputs["mask_crops"] = self._mask_crops
             if diameter:
                 inputs["cell_diameter"] = diameter
 

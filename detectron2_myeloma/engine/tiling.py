@@ -5,8 +5,8 @@ Tiles are squares of ``TEST.TILES.SIZE`` pixels at the model's scale, all the sa
 belongs to the centre part of exactly one tile; a detection is kept from the tile whose centre part holds
 its box centre, and only if it does not touch an edge that tile shares with a neighbour (a cell cut by
 the tile edge is seen whole by that neighbour). With an overlap of more than a cell, each cell is found
-once, from a tile that sees all of it. Memory follows the tile: one tile's pixels and full-size masks
-at a time, and every kept mask as a crop (:class:`~detectron2_myeloma.structures.CellDetections`).
+once, from a tile that sees all of it. Memory follows the tile: one tile's pixels at a time, and every
+mask as a crop of its box, from the model on (:class:`~detectron2_myeloma.structures.CellDetections`).
 """
 import logging
 import math
@@ -84,23 +84,31 @@ class TiledPredictor:
         divisibility = getattr(backbone, "size_divisibility", 0) or 1
         return max(1, round(divisibility * diameter / self.target))
 
-    def __call__(self, regions: ImageRegions) -> CellDetections:
-        diameter = self.cell_diameter(regions.shape)
+    def grid(self, path: str, shape: Tuple[int, int]) -> Optional[Tuple[int, List[int], List[int]]]:
+        """``(tile side, row starts, column starts)`` of an image of ``shape`` (H, W) at ``path``, or
+        None where it is predicted whole: it fits in one tile, or there is no one scale (tile_size).
+        InputError where the overlap would not fit in a tile."""
+        diameter = self.cell_diameter(shape)
         tile = self.tile_size(diameter)
-        if tile is None or max(regions.shape) <= tile:  # (an unknown cell size: the predictor says so)
+        if tile is None or max(shape) <= tile:
+            return None
+        overlap = math.ceil(self.overlap * diameter)
+        if overlap >= tile:
+            raise InputError(f"{path}: tiles of {tile} px cannot overlap by {overlap} px "
+                             f"({self.overlap} cell diameters of {diameter:g} px): raise TEST.TILES.SIZE")
+        align = self.alignment(diameter)
+        return tile, tile_starts(shape[0], tile, overlap, align), tile_starts(shape[1], tile, overlap, align)
+
+    def __call__(self, regions: ImageRegions) -> CellDetections:
+        grid = self.grid(regions.path, regions.shape)
+        if grid is None:  # (an unknown cell size: the predictor says so)
             if self.target <= 0 and regions.height * regions.width > WHOLE_IMAGE_WARNING_PIXELS:
                 logger.warning("%s: %dx%d px predicted whole, resized to a %d px short edge; a model with "
                                "INPUT.CELL_DIAMETER.TEST would predict it tile by tile at its cells' scale",
                                regions.path, regions.width, regions.height, self.min_size)
             return self._predict(regions.read(0, regions.height, 0, regions.width))
-        overlap = math.ceil(self.overlap * diameter)
-        if overlap >= tile:
-            raise InputError(f"{regions.path}: tiles of {tile} px cannot overlap by {overlap} px "
-                             f"({self.overlap} cell diameters of {diameter:g} px): raise TEST.TILES.SIZE")
-        margin = EDGE_MARGIN * diameter
-        align = self.alignment(diameter)
-        rows = tile_starts(regions.height, tile, overlap, align)
-        cols = tile_starts(regions.width, tile, overlap, align)
+        tile, rows, cols = grid
+        margin = EDGE_MARGIN * self.cell_diameter(regions.shape)
         row_bounds, col_bounds = centre_bounds(rows, tile, regions.height), centre_bounds(cols, tile, regions.width)
         kept: List[CellDetections] = []
         with tqdm(total=len(rows) * len(cols), desc=os.path.basename(regions.path), unit="tile",
@@ -125,8 +133,8 @@ class TiledPredictor:
         return merged.subset(np.argsort(-merged.scores, kind="stable"))
 
     def _predict(self, image: np.ndarray) -> CellDetections:
-        """One image or tile: its detections with masks as crops (the full-size masks freed at once)."""
-        return CellDetections.from_instances(self.predictor(image)["instances"].to("cpu"))
+        """One image or tile: its detections, each mask pasted into its own box only."""
+        return CellDetections.from_instances(self.predictor(image, mask_crops=True)["instances"].to("cpu"))
 
 
 def predict_cells(predictor: TiledPredictor, paths: Iterable[str], failures: List[Failure]

@@ -8,6 +8,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.structures import ImageList, Instances
 
 from .post_hooks import PostHook, build_post_hooks
+from .postprocessing import postprocess
 from .precision import autocast, float32_fields, inference_precision
 
 
@@ -16,11 +17,15 @@ class GeneralizedRCNNWithPostHooks(GeneralizedRCNN):
     """``GeneralizedRCNN`` whose inference results pass through a list of post-hooks, in order.
 
     Hooks let later stages (e.g. a per-cell classifier) refine detections without subclassing the
-    model again. They run only in :meth:`inference` with ``do_postprocess=True``, after
-    ``_postprocess``; training is untouched. Hooks are plain callables, not submodules: one that owns
+    model again. They run only in :meth:`inference` with ``do_postprocess=True``, after the detections
+    are rescaled to the output size; training is untouched. Hooks are plain callables, not submodules: one that owns
     a network moves and checkpoints it itself. Without hooks this model is ``GeneralizedRCNN``.
 
     From a config, the hooks are ``MODEL.POST_HOOKS`` (names in :data:`.post_hooks.POST_HOOK_REGISTRY`).
+
+    An input with ``"mask_crops": True`` gets its masks as ``pred_mask_crops``, each pasted into its own
+    box only, instead of full-size ``pred_masks`` (:mod:`.postprocessing`): memory that follows the cells,
+    not the image, for the tiles of a large image.
 
     Two speed switches leave the computation as it is: ``channels_last`` keeps weights and input
     batches in channels-last memory format (oneDNN's native layout on the CPU, tensor cores' on CUDA),
@@ -63,11 +68,12 @@ class GeneralizedRCNNWithPostHooks(GeneralizedRCNN):
         do_postprocess: bool = True,
     ) -> Union[List[Dict[str, Any]], List[Instances]]:
         with autocast(self.device.type, self.inference_dtype):
-            results = super().inference(batched_inputs, detected_instances, do_postprocess)
+            results = super().inference(batched_inputs, detected_instances, do_postprocess=False)
         if self.inference_dtype is not None:
-            for result in results:
-                float32_fields(result["instances"] if do_postprocess else result)
-        if do_postprocess:
-            for hook in self.post_hooks:
-                results = hook(batched_inputs, results)
+            results = [float32_fields(result) for result in results]
+        if not do_postprocess:
+            return results
+        results = [{"instances": postprocess(result, inputs)} for result, inputs in zip(results, batched_inputs)]
+        for hook in self.post_hooks:
+            results = hook(batched_inputs, results)
         return results

@@ -5,6 +5,7 @@ import pytest
 import tifffile
 
 from detectron2_myeloma.data.images import read_image
+from detectron2_myeloma.data import regions as regions_module
 from detectron2_myeloma.data.regions import ArrayRegions, TiffRegions, open_regions
 from detectron2_myeloma.data.report import DatasetError
 
@@ -65,3 +66,23 @@ def test_a_damaged_tile_is_one_error_naming_the_file(tmp_path):
         regions.read(0, 10, 0, 10)  # tile 0 is intact
         with pytest.raises(DatasetError, match="broken.tif"):
             regions.read(256, 512, 512, 700)  # tile 5: row 1, column 2
+
+
+@pytest.mark.parametrize("scale", [0.25, 0.3, 0.01])
+def test_a_preview_resized_block_by_block_matches_the_whole_image_resized(tmp_path, monkeypatch, scale):
+    monkeypatch.setattr(regions_module, "PREVIEW_BLOCK", 256)  # 4 x 3 blocks of the 1000 x 700 image
+    ys, xs = np.mgrid[0:1000, 0:700]
+    smooth = np.dstack([ys * 255 // 999, xs * 255 // 699, (ys + xs) * 255 // 1698]).astype(np.uint8)
+    for name, data in (("noise", RGB), ("smooth", smooth)):
+        path = str(tmp_path / f"{name}.tif")
+        tifffile.imwrite(path, data, tile=(128, 128), photometric="rgb")
+        whole = cv2.resize(data[:, :, ::-1], (max(1, round(700 * scale)), max(1, round(1000 * scale))),
+                           interpolation=cv2.INTER_AREA)
+        with open_regions(path) as regions:
+            preview = regions.preview(scale)
+        assert preview.shape == whole.shape
+        difference = np.abs(preview.astype(int) - whole)
+        if scale == 0.25:  # blocks of 256 px shrink to exactly 64: the same pixel sums
+            assert np.array_equal(preview, whole), name
+        elif name == "smooth":  # a seam may move a preview pixel's footprint by under one image pixel
+            assert difference.max() <= 2
