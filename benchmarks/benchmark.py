@@ -31,9 +31,7 @@ weights), except in large-images, where the number of cells found drives the cos
 import argparse
 import logging
 import os
-import resource
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -59,6 +57,7 @@ from benchmarks.benchmarking import (
     profile_call,
     results_table,
     run_in_fresh_process,
+    run_script,
     time_calls,
     time_inference,
     time_training,
@@ -481,23 +480,8 @@ def large_image_worker(path: str, warmup_path: str, desc: str) -> Dict[str, Any]
     grid = predictor.grid(path, found["shape"])
     tiles = 1 if grid is None else len(grid[1]) * len(grid[2])
     megapixels = found["shape"][0] * found["shape"][1] / 1e6
-    tool_seconds, tool_rss = run_predict_tool(path, diameter)
     return {"seconds": seconds, "megapixels": f"{megapixels:.1f}", "tiles": tiles, "cells found": found["cells"],
-            "s / megapixel": format_number(seconds[0] / megapixels),
-            "tools/predict.py (s)": format_number(tool_seconds), "its peak RSS (MiB)": f"{tool_rss:.0f}"}
-
-
-def run_predict_tool(path: str, diameter: float) -> Tuple[float, float]:
-    """Seconds and peak RSS (MiB) of ``tools/predict.py`` on one image, every output written (overlay,
-    COCO json, CSV, GeoJSON, case report), in a process of its own: model loading included. The
-    caller must have waited for no other child (RUSAGE_CHILDREN holds the largest one's peak)."""
-    with tempfile.TemporaryDirectory() as output:
-        start = time.perf_counter()
-        subprocess.run([sys.executable, str(REPO / "tools" / "predict.py"), "--input", path, "--output",
-                        os.path.join(output, "predictions"), "--cell-diameter", str(diameter),
-                        "--score-threshold", "0.5"], check=True, capture_output=True)
-        seconds = time.perf_counter() - start
-    return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            "s / megapixel": format_number(seconds[0] / megapixels)}
 
 
 def large_images_section(args: argparse.Namespace, workdir: Path) -> SectionResult:
@@ -509,6 +493,14 @@ def large_images_section(args: argparse.Namespace, workdir: Path) -> SectionResu
     variants = [(f"{os.path.basename(p)} (tiled TIFF)", large_image_worker, (p, frame)) for p in tiffs]
     variants.append((f"{os.path.basename(png)} (PNG, decoded whole)", large_image_worker, (png, frame)))
     measurements = measure_all(variants)
+    for measurement, (_, _, (path, _)) in zip(measurements, variants):
+        logger.info("running tools/predict.py on %s", os.path.basename(path))
+        with tempfile.TemporaryDirectory(dir=workdir) as output:
+            seconds, peak = run_script(str(REPO / "tools" / "predict.py"), [
+                "--input", path, "--output", os.path.join(output, "predictions"),
+                "--cell-diameter", str(CELL_DIAMETERS["segpc_mini"]), "--score-threshold", "0.5"])
+        measurement.columns.update({"tools/predict.py (s)": format_number(seconds),
+                                    "its peak RSS (MiB)": f"{peak:.0f}"})
     return ("`tools/predict.py` on images far larger than a camera frame: mosaics of the bundled "
             f"2040x1536 frames ({', '.join(f'{s}x{s}' for s in MOSAIC_SIDES)} frames), predicted with the "
             "shipped detector and cell classifier (score threshold 0.5, cell diameter 319.9 px) tile by tile "

@@ -13,6 +13,9 @@ import multiprocessing
 import os
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -30,6 +33,8 @@ from detectron2_myeloma.modeling.precision import cpu_features, resolve_precisio
 from benchmarks.provenance import git_commit
 from detectron2_myeloma.data.images import read_image
 from detectron2_myeloma.engine.predictor import OriginalImagePredictor
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +62,34 @@ def peak_rss_mb() -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     raise RuntimeError("/proc/self/status has no VmHWM line")
+
+
+# Runs a script (argv[1:]) as `python script args` would, then writes its peak RSS to $PEAK_RSS_FILE.
+_SCRIPT_WRAPPER = """import os, runpy, sys
+sys.argv = sys.argv[1:]
+sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+finally:
+    from benchmarks.benchmarking import peak_rss_mb
+    with open(os.environ["PEAK_RSS_FILE"], "w") as f:
+        f.write(str(peak_rss_mb()))
+"""
+
+
+def run_script(script: str, args: Sequence[str]) -> Tuple[float, float]:
+    """Wall seconds and peak RSS (MiB, VmHWM) of ``python script args`` in a process of its own, as a
+    user runs it; RuntimeError with its output's end if it fails."""
+    with tempfile.TemporaryDirectory() as folder:
+        peak_file = os.path.join(folder, "peak_rss")
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", _SCRIPT_WRAPPER, script, *args], capture_output=True,
+                              text=True, cwd=REPO, env={**os.environ, "PEAK_RSS_FILE": peak_file})
+        seconds = time.perf_counter() - start
+        if done.returncode != 0:
+            raise RuntimeError(f"{script} exited with {done.returncode}:\n{done.stderr[-3000:]}")
+        with open(peak_file) as f:
+            return seconds, float(f.read())
 
 
 def run_in_fresh_process(fn: Callable[..., Dict[str, Any]], *args: Any,

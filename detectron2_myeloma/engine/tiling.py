@@ -22,6 +22,7 @@ from ..data.regions import ImageRegions, open_regions
 from ..data.report import DatasetError
 from ..structures import CellDetections
 from ..utils.errors import InputError
+from ..utils.memory import release_free_memory
 from .predictor import OriginalImagePredictor, known_cell_diameter
 
 logger = logging.getLogger(__name__)
@@ -128,6 +129,8 @@ class TiledPredictor:
                     if y0 + tile < regions.height:
                         keep &= boxes[:, 3] < y0 + tile - margin
                     kept.append(found.subset(np.flatnonzero(keep)))
+                    del found, boxes
+                    release_free_memory()  # else the heap creeps up tile after tile (utils/memory.py)
                     progress.update()
         merged = CellDetections.cat(kept, regions.shape)
         return merged.subset(np.argsort(-merged.scores, kind="stable"))
