@@ -50,6 +50,7 @@ from benchmarks.benchmarking import (
     FOOTER_START,
     MarkdownReport,
     Measurement,
+    REPO,
     format_number,
     inference_step,
     machine_info,
@@ -83,7 +84,6 @@ from detectron2_myeloma.utils.device import available_device
 from testing.pptx_decks import build_main_deck, write_png
 from testing.segpc_reference import official_miou, perturbations
 
-REPO = Path(__file__).resolve().parents[1]
 
 SEGPC_MINI = REPO / "datasets" / "segpc_mini" / "train"
 FULL_SIZE = (1536, 2040)  # rows, columns of SegPC-2021 images

@@ -19,6 +19,7 @@ import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
 
 import torch
@@ -34,7 +35,7 @@ from benchmarks.provenance import git_commit
 from detectron2_myeloma.data.images import read_image
 from detectron2_myeloma.engine.predictor import OriginalImagePredictor
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = Path(__file__).resolve().parents[1]
 
 logger = logging.getLogger(__name__)
 

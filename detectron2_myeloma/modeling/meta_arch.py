@@ -18,8 +18,9 @@ class GeneralizedRCNNWithPostHooks(GeneralizedRCNN):
 
     Hooks let later stages (e.g. a per-cell classifier) refine detections without subclassing the
     model again. They run only in :meth:`inference` with ``do_postprocess=True``, after the detections
-    are rescaled to the output size; training is untouched. Hooks are plain callables, not submodules: one that owns
-    a network moves and checkpoints it itself. Without hooks this model is ``GeneralizedRCNN``.
+    are rescaled to the output size; training is untouched. Hooks are plain callables, not submodules:
+    one that owns a network moves and checkpoints it itself. Without hooks this model is
+    ``GeneralizedRCNN``.
 
     From a config, the hooks are ``MODEL.POST_HOOKS`` (names in :data:`.post_hooks.POST_HOOK_REGISTRY`).
 
