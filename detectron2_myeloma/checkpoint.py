@@ -1,28 +1,59 @@
-"""Checkpoints for shipping: a training checkpoint reduced to its model weights, optionally in half
-precision. Detectron2's ``DetectionCheckpointer`` loads the result like any checkpoint (a float16
-tensor is copied into the float32 parameter), so a reduced file works wherever ``model_final.pth``
-does."""
+"""Checkpoint files: every ``.pth`` the project reads goes through :func:`load_checkpoint` (Detectron2's
+through :class:`MyelomaCheckpointer`), so that a damaged file is one line naming it; and checkpoints for
+shipping: a training checkpoint reduced to its model weights, optionally in half precision.
+Detectron2's checkpointer loads the result like any checkpoint (a float16 tensor is copied into the
+float32 parameter), so a reduced file works wherever ``model_final.pth`` does."""
 import io
 import pickle
-from typing import Dict
+import re
+import struct
+from typing import Any, Dict
 
 import torch
+from detectron2.checkpoint import DetectionCheckpointer
 
 from .utils.atomic import write_atomic
 from .utils.errors import InputError
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
+# What torch.load raises for a damaged or foreign file (measured on truncated and bit-flipped ones):
+# it reads the file only, so none of these is a bug of the caller.
+_UNREADABLE = (OSError, RuntimeError, EOFError, LookupError, ValueError, AssertionError, struct.error,
+               pickle.UnpicklingError)
+
+
+def load_checkpoint(path: str) -> Dict[str, Any]:
+    """The dict a PyTorch checkpoint file holds, on the CPU. Read with ``weights_only=True``: tensors and
+    plain containers only, as unpickling other objects could run code from the file. InputError naming
+    the file when it is damaged, not a PyTorch file, holds other Python objects, or holds no dict."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except _UNREADABLE as err:
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if unsafe:
+            raise InputError(f"{path}: holds Python objects ({unsafe.group(1)}) besides tensors, which are "
+                             "not loaded: unpickling them could run code from the file") from None
+        raise InputError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__})") from None
+    if not isinstance(checkpoint, dict):
+        raise InputError(f"{path}: holds a {type(checkpoint).__name__}, not a checkpoint (a dict)")
+    return checkpoint
+
+
+class MyelomaCheckpointer(DetectionCheckpointer):
+    """Detectron2's checkpointer, reading ``.pth`` files with :func:`load_checkpoint`: a damaged
+    MODEL.WEIGHTS is an InputError naming the file, where Detectron2 raises PyTorch's unpickling error
+    (whose advice, ``weights_only=False``, would run code from an untrusted file)."""
+
+    def _torch_load(self, f: str) -> Dict[str, Any]:
+        return load_checkpoint(f)
+
 
 def model_weights(path: str, dtype: str = "float32") -> Dict[str, torch.Tensor]:
     """The ``"model"`` state dict of a Detectron2 checkpoint, floating tensors cast to ``dtype``."""
     if dtype not in DTYPES:
         raise InputError(f"--dtype {dtype}: not one of {', '.join(DTYPES)}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
-        raise InputError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__})") from None
-    state = checkpoint.get("model") if isinstance(checkpoint, dict) else None
+    state = load_checkpoint(path).get("model")
     if not isinstance(state, dict) or not state:
         raise InputError(f"{path}: no \"model\" state dict in it (a Detectron2 checkpoint has one)")
     return {k: v.to(DTYPES[dtype]) if v.is_floating_point() else v for k, v in state.items()}

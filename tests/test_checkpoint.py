@@ -1,10 +1,18 @@
 """tools/export_weights.py: a training checkpoint reduced to half-precision model weights that Detectron2's
-checkpointer loads into a float32 model; bad input is one line and exit status 1."""
+checkpointer loads into a float32 model; bad input is one line and exit status 1. Checkpoint files that
+cannot be read are named."""
+import re
+
+import numpy as np
+import pytest
 import torch
 from cli import tool_main
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 from detector_testutils import tiny_cfg
+
+from detectron2_myeloma.checkpoint import load_checkpoint
+from detectron2_myeloma.utils.errors import InputError
 
 export_weights = tool_main("export_weights")
 
@@ -42,3 +50,24 @@ def test_a_file_that_is_no_checkpoint_is_named(tmp_path, capsys):
     assert export_weights(["--input", str(bad), "--output", str(tmp_path / "out.pth")]) == 1
     assert 'no "model" state dict' in capsys.readouterr().err
     assert not (tmp_path / "out.pth").exists()
+
+
+def test_what_is_not_a_weights_only_checkpoint_is_named(tmp_path):
+    """Damaged files, Python objects (never unpickled: that could run code from the file) and files
+    holding something else than a dict are each one InputError naming the file."""
+    path = tmp_path / "weights.pth"
+    torch.save({"model": {"w": torch.zeros(3)}}, path)
+    data = path.read_bytes()
+    for content, message in ((b"", "not a readable PyTorch checkpoint (EOFError)"),
+                             (data[: len(data) // 2], "not a readable PyTorch checkpoint (RuntimeError)"),
+                             (np.random.default_rng(0).bytes(4096), "not a readable PyTorch checkpoint")):
+        path.write_bytes(content)
+        with pytest.raises(InputError, match=f"^{re.escape(f'{path}: {message}')}"):
+            load_checkpoint(str(path))
+    torch.save({"model": {"w": torch.zeros(3)}, "seen": np.zeros(3)}, path)
+    with pytest.raises(InputError, match=rf"^{re.escape(str(path))}: holds Python objects \(numpy\.\S+\) besides "
+                                         "tensors, which are not loaded"):
+        load_checkpoint(str(path))
+    torch.save([torch.zeros(3)], path)
+    with pytest.raises(InputError, match=f"^{re.escape(str(path))}: holds a list, not a checkpoint"):
+        load_checkpoint(str(path))

@@ -105,6 +105,20 @@ def test_train_net_bad_mask_is_one_line_before_training(tiny_segpc, tmp_path, ca
     assert line.startswith(f"error: {tiny_segpc / 'y' / 'a_3.png'}: mask values must be 0, 20")
 
 
+def test_train_net_damaged_weights_are_one_line(tmp_path):
+    """Random bytes as MODEL.WEIGHTS, for --eval-only and for fine-tuning: named in one line, where
+    Detectron2's checkpointer raises PyTorch's unpickling error. (As subprocesses: in-process runs leave
+    Detectron2's log handlers on earlier tests' closed streams.)"""
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(np.random.default_rng(0).bytes(4096))
+    for mode in (["--eval-only"], []):
+        done = run_tool("train_net", "--config-file", REPO / "configs" / "SegPC" / "mask_rcnn_lite2_fpn.yaml", *mode,
+                        "MODEL.WEIGHTS", bad, "MODEL.DEVICE", "cpu", "DATALOADER.NUM_WORKERS", 0,
+                        "OUTPUT_DIR", tmp_path / "run")
+        assert done.returncode == 1
+        assert one_error_line(done.stderr) == f"error: {bad}: not a readable PyTorch checkpoint (UnpicklingError)"
+
+
 def truncate(path: Path) -> Path:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])

@@ -1,10 +1,15 @@
-"""Helpers shared by the tests: fixtures built on disk (SegPC masks, a tiny classifier checkpoint) and
-comparisons of two models' detections."""
+"""Helpers shared by the tests: fixtures built on disk (SegPC masks, a tiny classifier checkpoint, an
+unwritable folder) and comparisons of two models' detections."""
+import os
+import shutil
+import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import cv2
 import numpy as np
+import pytest
 import torch
 
 from detectron2_myeloma.classifier.config import get_classifier_cfg
@@ -71,3 +76,28 @@ def single_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@contextmanager
+def unwritable_folder(path: Path) -> Iterator[Path]:
+    """``path``, made as a folder in which nothing can be created: mode 0o555, or, for root (whom modes
+    do not stop), the immutable attribute (``chattr +i``); undone on exit. Skips the test where neither
+    stops a write (root on a file system without that attribute)."""
+    path.mkdir()
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        undo = ["chmod", "755", str(path)]
+    elif shutil.which("chattr") and subprocess.run(["chattr", "+i", str(path)]).returncode == 0:
+        undo = ["chattr", "-i", str(path)]
+    else:
+        pytest.skip("running as root, whom chmod does not stop, and chattr +i does not work here")
+    try:
+        try:
+            (path / "probe").mkdir()
+        except OSError:
+            pass
+        else:
+            pytest.skip(f"{path} stays writable after chmod 0o555 or chattr +i")
+        yield path
+    finally:
+        subprocess.run(undo, check=True)

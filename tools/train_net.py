@@ -14,12 +14,12 @@ import _quiet  # noqa: F401  first: silences third-party warnings that are not t
 import sys
 
 import detectron2.utils.comm as comm
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils.logger import setup_logger
 
 from detectron2_myeloma import load_config
+from detectron2_myeloma.checkpoint import MyelomaCheckpointer
 from detectron2_myeloma.data.catalog import check_dataset_names
 from detectron2_myeloma.engine.cpu import configure_cpu_math
 from detectron2_myeloma.engine.defaults import reports_input_errors
@@ -50,8 +50,7 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS,
-                                                                            resume=args.resume)
+        MyelomaCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         res = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, res)

@@ -13,8 +13,10 @@ import torch
 from fvcore.common.config import CfgNode
 from torch import nn
 
+from ..checkpoint import load_checkpoint
 from ..modeling.pretrained import load_timm_weights, packaged_weights_path
 from ..utils.device import available_device
+from ..utils.errors import InputError
 from .config import get_classifier_cfg
 from .labels import CLASS_NAMES, MYELOMA
 
@@ -127,10 +129,14 @@ def load_classifier(path: str, device: Optional[Union[str, torch.device]] = None
 
     ``device`` defaults to the checkpoint cfg's DEVICE (``"auto"``: cuda when available); a CUDA device
     on a machine without one falls back to the CPU, as everywhere in the project (``available_device``).
+    InputError naming the file for a damaged file or another kind of checkpoint.
     """
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = load_checkpoint(path)
+    if not {"model", "cfg", "class_names"} <= checkpoint.keys():
+        raise InputError(f"{path}: not a cell classifier checkpoint (one of tools/train_classifier.py holds "
+                         "model, cfg and class_names)")
     if tuple(checkpoint["class_names"]) != CLASS_NAMES:
-        raise ValueError(f"{path} has classes {checkpoint['class_names']}, expected {list(CLASS_NAMES)}")
+        raise InputError(f"{path}: has classes {checkpoint['class_names']}, expected {list(CLASS_NAMES)}")
     cfg = get_classifier_cfg()
     cfg.merge_from_other_cfg(CfgNode.load_cfg(checkpoint["cfg"]))
     model = build_classifier(cfg, load_pretrained=False)

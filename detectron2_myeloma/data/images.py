@@ -27,7 +27,7 @@ import logging
 import os
 import warnings
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tifffile
@@ -60,24 +60,57 @@ def image_stem(path: str) -> str:
     return os.path.splitext(os.path.basename(path))[0]
 
 
-def list_images(path: str) -> List[str]:
-    """``[path]`` for a file, :func:`image_files` for a folder. Raises InputError for a missing path,
-    a folder without images, and two files with the same stem (``a.bmp`` and ``a.png``): the stem
-    names the outputs."""
+def _images_below(folder: str) -> List[str]:
+    """:func:`image_files` of ``folder`` and then of each subfolder, depth first in name order (hidden
+    folders, such as a tool's ``.<name>.partial`` output, skipped; links to folders not followed)."""
+    found = []
+    for root, subfolders, _ in os.walk(folder):
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        found.extend(image_files(root))
+    return found
+
+
+def list_images(path: str, recursive: bool = False) -> List[str]:
+    """``[path]`` for a file; for a folder, :func:`image_files` (with ``recursive``,
+    :func:`_images_below`). Raises InputError for a missing path, a folder without images (naming the
+    subfolders that hold some, the usual slip being a dataset's root for its ``x/``), and two files
+    with the same stem (``a.bmp`` and ``a.png``, or ``x/a.bmp`` and ``y/a.bmp``): the stem names the
+    outputs."""
     if os.path.isfile(path):
         return [path]
     if not os.path.isdir(path):
         raise InputError(f"{path}: no such file or folder")
-    files = image_files(path)
+    files = _images_below(path) if recursive else image_files(path)
     seen = {}
     for file in files:
         stem = image_stem(file)
         if stem in seen:
-            raise InputError(f"{file} and {seen[stem]} share the image id {stem!r}")
+            raise InputError(f"{file} and {seen[stem]} share the image id {stem!r}, which names their outputs")
         seen[stem] = file
     if not files:
+        held = {} if recursive else _subfolder_images(path)
+        if held:
+            names = [f"{name}/" for name in held]
+            named = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            raise InputError(f"{path}: holds no images, but its subfolders {named} hold {sum(held.values())}: "
+                             "pass one of them, or add --recursive")
         raise InputError(f"{path}: no images in it ({', '.join(IMAGE_EXTENSIONS)})")
     return files
+
+
+def _subfolder_images(folder: str) -> Dict[str, int]:
+    """The number of images directly in each subfolder of ``folder`` that holds some, by name (one
+    level down only: a hint must not walk a whole disk; unreadable subfolders skipped)."""
+    held = {}
+    for entry in sorted(os.scandir(folder), key=lambda entry: entry.name):
+        if entry.is_dir() and not entry.name.startswith("."):
+            try:
+                count = len(image_files(entry.path))
+            except OSError:
+                continue
+            if count:
+                held[entry.name] = count
+    return held
 
 
 # The first bytes of a TIFF or a BigTIFF, in either byte order.

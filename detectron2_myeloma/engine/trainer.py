@@ -6,7 +6,6 @@ import weakref
 from typing import Optional
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import DefaultTrainer, TrainerBase, create_ddp_model, hooks
@@ -14,6 +13,7 @@ from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
+from ..checkpoint import MyelomaCheckpointer
 from ..data.mapper import build_cell_mapper
 from ..evaluation import SegPCEvaluator
 from ..utils.atomic import write_json_atomic
@@ -47,7 +47,7 @@ class Trainer(DefaultTrainer):
         model = create_ddp_model(model, broadcast_buffers=False, **({"device_ids": None} if on_cpu else {}))
         self._trainer = build_train_step(cfg, model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.checkpointer = MyelomaCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg

@@ -248,10 +248,12 @@ class SubmissionWriter:
 
 
 def write_masks_submission(masks_in: str, output: str, images: Optional[str] = None,
-                           masks_out: Optional[str] = None, overwrite: bool = False) -> SubmissionStats:
+                           masks_out: Optional[str] = None, overwrite: bool = False,
+                           recursive: bool = False) -> SubmissionStats:
     """Submission from a SegPC mask folder (``<id>_<k>.bmp/png``, 0/20/40), e.g. to check the
-    pipeline on ground truth (it scores 1.0). With ``images`` (a folder), every image there gets a
-    line, an empty one when it has no masks; masks of ids with no image are still written.
+    pipeline on ground truth (it scores 1.0). With ``images`` (a folder; ``recursive``: and its
+    subfolders), every image there gets a line, an empty one when it has no masks; masks of ids with
+    no image are still written.
 
     InputError, and nothing written, for bad paths, a folder without masks or masks that all vanish at
     1080x1440 (nothing to submit); a mask too small to submit is named in a warning."""
@@ -259,7 +261,7 @@ def write_masks_submission(masks_in: str, output: str, images: Optional[str] = N
     writer = SubmissionWriter(output, masks_out, overwrite)
     ids = list(files)
     if images is not None:
-        image_ids = [image_stem(path) for path in list_images(images)]
+        image_ids = [image_stem(path) for path in list_images(images, recursive)]
         listed = set(image_ids)
         orphans = [image_id for image_id in ids if image_id not in listed]
         if orphans:

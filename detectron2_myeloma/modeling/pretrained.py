@@ -13,6 +13,8 @@ import torch
 from safetensors.torch import load_file as load_safetensors
 from torch import nn
 
+from ..checkpoint import load_checkpoint
+
 logger = logging.getLogger(__name__)
 
 # The packaged Lite weights expect RGB input in 0..255 normalised as (x - 127.5) / 127.5.
@@ -62,7 +64,7 @@ def rename_by_order(checkpoint: Mapping[str, torch.Tensor], model: nn.Module) ->
 def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     if path.endswith(".safetensors"):
         return load_safetensors(path)
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return load_checkpoint(path)
 
 
 def load_timm_weights(model: nn.Module, path: str, by_order: bool = False) -> None:

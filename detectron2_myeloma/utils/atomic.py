@@ -46,17 +46,27 @@ def _json_default(value: Any) -> Any:
 
 def check_output_file(path: str) -> None:
     """InputError for an output file that could not be written, found before the work whose result it
-    is: a folder, a path below a file, a folder without write permission (missing folders are made
-    when writing)."""
+    is: a folder, or a path that :func:`check_can_create` refuses."""
     if os.path.isdir(path):
         raise InputError(f"{path}: is a folder; give the name of the file to write")
+    check_can_create(path)
+
+
+def check_can_create(path: str) -> None:
+    """InputError when ``path`` (a file or folder to write; missing folders above it are made when
+    writing) could not be created: a file above it, or a folder that refuses new entries. The nearest
+    existing folder is tried by making and removing a temporary folder in it, since permission bits do
+    not tell (root ignores them; read-only or immutable file systems, ACLs)."""
     existing = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
         raise InputError(f"{path}: cannot be written, {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"{path}: cannot be written, no permission to write in {existing}")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".write-test-", dir=existing))
+    except OSError as err:
+        reason = (err.strerror or type(err).__name__).lower()
+        raise InputError(f"{path}: cannot write in {existing}: {reason}") from None
 
 
 class OutputFolder:
@@ -65,9 +75,10 @@ class OutputFolder:
     an exception it is removed and ``path`` is left as it was), so no result of an earlier run is left
     beside new ones.
 
-    Checked when made, before any work: an existing non-empty ``path`` is refused unless
-    ``overwrite``, and even then unless it holds :data:`OUTPUT_MARKER` (a folder this project wrote),
-    so that a mistyped ``--output ~ --overwrite`` cannot delete a user's files."""
+    Checked when made, before any work: a folder that could not be created (:func:`check_can_create`)
+    is refused, and so is an existing non-empty ``path`` unless ``overwrite``, and even then unless it
+    holds :data:`OUTPUT_MARKER` (a folder this project wrote), so that a mistyped
+    ``--output ~ --overwrite`` cannot delete a user's files."""
 
     def __init__(self, path: str, overwrite: bool = False, tool: str = ""):
         self.path = os.path.abspath(path)
@@ -81,6 +92,7 @@ class OutputFolder:
             if not os.path.isfile(os.path.join(self.path, OUTPUT_MARKER)):
                 raise InputError(f"{path}: not a folder this project wrote (no {OUTPUT_MARKER} in it): "
                                  "refusing to replace it; choose a new folder")
+        check_can_create(self.path)
         parent, name = os.path.split(self.path)
         self.partial = os.path.join(parent, f".{name}.partial")
 

@@ -1,14 +1,17 @@
 """The shared image reader: every kind of file a camera, slide scanner or editor writes is read to the
 right pixels or refused with a DatasetError naming it."""
 import io
+import os
 
 import numpy as np
 import pytest
 import tifffile
 from PIL import Image
 
-from detectron2_myeloma.data.images import decode_image, image_size, read_image, read_mask
+from detectron2_myeloma.data.images import (decode_image, image_files, image_size, list_images, read_image,
+                                             read_mask)
 from detectron2_myeloma.data.report import DatasetError
+from detectron2_myeloma.utils.errors import InputError
 
 RNG = np.random.default_rng(0)
 RGB = (RNG.random((48, 64, 3)) * 255).astype(np.uint8)
@@ -189,3 +192,27 @@ def test_an_image_over_pils_pixel_limit_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(DatasetError, match="too many pixels to decode whole"):
         read_image(path)
+
+
+def test_a_folder_whose_images_are_in_subfolders_says_where_they_are(segpc_mini):
+    """A dataset's root given for its x/: the error names the subfolders that hold images."""
+    with pytest.raises(InputError) as err:
+        list_images(str(segpc_mini))
+    assert str(err.value) == (f"{segpc_mini}: holds no images, but its subfolders x/, y/ hold 104: pass one of "
+                              "them, or add --recursive")
+    assert list_images(str(segpc_mini), recursive=True) == [*image_files(str(segpc_mini / "x")),
+                                                             *image_files(str(segpc_mini / "y"))]
+
+
+def test_recursive_listing_is_sorted_and_refuses_a_stem_twice(tmp_path):
+    for name in ("b/2.png", "a/c/3.png", "a/1.png", "0.png", ".partial/4.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        _pil(tmp_path / name, GREY, "PNG")
+    names = [os.path.relpath(path, tmp_path) for path in list_images(str(tmp_path), recursive=True)]
+    assert names == ["0.png", os.path.join("a", "1.png"), os.path.join("a", "c", "3.png"),
+                     os.path.join("b", "2.png")]
+    _pil(tmp_path / "b" / "1.bmp", GREY, "BMP")
+    with pytest.raises(InputError) as err:
+        list_images(str(tmp_path), recursive=True)
+    assert str(err.value) == (f"{tmp_path / 'b' / '1.bmp'} and {tmp_path / 'a' / '1.png'} share the image "
+                              "id '1', which names their outputs")

@@ -1,8 +1,9 @@
 import os
 
 import pytest
+from testutils import unwritable_folder
 
-from detectron2_myeloma.utils.atomic import OUTPUT_MARKER, OutputFolder, write_atomic
+from detectron2_myeloma.utils.atomic import OUTPUT_MARKER, OutputFolder, check_output_file, write_atomic
 from detectron2_myeloma.utils.errors import InputError
 
 
@@ -62,3 +63,16 @@ def test_overwrite_never_replaces_a_folder_the_project_did_not_write(tmp_path):
     with pytest.raises(InputError, match="not a folder"):
         OutputFolder(str(tmp_path / "file"))
     assert (tmp_path / "thesis.tex").read_text() == "years of work"
+
+
+def test_an_unwritable_place_is_refused_when_the_output_is_made(tmp_path):
+    """Found before any work, by trying (root ignores permission bits): one line naming the path and
+    the folder that refuses it, and nothing created."""
+    with unwritable_folder(tmp_path / "locked") as locked:
+        for path in (locked / "out", locked / "new" / "out"):
+            with pytest.raises(InputError) as err:
+                OutputFolder(str(path))
+            assert str(err.value).startswith(f"{path}: cannot write in {locked}: ")
+            with pytest.raises(InputError, match=f"^{path / 'a.txt'}: cannot write in {locked}: "):
+                check_output_file(str(path / "a.txt"))
+        assert os.listdir(locked) == []
