@@ -6,7 +6,7 @@ Layout written by :func:`build_crop_dataset`::
     DIR/<split>/<myeloma|non_myeloma>/<image_id>_<n>.png   (BGR PNG, size x size)
     DIR/manifest.csv    one row per crop: path, split, image_id, source_image, x0, y0, x1, y1, label, source
     DIR/balance.json    crop counts per split, label and source
-    DIR/crops.json      how the crops were made (margin, size, pad value, datasets, size prior)
+    DIR/crops.json      how the crops were made (margin, size, placement, datasets, size prior)
 """
 import csv
 import hashlib
@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from ..data.images import read_image, read_record_image
 from ..utils.errors import InputError
-from .crops import crop_and_resize, crop_side
+from .crops import CROP_PLACEMENT, crop_and_resize, crop_side
 from .labels import CLASS_NAMES
 from .negatives import (BoxPredictor, CellSizePrior, annotation_boxes, detector_negatives, drop_duplicates,
                         stain_negatives)
@@ -62,7 +62,8 @@ def image_candidates(record: dict, image_bgr: np.ndarray, prior: Optional[CellSi
     found = [(box, 1, "annotation") for box in annotation_boxes(annotations)]
     negatives = np.zeros((0, 4))
     if predictor is not None:
-        negatives = drop_duplicates(detector_negatives(predictor, image_bgr, annotations, iou_threshold),
+        negatives = drop_duplicates(detector_negatives(predictor, image_bgr, annotations, iou_threshold,
+                                                       record.get("cell_diameter")),
                                     negatives)
         found += [(box, 0, "detector") for box in negatives]
     if prior is not None:
@@ -93,7 +94,7 @@ def _check_disjoint(splits: Mapping[str, Sequence[dict]]) -> None:
 def build_crop_dataset(splits: Mapping[str, Sequence[dict]], output_dir: str, margin: float = 0.15,
                        size: int = 128, prior: Optional[CellSizePrior] = None,
                        predictor: Optional[BoxPredictor] = None, iou_threshold: float = 0.3,
-                       pad_value: int = 0, info: Optional[dict] = None, crop_diameters: float = 0.0) -> dict:
+                       info: Optional[dict] = None, crop_diameters: float = 0.0) -> dict:
     """Write the crops of every split (see the module docstring) and return the class balance.
 
     Args:
@@ -118,7 +119,7 @@ def build_crop_dataset(splits: Mapping[str, Sequence[dict]], output_dir: str, ma
             candidates = image_candidates(record, image, prior, predictor, iou_threshold)
             for n, (box, label, source) in enumerate(candidates):
                 rel = os.path.join(split, CLASS_NAMES[label], f"{record['image_id']}_{n}.png")
-                crop = crop_and_resize(image, box, margin, size, pad_value, side)
+                crop = crop_and_resize(image, box, margin, size, side=side)
                 cv2.imwrite(os.path.join(output_dir, rel), crop)
                 rows.append({"path": rel, "split": split, "image_id": record["image_id"],
                              "source_image": record["file_name"],
@@ -134,7 +135,7 @@ def build_crop_dataset(splits: Mapping[str, Sequence[dict]], output_dir: str, ma
     with open(os.path.join(output_dir, "balance.json"), "w") as f:
         json.dump(balance, f, indent=2)
     with open(os.path.join(output_dir, "crops.json"), "w") as f:
-        json.dump({"margin": margin, "size": size, "pad_value": pad_value, "crop_diameters": crop_diameters,
+        json.dump({"margin": margin, "size": size, "placement": CROP_PLACEMENT, "crop_diameters": crop_diameters,
                    "iou_threshold": iou_threshold,
                    "prior": asdict(prior) if prior is not None else None,
                    "detector_negatives": predictor is not None, **(info or {})}, f, indent=2)

@@ -9,7 +9,7 @@ must fix). The detector is any :data:`BoxPredictor`, e.g.
 """
 import math
 from dataclasses import dataclass
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -20,7 +20,7 @@ from torchvision.ops import nms
 from ..data.masks import rle_to_mask
 
 # BGR image -> (N, 4) XYXY boxes; of two overlapping ones the first is kept (DefaultPredictor: best first).
-BoxPredictor = Callable[[np.ndarray], np.ndarray]
+BoxPredictor = Callable[[np.ndarray, Optional[float]], np.ndarray]  # (image BGR, cell diameter) -> boxes
 
 
 @dataclass(frozen=True)
@@ -163,9 +163,10 @@ def stain_negatives(image_bgr: np.ndarray, annotations: Sequence[dict], prior: C
 
 
 def detector_negatives(predictor: BoxPredictor, image_bgr: np.ndarray, annotations: Sequence[dict],
-                       iou_threshold: float = 0.3) -> np.ndarray:
-    """Detections with IoU < ``iou_threshold`` against every annotated cell: hard negatives."""
-    boxes = np.asarray(predictor(image_bgr), dtype=np.float64).reshape(-1, 4)
+                       iou_threshold: float = 0.3, cell_diameter: Optional[float] = None) -> np.ndarray:
+    """Detections (at the image's ``cell_diameter``, the record's) with IoU < ``iou_threshold`` against
+    every annotated cell: hard negatives."""
+    boxes = np.asarray(predictor(image_bgr, cell_diameter), dtype=np.float64).reshape(-1, 4)
     return boxes[max_iou(boxes, annotation_boxes(annotations)) < iou_threshold]
 
 

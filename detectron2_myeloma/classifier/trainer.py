@@ -20,6 +20,7 @@ from tqdm import tqdm
 from ..utils.device import available_device
 from ..utils.errors import InputError
 from .augmentation import build_crop_augmentation
+from .crops import CROP_PLACEMENT
 from .dataset import CropDataset, read_crop_params
 from .evaluation import classification_metrics, format_metrics, write_classification_report
 from .labels import CLASS_NAMES, MYELOMA
@@ -102,6 +103,10 @@ def check_crop_params(crops_dir: str, size: int, margin: float, crop_diameters: 
             f"{diameters} but the classifier takes INPUT.SIZE {size}, INPUT.CROP_MARGIN {margin} and "
             f"INPUT.CROP_DIAMETERS {crop_diameters}: rebuild the crops with tools/build_crops.py "
             "--size/--margin/--crop-diameters, or set those keys (crops are resized once)")
+    if params.get("placement") != CROP_PLACEMENT:
+        raise InputError(f"{crops_dir} holds crops cut by an earlier version (squares shifted inside the image "
+                         "at its borders, off their cell), not centred and padded as the classifier's crops "
+                         "are now: rebuild them with tools/build_crops.py")
 
 
 def evaluate_classifier(weights: str, crops_dir: str, split: str, output_dir: str, batch_size: int = 64,

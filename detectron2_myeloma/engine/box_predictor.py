@@ -10,16 +10,18 @@ from .predictor import OriginalImagePredictor
 
 
 def box_predictor(config_file: str, weights: str, device: Optional[str] = None
-                  ) -> Callable[[np.ndarray], np.ndarray]:
-    """``image_bgr -> (N, 4)`` XYXY boxes, best first, of the tools' predictor for the detector
-    ``config_file`` with ``weights``, on ``device`` (default: the config's MODEL.DEVICE) where this machine
-    has it."""
+                  ) -> Callable[[np.ndarray, Optional[float]], np.ndarray]:
+    """``(image_bgr, its median cell diameter) -> (N, 4)`` XYXY boxes, best first, of the tools'
+    predictor for the detector ``config_file`` with ``weights``, on ``device`` (default: the config's
+    MODEL.DEVICE) where this machine has it. The diameter is needed by a model that resizes by cell
+    size, as the records of the datasets give it."""
     cfg = load_config(config_file, ["MODEL.WEIGHTS", weights])
     cfg.MODEL.DEVICE = available_device(device if device is not None else cfg.MODEL.DEVICE)
     cfg.freeze()
     predictor = OriginalImagePredictor(cfg)  # resizes as the tools do (by cell size where configured)
 
-    def predict(image_bgr: np.ndarray) -> np.ndarray:
-        return predictor(image_bgr)["instances"].pred_boxes.tensor.cpu().numpy()
+    def predict(image_bgr: np.ndarray, cell_diameter: Optional[float] = None) -> np.ndarray:
+        outputs = predictor(image_bgr, cell_diameter, post_hooks=False)
+        return outputs["instances"].pred_boxes.tensor.cpu().numpy()
 
     return predict

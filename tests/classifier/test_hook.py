@@ -15,7 +15,7 @@ from detectron2.structures import Boxes, Instances
 from detector_testutils import cpu_and_cuda_twins, tiny_cfg
 from testutils import assert_float32_fields, assert_twin_detections, write_tiny_classifier
 
-from detectron2_myeloma.classifier.crops import crop_and_resize
+from detectron2_myeloma.classifier.crops import crop_and_resize, pad_colour, square_crop_box
 from detectron2_myeloma.classifier.dataset import image_candidates, read_manifest
 from detectron2_myeloma.classifier.hook import CellClassifierHook
 from detectron2_myeloma.classifier.labels import CLASS_NAMES
@@ -253,3 +253,25 @@ def test_physical_scale_crops_follow_the_inputs_cell_diameter(segpc_image):
     np.testing.assert_array_equal(crops, np.stack(expected))
     with pytest.raises(InputError, match="--cell-diameter"):
         hook.cell_crops(inputs, boxes, segpc_image.shape[:2])
+
+
+def test_neighbours_at_a_corner_get_centred_padded_crops(segpc_image):
+    """Issue 30, through the hook: two neighbouring cells at the image's corner, physical-scale crops
+    (2 diameters of 80 px): each crop is its own, centred on its cell, and where the square leaves the
+    image it is flat, the pad colour of the part inside (as the training crops are)."""
+    boxes = torch.tensor([[5.0, 8.0, 75.0, 80.0], [40.0, 20.0, 110.0, 90.0]])
+    classifier = CellClassifier(torch.nn.Identity(), [0.0] * 3, [1.0] * 3, 160, 0.15, crop_diameters=2.0)
+    hook = CellClassifierHook(classifier=classifier, input_format="BGR")
+    inputs = {"original_image": torch.from_numpy(np.ascontiguousarray(segpc_image)).permute(2, 0, 1),
+              "cell_diameter": 80.0}
+    crops = hook.cell_crops(inputs, boxes, segpc_image.shape[:2])  # RGB, 160 px: no resampling
+    assert not np.array_equal(crops[0], crops[1])
+    for box, crop in zip(boxes.tolist(), crops):
+        x0, y0, x1, y1 = square_crop_box(box, segpc_image.shape[:2], 0.15, 160.0)
+        assert abs((x0 + x1) / 2 - (box[0] + box[2]) / 2) <= 0.5 and abs((y0 + y1) / 2 - (box[1] + box[3]) / 2) <= 0.5
+        assert x0 < 0 and y0 < 0
+        inside = segpc_image[:y1, :x1, ::-1]
+        np.testing.assert_array_equal(crop[-y0:, -x0:], inside)
+        outside = np.ones((160, 160), bool)
+        outside[-y0:, -x0:] = False
+        assert (crop[outside] == pad_colour(inside)).all()

@@ -79,6 +79,11 @@ def test_evaluating_on_crops_cut_otherwise_is_one_line(small_crops, tmp_path, ca
     assert len(err) == 1 and "crop diameters 2.0" in err[0] and "INPUT.CROP_DIAMETERS 0.0" in err[0]
     assert evaluate_main(["--weights", str(weights), "--crops", str(tmp_path), "--output", str(tmp_path / "e")]) == 1
     assert "crops.json" in capsys.readouterr().err and not (tmp_path / "e").exists()
+    # a folder of the earlier crop code (squares shifted inside the image at its borders) is refused too
+    (other / "crops.json").write_text(json.dumps({k: v for k, v in params.items() if k != "placement"}))
+    assert evaluate_main(["--weights", str(weights), "--crops", str(other), "--output", str(tmp_path / "e")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "earlier version" in err[0] and "rebuild" in err[0]
 
 
 def test_crops_of_another_size_are_refused(small_crops, tmp_path, capsys):
