@@ -156,10 +156,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"=== step {i} took {time.time() - step_start:.0f} s", flush=True)
 
     evaluation = read_json(os.path.join(paths["detector"], "inference", EVALUATION_JSON))
+    score = read_json(paths["score.json"])["metrics"]
     headline = {  # COCO APs in percent as Detectron2 reports them, the rest as fractions or counts
         "segm AP (%)": evaluation["segm"]["AP"], "segm AP50 (%)": evaluation["segm"]["AP50"],
         "bbox AP (%)": evaluation["bbox"]["AP"],
-        "SegPC mIoU (val submission)": read_json(paths["score.json"])["metrics"]["mIoU"],
+        "SegPC mIoU (val submission)": score["mIoU"], "SegPC P@0.5 (val submission)": score["P@0.5"],
+        "submitted cells": score["predictions"],
     }
     if args.train:
         classifier = read_json(os.path.join(paths["classifier"], "metrics.json"))
@@ -200,6 +202,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"\nHeadline numbers (4 val images, 26 cells; {models}):")
     for name, value in headline.items():
         print(f"  {name:<32}{'n/a' if value is None else (value if isinstance(value, int) else f'{value:.3f}')}")
+    print("SegPC-2021 annotates only some cells (the myeloma plasma cells, not every cell), so submitted cells "
+          "without a matching annotation are expected: they lower P@0.5, and the SegPC mIoU does not penalise them.")
     return 0
 
 

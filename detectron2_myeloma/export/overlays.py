@@ -50,9 +50,11 @@ def preview_mask(detections: CellDetections, indices: np.ndarray, shape: Tuple[i
 def draw_overlay(preview: np.ndarray, detections: CellDetections, metadata: Metadata) -> np.ndarray:
     """Detectron2's Visualizer drawing of ``detections`` over ``preview``, the image (BGR) scaled to
     the size to draw at; masks are drawn as outlines scaled to it, so a slide region's thousands of
-    cells never need a full-size mask each. Cells the classifier labelled are coloured and captioned by
-    its answer ("myeloma 93%" in red, "other 12%" in green: the myeloma probability); other detections
-    keep the class name and detector score."""
+    cells never need a full-size mask each. Each caption starts with ``#k``, the detection's row index
+    in its image (the ``index`` of cells.csv and the case report's galleries), so a cell seen here is
+    found there. Cells the classifier labelled are coloured and captioned by its answer and the myeloma
+    probability ("#3 myeloma 0.93" in red, "#4 other 0.12" in green: both numbers are the probability
+    of myeloma, not a confidence in the label); other detections keep the class name and detector score."""
     scale = preview.shape[1] / detections.image_size[1]
     visualizer = Visualizer(preview[:, :, ::-1], metadata=metadata, scale=1.0)
     thing_colours = metadata.get("thing_colors", None)
@@ -64,11 +66,11 @@ def draw_overlay(preview: np.ndarray, detections: CellDetections, metadata: Meta
             continue
         label = NOT_CLASSIFIED if labels is None else int(labels[index])
         if label == NOT_CLASSIFIED:
-            captions.append(f"{metadata.thing_classes[cls]} {score:.0%}")
+            captions.append(f"#{index} {metadata.thing_classes[cls]} {score:.0%}")
             colours.append(tuple(c / 255 for c in (thing_colours[cls] if thing_colours else UNLABELLED_COLOUR)))
         else:
-            prob = f" {probs[index]:.0%}" if probs is not None else ""
-            captions.append(("myeloma" if label == 1 else "other") + prob)
+            prob = f" {probs[index]:.2f}" if probs is not None else ""
+            captions.append(f"#{index} " + ("myeloma" if label == 1 else "other") + prob)
             colours.append(MYELOMA_COLOURS[label])
         polygons.append(outline)
         boxes.append(detections.boxes[index] * scale)

@@ -2,8 +2,9 @@
 results json and QuPath GeoJSON."""
 import csv
 import json
+import logging
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -12,13 +13,16 @@ from detectron2.data import Metadata
 from ..classifier.labels import NOT_CLASSIFIED
 from ..data.images import image_stem
 from ..data.regions import ImageRegions
-from ..structures import CellDetections
+from ..structures import CellDetections, CellScale
 from ..utils.atomic import write_json_atomic
 from .geojson import cell_features, feature_collection
 from .overlays import colour_splash, draw_overlay, preview_mask, preview_scale
 
+logger = logging.getLogger(__name__)
+
 RESULTS_JSON = "instances_predictions.json"
-SUMMARY_COLUMNS = ["image", "cells", "myeloma", "non_myeloma", "mean_score", "mean_area", "median_area"]
+SUMMARY_COLUMNS = ["image", "cells", "myeloma", "non_myeloma", "mean_score", "mean_area", "median_area",
+                   "cell_diameter_px", "cell_diameter_from", "warning"]
 CELL_COLUMNS = ["image", "index", "class", "score", "area", "x", "y", "width", "height",
                 "myeloma_label", "myeloma_prob"]
 
@@ -36,6 +40,8 @@ class PredictionWriter:
     ``probs`` of the detections); they are left empty otherwise, and so are the ``myeloma_label`` /
     ``myeloma_prob`` keys of the json. ``geojson`` holds the keyword arguments of
     :func:`~detectron2_myeloma.export.geojson.cell_features` other than the detections and classes.
+    QuPath ``"cell"`` objects need a nucleus: a model without a nucleus class gets detection objects,
+    said once in the log, rather than cells without the nucleus the README promises.
     """
 
     def __init__(self, output_dir: str, metadata: Metadata, cell_class: int,
@@ -45,6 +51,10 @@ class PredictionWriter:
         self.cell_class = cell_class
         self.nucleus_class = nucleus_class
         self.geojson = geojson
+        if geojson is not None and geojson.get("object_type") == "cell" and nucleus_class is None:
+            logger.warning("the model predicts no nucleus, so the cells are written to GeoJSON as QuPath "
+                           "detection objects, not cell objects")
+            self.geojson = {**geojson, "object_type": "detection"}
         self.results: List[Dict[str, Any]] = []
         self._files: List[Any] = []
 
@@ -67,9 +77,13 @@ class PredictionWriter:
         with open(os.path.join(self.output_dir, RESULTS_JSON), "w") as f:
             json.dump(self.results, f)
 
-    def add(self, image_index: int, path: str, image: ImageRegions, detections: CellDetections) -> None:
-        """Save everything about one image and its ``detections`` (at its full resolution); the pictures
-        are drawn on a preview of it, scaled by :func:`preview_scale`."""
+    def add(self, image_index: int, path: str, image: ImageRegions, detections: CellDetections,
+            warnings: Sequence[str] = (), scale: Optional[CellScale] = None) -> None:
+        """Save everything about one image and its ``detections`` (at its full resolution), made at the
+        cell ``scale`` (summary.csv says which and whence); the pictures
+        are drawn on a preview of it, scaled by :func:`preview_scale`. ``warnings`` (e.g.
+        :func:`~detectron2_myeloma.data.colour.colour_warnings`) fill its ``warning`` column of
+        summary.csv, joined by "; ", so a table of counts shows which counts to doubt."""
         stem, name = image_stem(path), os.path.basename(path)
         preview = image.preview(preview_scale(*image.shape))
         self._write_png(f"{stem}_overlay.png", draw_overlay(preview, detections, self.metadata))
@@ -112,6 +126,9 @@ class PredictionWriter:
             "mean_score": f"{cell_scores.mean():.4f}" if is_cell.any() else "",
             "mean_area": f"{cell_areas.mean():.1f}" if is_cell.any() else "",
             "median_area": f"{np.median(cell_areas):.1f}" if is_cell.any() else "",
+            "cell_diameter_px": f"{scale.diameter:.1f}" if scale else "",
+            "cell_diameter_from": scale.source if scale else "",
+            "warning": "; ".join(warnings),
         })
 
     def _write_png(self, name: str, image: np.ndarray) -> None:

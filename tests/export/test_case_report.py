@@ -4,8 +4,16 @@ import json
 import numpy as np
 import pytest
 
+from detectron2_myeloma.data.colour import GREYSCALE_WARNING
 from detectron2_myeloma.data.regions import ArrayRegions
-from detectron2_myeloma.export.case_report import DISCLAIMER, GALLERY_SIZE, CaseReport
+from detectron2_myeloma.export.case_report import (
+    DISCLAIMER,
+    FRACTION_NOTE,
+    GALLERY_SIZE,
+    CaseReport,
+    _gallery_picture,
+    default_case_name,
+)
 from detectron2_myeloma.structures import CellDetections, MaskCrop
 
 CELL, NUCLEUS = 0, 1
@@ -73,3 +81,73 @@ def test_without_the_classifier_only_cells_are_counted(tmp_path):
     summary = json.loads((tmp_path / "report.json").read_text())
     assert summary["cells"] == 2 and "myeloma_fraction" not in summary and not summary["galleries"]
     assert "the cell classifier did not run" in (tmp_path / "report.md").read_text()
+
+
+def test_unread_images_and_image_warnings_are_listed_not_lost(tmp_path):
+    """Three images read (one greyscale), two refused: the counts say 3 of 5, the refused are listed
+    with their reasons, the greyscale image with its warning, and the fraction says what it is of."""
+    report = CaseReport(CELL)
+    for k in range(3):
+        detections = image_cells([1, 0], [0.9, 0.2])
+        image = np.full((*detections.image_size, 3), 200, np.uint8)
+        report.add(f"img{k}.png", ArrayRegions(f"img{k}.png", image), detections,
+                   [GREYSCALE_WARNING] if k == 1 else [])
+    failures = [("in/broken.png", "not an image file"), ("in/half.jpg", "unreadable, truncated")]
+    report.write(str(tmp_path), "case", "detector test.pth", failures)
+    summary = json.loads((tmp_path / "report.json").read_text())
+    assert (summary["images"], summary["images_not_read"]) == (3, 2)
+    assert summary["not_read"] == [{"image": p, "reason": r} for p, r in failures]
+    assert [r["warnings"] for r in summary["per_image"]] == [[], [GREYSCALE_WARNING], []]
+    assert summary["myeloma_fraction_note"] == FRACTION_NOTE
+    for name in ("report.md", "report.html"):
+        text = (tmp_path / name).read_text()
+        assert "3 of 5 read" in text and "in/half.jpg" in text and "unreadable, truncated" in text
+        assert text.index("Warnings") < text.index("img1.png") < text.index(GREYSCALE_WARNING) < text.index(
+            "Images not read")
+        assert "not of all nucleated cells" in text and FRACTION_NOTE in text
+
+
+def test_a_case_whose_images_were_all_refused_says_so(tmp_path):
+    CaseReport(CELL).write(str(tmp_path), "case", "detector test.pth", [("a.png", "not an image file")])
+    text = (tmp_path / "report.md").read_text()
+    assert "no image could be read" in text and "classifier did not run" not in text and "a.png" in text
+
+
+def test_the_default_case_name_of_a_segpc_image_folder_is_its_dataset_and_split(segpc_mini, tmp_path):
+    assert default_case_name(str(segpc_mini / "x")) == "segpc_mini/train"
+    assert default_case_name(str(segpc_mini / "x") + "/") == "segpc_mini/train"
+    assert default_case_name(str(segpc_mini / "x" / "2011.jpg")) == "2011.jpg"
+    (tmp_path / "patient 7").mkdir()
+    assert default_case_name(str(tmp_path / "patient 7")) == "patient 7"
+
+
+def outline_width(picture: np.ndarray) -> int:
+    """Width in pixels of the cell outline drawn in a gallery picture."""
+    columns = np.flatnonzero((picture == (60, 20, 220)).all(axis=2).any(axis=0))
+    return int(columns[-1] - columns[0] + 1)
+
+
+@pytest.mark.parametrize("pixel_size", [None, 0.1])
+def test_gallery_pictures_share_one_scale_across_images(tmp_path, pixel_size):
+    """A cell twice as wide as another, in another image, is drawn twice as wide (a picture per cell
+    scaled to its own size would draw both alike); each picture shows 2 median diameters of the case."""
+    report = CaseReport(CELL, pixel_size_um=pixel_size)
+    for name, radius in (("small.png", 20), ("large.png", 40)):
+        size = 8 * radius
+        yy, xx = np.ogrid[:size, :size]
+        mask = (yy - size // 2) ** 2 + (xx - size // 2) ** 2 <= radius ** 2
+        image = np.where(mask[..., None], np.uint8(120), np.uint8(230)).repeat(3, axis=2)
+        crop = MaskCrop.from_full(mask)
+        box = np.array([[crop.x, crop.y, crop.x + crop.mask.shape[1], crop.y + crop.mask.shape[0]]], np.float32)
+        detections = CellDetections((size, size), box, np.array([CELL]), np.array([0.9], np.float32), [crop],
+                                    np.array([1]), np.array([0.8 if radius == 20 else 0.9], np.float32))
+        report.add(name, ArrayRegions(name, image), detections)
+    window = report.window_px()
+    assert window == pytest.approx(2 * 60, rel=0.02)  # median of diameters 40 and 80: 60
+    small, large = (_gallery_picture(c.picture, window) for c in sorted(report.most, key=lambda c: c.prob))
+    assert outline_width(large) / outline_width(small) == pytest.approx(2, rel=0.1)
+    report.write(str(tmp_path), "case", "detector test.pth")
+    text = (tmp_path / "report.md").read_text()
+    assert f"a square of {window:.0f} image pixels" in text
+    assert ("µm" in text) == (pixel_size is not None)
+    assert json.loads((tmp_path / "report.json").read_text())["gallery_window_px"] == pytest.approx(window)

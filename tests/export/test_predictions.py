@@ -1,0 +1,89 @@
+"""PredictionWriter and the overlays on a real bundled frame: image warnings reach summary.csv, a model
+without a nucleus class gets QuPath detection objects (not nucleus-less cells), and overlay captions
+carry the cells.csv index and the myeloma probability."""
+import csv
+import json
+import logging
+
+import cv2
+import numpy as np
+import pytest
+from detectron2.data import Metadata
+from detectron2.utils.visualizer import Visualizer
+
+from detectron2_myeloma.data.colour import GREYSCALE_WARNING, colour_warnings
+from detectron2_myeloma.data.images import image_files, image_stem
+from detectron2_myeloma.data.regions import ArrayRegions
+from detectron2_myeloma.data.segpc_format import cell_and_nucleus, read_segpc_mask
+from detectron2_myeloma.export.predictions import SUMMARY_COLUMNS, PredictionWriter
+from detectron2_myeloma.structures import CellDetections, MaskCrop
+
+ONE_CLASS = Metadata(name="one class", thing_classes=["cell"])  # as the shipped model: no nucleus
+
+
+def annotated_cells(segpc_mini, image_id: str, classified: bool = True) -> CellDetections:
+    """The annotated cells of a bundled frame, as a one-class model with the classifier would give them."""
+    masks = [np.logical_or(*cell_and_nucleus(read_segpc_mask(str(p))))
+             for p in sorted((segpc_mini / "y").glob(f"{image_id}_*"))]
+    crops = [MaskCrop.from_full(m) for m in masks]
+    boxes = np.array([[c.x, c.y, c.x + c.mask.shape[1], c.y + c.mask.shape[0]] for c in crops], np.float32)
+    n = len(crops)
+    probs = np.linspace(0.95, 0.05, n).astype(np.float32)
+    return CellDetections(masks[0].shape, boxes, np.zeros(n, np.int64), np.full(n, 0.9, np.float32), crops,
+                          (probs > 0.5).astype(int) if classified else None, probs if classified else None)
+
+
+def test_a_greyscale_frame_is_flagged_in_summary_csv(segpc_mini, tmp_path, caplog):
+    frame = cv2.imread(str(segpc_mini / "x" / "2011.jpg"))
+    grey = cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    detections = annotated_cells(segpc_mini, "2011")
+    with caplog.at_level(logging.WARNING):
+        with PredictionWriter(str(tmp_path), ONE_CLASS, 0, None, None) as writer:
+            for path, image in (("2011.jpg", frame), ("2011_grey.jpg", grey)):
+                regions = ArrayRegions(path, image)
+                writer.add(1, path, regions, detections, colour_warnings(regions))
+    with open(tmp_path / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == SUMMARY_COLUMNS
+    assert [r["warning"] for r in rows] == ["", GREYSCALE_WARNING]
+    assert caplog.text.count("WARNING") == 1 and "2011_grey.jpg" in caplog.text
+
+
+@pytest.mark.parametrize("object_type", ["cell", "annotation"])
+def test_qupath_cells_of_a_model_without_nuclei_become_detections(segpc_mini, tmp_path, caplog, object_type):
+    frame = cv2.imread(str(segpc_mini / "x" / "2011.jpg"))
+    with caplog.at_level(logging.WARNING):
+        with PredictionWriter(str(tmp_path), ONE_CLASS, 0, None, {"object_type": object_type}) as writer:
+            for k in (1, 2):  # two images, one warning
+                name = f"frame{k}.jpg"
+                writer.add(k, name, ArrayRegions(name, frame), annotated_cells(segpc_mini, "2011"))
+    features = json.loads((tmp_path / "frame1.geojson").read_text())["features"]
+    assert features and {f["properties"]["objectType"] for f in features} == {
+        "detection" if object_type == "cell" else object_type}
+    assert all("nucleusGeometry" not in f for f in features)
+    assert caplog.text.count("predicts no nucleus") == (1 if object_type == "cell" else 0)
+
+
+def test_overlay_captions_carry_the_cells_csv_index_and_the_myeloma_probability(segpc_mini, tmp_path, monkeypatch):
+    captions = []
+    draw = Visualizer.overlay_instances
+
+    def keep_labels(self, **kwargs):
+        captions.extend(kwargs["labels"])
+        return draw(self, **kwargs)
+
+    monkeypatch.setattr(Visualizer, "overlay_instances", keep_labels)
+    first = image_files(str(segpc_mini / "x"))[0]
+    detections = annotated_cells(segpc_mini, image_stem(first))
+    unclassified = annotated_cells(segpc_mini, image_stem(first), classified=False)
+    frame = cv2.imread(first)
+    with PredictionWriter(str(tmp_path), ONE_CLASS, 0) as writer:
+        writer.add(1, "a.jpg", ArrayRegions("a.jpg", frame), detections)
+        writer.add(2, "b.jpg", ArrayRegions("b.jpg", frame), unclassified)
+    with open(tmp_path / "cells.csv", newline="") as f:
+        cells = [row for row in csv.DictReader(f) if row["image"] == "a.jpg"]
+    n = len(detections)
+    assert captions[:n] == [f"#{c['index']} {'myeloma' if c['myeloma_label'] == '1' else 'other'} "
+                            f"{float(c['myeloma_prob']):.2f}" for c in cells]
+    assert "other 0.05" in captions[n - 1]  # the myeloma probability, not a confidence in "other"
+    assert captions[n:] == [f"#{k} cell 90%" for k in range(n)]
