@@ -30,6 +30,7 @@ weights), except in large-images, where the number of cells found drives the cos
 """
 import argparse
 import logging
+import math
 import os
 import shlex
 import sys
@@ -466,18 +467,18 @@ def large_image_worker(path: str, warmup_path: str, desc: str) -> Dict[str, Any]
     cfg = setup_inference(None, [], score_threshold=0.5)
     cell_class, _ = cell_and_nucleus_classes(model_metadata(cfg, None).thing_classes)
     diameter = CELL_DIAMETERS["segpc_mini"]
-    predictor = TiledPredictor(build_predictor(cfg, cell_class, diameter), cfg)
+    predictor = TiledPredictor(build_predictor(cfg, cell_class), cfg, cell_class, diameter)
     with open_regions(warmup_path) as frame:
-        predictor(frame)
+        predictor(frame, predictor.cell_scale(frame))
     found: Dict[str, Any] = {}
 
     def run() -> None:
         with open_regions(path) as regions:
             found["shape"] = regions.shape
-            found["cells"] = int((predictor(regions).classes == cell_class).sum())
+            found["cells"] = int((predictor(regions, predictor.cell_scale(regions)).classes == cell_class).sum())
 
     seconds = time_calls(run, repeats=1, warmup=0, desc=desc)
-    grid = predictor.grid(path, found["shape"])
+    grid = predictor.grid(path, found["shape"], diameter)
     tiles = 1 if grid is None else len(grid[1]) * len(grid[2])
     megapixels = found["shape"][0] * found["shape"][1] / 1e6
     return {"seconds": seconds, "megapixels": f"{megapixels:.1f}", "tiles": tiles, "cells found": found["cells"],
@@ -501,10 +502,13 @@ def large_images_section(args: argparse.Namespace, workdir: Path) -> SectionResu
                 "--cell-diameter", str(CELL_DIAMETERS["segpc_mini"]), "--score-threshold", "0.5"])
         measurement.columns.update({"tools/predict.py (s)": format_number(seconds),
                                     "its peak RSS (MiB)": f"{peak:.0f}"})
+    shipped = setup_inference(None, [], score_threshold=0.5)
+    tile, target = shipped.TEST.TILES.SIZE, shipped.INPUT.CELL_DIAMETER.TEST
     return ("`tools/predict.py` on images far larger than a camera frame: mosaics of the bundled "
             f"2040x1536 frames ({', '.join(f'{s}x{s}' for s in MOSAIC_SIDES)} frames), predicted with the "
             "shipped detector and cell classifier (score threshold 0.5, cell diameter 319.9 px) tile by tile "
-            "(`TEST.TILES`: 640 model px = 2560 image px tiles overlapping by 2 cell diameters); the 1x1 "
+            f"(`TEST.TILES`: {tile} model px = {math.ceil(tile * CELL_DIAMETERS['segpc_mini'] / target)} image px "
+            "tiles overlapping by 2 cell diameters); the 1x1 "
             "mosaic is one frame, predicted whole. One timed run each, after an untimed run on one frame, "
             "in a fresh process: peak RSS is that process's, the models included. Then `tools/predict.py` "
             "on the same image in a process of its own, every output written (overlay, COCO json, CSV, "

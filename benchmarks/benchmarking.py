@@ -33,7 +33,8 @@ from detectron2_myeloma.utils.atomic import write_atomic, write_json_atomic
 from detectron2_myeloma.modeling.precision import cpu_features, resolve_precision
 from benchmarks.provenance import git_commit
 from detectron2_myeloma.data.images import read_image
-from detectron2_myeloma.engine.predictor import OriginalImagePredictor
+from detectron2_myeloma.data.regions import ArrayRegions
+from detectron2_myeloma.engine.predictor import OriginalImagePredictor, build_scale_finder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -160,16 +161,19 @@ def profile_call(fn: Callable[[], Any], warmup: int, desc: str = "", rows: int =
 
 def inference_step(cfg: CfgNode, image_paths: Sequence[str]) -> Tuple[Callable[[], None], List[int]]:
     """A call that predicts the next image of ``image_paths`` (cycling) as ``tools/predict.py`` does:
-    read the file, the predictor's forward at the config's test scale (with its post-hooks), masks
+    read the file, its cell scale (known frame sizes), the predictor's forward at the config's test scale (with its post-hooks), masks
     pasted at the image's full resolution, results on the CPU; and the list it appends each image's
     detection count to."""
     predictor = OriginalImagePredictor(cfg)
+    scales = build_scale_finder(predictor, cfg, cfg.MODEL.CELL_CLASSIFIER.CELL_CLASS)
     paths = itertools.cycle(image_paths)
     detections: List[int] = []
 
     def predict() -> None:
-        image = read_image(next(paths))
-        instances = predictor(image)["instances"].to("cpu")
+        path = next(paths)
+        image = read_image(path)
+        scale = scales(ArrayRegions(path, image))
+        instances = predictor(image, scale.diameter if scale else None)["instances"].to("cpu")
         if instances.pred_masks.shape[1:] != image.shape[:2]:
             raise RuntimeError(f"masks of shape {tuple(instances.pred_masks.shape)} for a {image.shape} image")
         detections.append(len(instances))

@@ -1,6 +1,6 @@
 """Every config key this project adds to Detectron2's defaults, each with a one-line comment."""
 import os
-from typing import Any, List, Sequence
+from typing import Any, Dict, List, Sequence
 
 import yaml
 from detectron2.config import CfgNode as CN
@@ -25,8 +25,12 @@ def add_myeloma_config(cfg: CN) -> None:
     # Sliced inference of images larger than a camera frame (slide regions; engine/tiling.py), for models
     # at one cell scale (INPUT.CELL_DIAMETER.TEST); a model resizing by MIN_SIZE_TEST predicts images whole.
     _C.TEST.TILES = CN()
-    _C.TEST.TILES.SIZE = 640  # tile side in model pixels; an image that fits is predicted whole
+    # Tile side in model pixels; an image that fits is predicted whole (704: a full-size frame of either
+    # SegPC microscope, 641 px at 80 px cells, with 10% to spare)
+    _C.TEST.TILES.SIZE = 704
     _C.TEST.TILES.OVERLAP = 2.0  # overlap of neighbouring tiles in median cell diameters (> 1: a cell fits)
+    _C.TEST.TILES.MAX_COUNT = 5000  # an image needing more tiles is refused (a cell diameter far too small)
+    _C.TEST.FRAGMENT_MAX_INSIDE = 0.75  # drop a detection this much inside a larger, better-scored one (0: off)
 
     # timm bottom-up of BACKBONE.NAME "build_timm_rmask_fpn_backbone" (features named res2..res5).
     _C.MODEL.TIMM = CN()
@@ -95,6 +99,33 @@ def load_config(config_file: str, opts: Sequence[Any] = ()) -> CN:
     cfg.MODEL.CELL_CLASSIFIER.WEIGHTS = _checked_weights(cfg.MODEL.CELL_CLASSIFIER.WEIGHTS,
                                                          "MODEL.CELL_CLASSIFIER.WEIGHTS")
     return cfg
+
+
+# What a trained detector's predictions depend on besides its weights: a config that differs from the
+# one a model was trained with on any of these keys runs it at another scale, or another architecture.
+RESULT_KEYS = ("INPUT.MIN_SIZE_TEST", "INPUT.MAX_SIZE_TEST", "INPUT.FORMAT", "INPUT.CELL_DIAMETER.TEST",
+               "MODEL.META_ARCHITECTURE", "MODEL.PIXEL_MEAN", "MODEL.PIXEL_STD", "MODEL.MASK_ON",
+               "MODEL.BACKBONE", "MODEL.TIMM", "MODEL.RESNETS", "MODEL.FPN", "MODEL.RMASK",
+               "MODEL.ANCHOR_GENERATOR", "MODEL.RPN", "MODEL.ROI_HEADS.NAME", "MODEL.ROI_HEADS.NUM_CLASSES",
+               "MODEL.ROI_BOX_HEAD", "MODEL.ROI_MASK_HEAD")
+
+
+def result_differences(cfg: CN, reference: CN) -> List[str]:
+    """``"KEY value (reference: value)"`` for every leaf under :data:`RESULT_KEYS` where ``cfg`` and
+    ``reference`` differ."""
+    def leaves(node: Any, key: str) -> Dict[str, Any]:
+        if isinstance(node, CN):
+            return {k: v for child in sorted(node) for k, v in leaves(node[child], f"{key}.{child}").items()}
+        return {key: node}
+
+    differences = []
+    for key in RESULT_KEYS:
+        node, reference_node = cfg, reference
+        for part in key.split("."):
+            node, reference_node = node[part], reference_node[part]
+        mine, theirs = leaves(node, key), leaves(reference_node, key)
+        differences += [f"{k} {mine[k]} (model: {theirs[k]})" for k in mine if mine[k] != theirs.get(k)]
+    return differences
 
 
 def merge_config(cfg: CN, config_file: str, opts: Sequence[Any] = ()) -> CN:

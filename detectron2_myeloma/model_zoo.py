@@ -7,7 +7,7 @@ replaces it by the file. ``$DETECTRON2_MYELOMA_MODELS`` points elsewhere than ``
 """
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from .utils.errors import InputError
 
@@ -51,6 +51,15 @@ def get_weights(name: str) -> str:
 def get_config_file(name: str) -> str:
     """The config a shipped detector was trained with."""
     return os.path.join(_REPO, get(name).config_file)
+
+
+def shipped_name(weights: str) -> Optional[str]:
+    """The short name of the shipped detector whose file ``weights`` is (a name or a path), else None."""
+    for name, model in SHIPPED_MODELS.items():
+        if model.config_file and (weights == name or os.path.abspath(weights) == os.path.abspath(
+                os.path.join(models_dir(), model.weights))):
+            return name
+    return None
 
 
 def resolve_weights(value: str) -> str:

@@ -4,7 +4,8 @@ Detectron2's ``Instances`` hold every mask at the image's full size: fine for a 
 20,000 x 20,000 px slide region would need 400 MB per cell. :class:`CellDetections` holds what the
 outputs need (boxes, classes, scores, the cell classifier's answer) and each mask as a tight crop with
 its offset, so its memory follows the cells, not the image; the tiled predictor builds one from its
-tiles and every writer reads it.
+tiles and every writer reads it. :class:`CellScale` is the image's cell size that the detections were
+made at, decided once per image (``engine/cell_scale.py``) and reported by the writers.
 """
 from dataclasses import dataclass, field
 from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
@@ -12,6 +13,7 @@ from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 import pycocotools.mask as mask_util
+import shapely
 import torch
 from detectron2.structures import Instances
 
@@ -188,6 +190,34 @@ class CellDetections:
         """(N, 4) XYXY pixel extent of each mask crop (its tight box, unlike the predicted ``boxes``)."""
         return _extents(self.masks)
 
+    def without_fragments(self, max_inside: float) -> "CellDetections":
+        """The detections less the fragments: a detection with at least ``max_inside`` of its own mask
+        area inside one larger, higher-scored detection of the same class is a partial second mask of
+        that cell, not a cell of its own. The score matters: on real frames the larger of such a pair,
+        when scored lower, is mostly a merge of two cells whose own, well-outlined detections lie inside
+        it, and those must stay. ``max_inside`` <= 0 keeps everything (the threshold's choice:
+        docs/RESULTS.md, "Fragments").
+
+        Candidate pairs come from an R-tree of the mask extents (shapely's STRtree), so a slide region's
+        thousands of cells cost about N log N; masks are compared only where the overlap of the two
+        extents could reach ``max_inside`` of the smaller mask."""
+        if max_inside <= 0 or len(self) < 2:
+            return self
+        areas = self.areas()
+        extents = self.mask_extents()
+        boxes = shapely.box(*extents.T)
+        small, large = shapely.STRtree(boxes).query(boxes, predicate="intersects")  # all pairs, both ways
+        width = np.minimum(extents[small, 2], extents[large, 2]) - np.maximum(extents[small, 0], extents[large, 0])
+        height = np.minimum(extents[small, 3], extents[large, 3]) - np.maximum(extents[small, 1], extents[large, 1])
+        possible = ((self.classes[small] == self.classes[large]) & (areas[large] > areas[small]) & (areas[small] > 0)
+                    & (self.scores[large] > self.scores[small])
+                    & (np.clip(width, 0, None) * np.clip(height, 0, None) >= max_inside * areas[small]))
+        fragment = np.zeros(len(self), dtype=bool)
+        for i, j in zip(small[possible].tolist(), large[possible].tolist()):
+            if not fragment[i] and self.masks[i].overlap(self.masks[j]) >= max_inside * areas[i]:
+                fragment[i] = True
+        return self if not fragment.any() else self.subset(np.flatnonzero(~fragment))
+
     def union_mask(self, indices: Sequence[int]) -> np.ndarray:
         """The full-size union of the masks at ``indices`` (for images small enough to hold one)."""
         canvas = np.zeros(self.image_size, dtype=bool)
@@ -231,3 +261,15 @@ def _round(value: float) -> int:
 def _extents(masks: Sequence[MaskCrop]) -> np.ndarray:
     return np.array([(m.x, m.y, m.x + m.mask.shape[1], m.y + m.mask.shape[0]) for m in masks],
                     dtype=np.int64).reshape(-1, 4)
+
+
+@dataclass(frozen=True)
+class CellScale:
+    """An image's median cell diameter (``diameter``, pixels), where it came from (``source``: "given",
+    "frame size" or "estimated") and how it was found (``detail``, for the log and the reports)."""
+    diameter: float
+    source: str
+    detail: str = ""
+
+    def describe(self) -> str:
+        return f"{self.diameter:.0f} px, {self.source}" + (f" ({self.detail})" if self.detail else "")

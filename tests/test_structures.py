@@ -3,8 +3,11 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 import torch
+from detectron2.config import get_cfg
 from detectron2.structures import Boxes, Instances
 
+from detectron2_myeloma import add_myeloma_config
+from detectron2_myeloma.data.segpc_format import cell_and_nucleus, read_segpc_mask
 from detectron2_myeloma.evaluation.submission import pair_cells_with_nuclei
 from detectron2_myeloma.structures import CellDetections, MaskCrop
 
@@ -81,3 +84,71 @@ def test_a_scaled_crop_keeps_its_place_and_size():
     full[100:200, 50:150] = True
     small = MaskCrop.from_full(full).scaled(0.25)
     assert (small.y, small.x, small.mask.shape, small.area) == (25, 13, (25, 25), 625)
+
+
+def disc(cy: int, cx: int, r: int, shape=(120, 160)) -> np.ndarray:
+    yy, xx = np.ogrid[:shape[0], :shape[1]]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+
+
+def detections_of(masks, classes) -> CellDetections:
+    crops = [MaskCrop.from_full(m) for m in masks]
+    n = len(crops)
+    return CellDetections(masks[0].shape, np.zeros((n, 4), np.float32), np.array(classes),
+                          np.linspace(0.9, 0.5, n).astype(np.float32), crops)
+
+
+def test_a_fragment_inside_a_larger_cell_is_dropped_but_not_a_neighbour_or_a_nucleus():
+    masks = [disc(60, 60, 30), disc(50, 55, 10),  # a cell, a fragment wholly inside it
+             disc(60, 60, 12),  # a nucleus inside the cell: another class
+             disc(60, 20, 20),  # a neighbour overlapping the cell's left edge
+             disc(60, 90, 12)]  # a small cell centred on its right edge: about half inside
+    detections = detections_of(masks, [0, 0, 1, 0, 0])  # scored in this order, best first
+    inside = [(m & masks[0]).sum() / m.sum() for m in masks]
+    assert 0.15 < inside[3] < 0.3 and 0.4 < inside[4] < 0.5, inside
+    kept = detections.without_fragments(inside[4] - 0.01)
+    assert kept.classes.tolist() == [0, 1, 0] and kept.scores.tolist() == detections.scores[[0, 2, 3]].tolist()
+    assert kept.masks == [detections.masks[i] for i in (0, 2, 3)]
+    assert len(detections.without_fragments(inside[4] + 0.01)) == 4  # only the fragment goes
+    assert detections.without_fragments(0) is detections
+
+
+def test_two_cells_inside_a_lower_scored_merge_of_both_stay():
+    """As on segpc_lowres frames 1742, 1839 and 1854: two well-scored cells lying inside one
+    lower-scored mask spanning both are the cells, not fragments of it."""
+    left, right = disc(60, 50, 20), disc(60, 90, 20)
+    merge = np.zeros_like(left)
+    merge[38:83, 28:113] = True
+    detections = detections_of([left, right, merge], [0, 0, 0])  # scores 0.9, 0.7, 0.5
+    assert len(detections.without_fragments(0.5)) == 3
+    detections.scores = detections.scores[::-1].copy()  # the merge best scored: the two are its fragments
+    assert detections.without_fragments(0.5).masks == [detections.masks[2]]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fragments_on_crops_are_the_full_mask_rule(seed):
+    """Against the rule on full-size masks: dropped iff some strictly larger, higher-scored mask of the
+    same class holds at least ``max_inside`` of it."""
+    masks = random_masks(seed, n=10)
+    classes = [0, 1, 0, 0, 1, 0, 0, 0, 1, 0]
+    detections = detections_of(masks, classes)
+    detections.scores = np.random.default_rng(seed).permutation(detections.scores)
+    score = detections.scores
+    for max_inside in (0.3, 0.5, 0.8):
+        expected = [i for i, m in enumerate(masks)
+                    if not any(classes[j] == classes[i] and masks[j].sum() > m.sum() > 0 and score[j] > score[i]
+                               and (m & masks[j]).sum() >= max_inside * m.sum() for j in range(len(masks)))]
+        assert detections.without_fragments(max_inside).scores.tolist() == score[expected].tolist()
+
+
+def test_a_duplicate_annotation_of_a_real_frame_is_its_only_fragment(segpc_mini):
+    """Frame 2044 of the bundled sample: mask 2044_5 is a second, slightly smaller outline of the cell of
+    2044_3 (97% inside it, and scored lower here as it comes later); its seven distinct cells, some
+    touching, overlap one another far less."""
+    paths = sorted((segpc_mini / "y").glob("2044_*"))
+    detections = detections_of([np.logical_or(*cell_and_nucleus(read_segpc_mask(str(p)))) for p in paths],
+                               [0] * len(paths))
+    cfg = get_cfg()
+    add_myeloma_config(cfg)
+    kept = detections.without_fragments(cfg.TEST.FRAGMENT_MAX_INSIDE).scores.tolist()
+    assert [p.stem for p, score in zip(paths, detections.scores.tolist()) if score not in kept] == ["2044_5"]

@@ -23,10 +23,11 @@ from detectron2_myeloma.evaluation.submission import (
 )
 from detectron2_myeloma.data.classes import cell_and_nucleus_classes, model_metadata
 from detectron2_myeloma.data.images import Failure, image_stem, list_images
+from detectron2_myeloma.engine.cell_scale import parse_cell_diameter
 from detectron2_myeloma.engine.cpu import configure_cpu_math
 from detectron2_myeloma.engine.defaults import (add_model_arguments, report_failures, reports_input_errors,
                                                 setup_inference)
-from detectron2_myeloma.engine.predictor import build_predictor, predict_images
+from detectron2_myeloma.engine.predictor import build_predictor, build_scale_finder, predict_images
 
 
 @reports_input_errors
@@ -38,6 +39,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="also save <id>_<k>.bmp masks (20/40) at image size, in this new folder")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier run's --masks-out folder")
     parser.add_argument("--input", help="model mode: image file or folder (.bmp/.png/.jpg/.tif...)")
+    parser.add_argument("--recursive", action="store_true",
+                        help="an --input or --images folder's images in its subfolders too (their file names "
+                             "must differ)")
     parser.add_argument("--max-instances", type=int, default=100, help="model mode: most cells per image")
     parser.add_argument("--masks-in", metavar="DIR", help="mask mode: folder of <id>_<k>.bmp/png masks")
     parser.add_argument("--images", metavar="DIR", help="mask mode: images folder; ids without masks get "
@@ -51,21 +55,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.masks_in:
         if args.config_file or args.input:
             parser.error("--masks-in excludes --config-file and --input")
-        stats = write_masks_submission(args.masks_in, args.output, args.images, args.masks_out, args.overwrite)
+        stats = write_masks_submission(args.masks_in, args.output, args.images, args.masks_out, args.overwrite,
+                                       args.recursive)
         print(stats.summary())
         return 0
     if not args.input:
         parser.error("give --input (model mode; without --config-file the shipped model), or --masks-in")
 
-    paths = list_images(args.input)  # bad input and output paths are reported before the model loads
+    paths = list_images(args.input, args.recursive)  # bad input and output are reported before the model
+    cell_diameter = parse_cell_diameter(args.cell_diameter)
     writer = SubmissionWriter(args.output, args.masks_out, args.overwrite)
     configure_cpu_math()
     cfg = setup_inference(args.config_file, args.opts, args.score_threshold, max_cells=args.max_instances)
     cell_class, nucleus_class = cell_and_nucleus_classes(model_metadata(cfg, args.classes).thing_classes)
-    predictor = build_predictor(cfg, cell_class, args.cell_diameter)
+    predictor = build_predictor(cfg, cell_class)
+    scales = build_scale_finder(predictor, cfg, cell_class, cell_diameter)
     failures: List[Failure] = []
     with writer:
-        for path, _, instances in predict_images(predictor, paths, failures):
+        for path, _, instances, _ in predict_images(predictor, scales, paths, failures):
             parts = submission_parts(instances, cell_class, nucleus_class, args.score_threshold,
                                      args.max_instances)
             writer.write(image_stem(path), parts)

@@ -10,13 +10,16 @@ For each image: <stem>_overlay.png (predictions drawn by Detectron2's Visualizer
 (detected cells in colour, the rest grey), scaled down to 1280 px, and <stem>.geojson (the cells for
 QuPath: outlines, myeloma / other classification, areas, nucleus/cell ratio, scores; --no-geojson to
 skip); for all images: summary.csv (one row per image: cells, myeloma / non-myeloma counts when a
-classifier labelled the cells, mean score, mean and median cell area in pixels), cells.csv (one row per
+classifier labelled the cells, mean score, mean and median cell area in pixels, the cell diameter the
+image was predicted at and where it came from, warnings such as a greyscale image), cells.csv (one row per
 detection) and instances_predictions.json (COCO results, RLE masks); and a report of the whole input as
 one case (report.md, report.json, report.html: cells found, myeloma calls, the myeloma fraction with 95%
 intervals, per-image counts, galleries of the most and least confident myeloma calls).
 
 Images larger than a tile (TEST.TILES.SIZE pixels at the model's scale: slide regions, not camera
-frames) are predicted tile by tile, in memory that follows the tile; give their --cell-diameter. A
+frames) are predicted tile by tile, in memory that follows the tile. The median cell diameter of an
+image comes from --cell-diameter, else its frame size (SegPC-2021's), else it is estimated from the
+image (images of one size share one estimate); summary.csv and the report say which. A
 TIFF's full-resolution level is read a tile at a time; other formats are decoded whole first. Unreadable images are listed at the end and make the exit status 1. --output
 must be a new or empty folder (--overwrite replaces an earlier run's whole); it appears when all is
 written.
@@ -34,12 +37,14 @@ from typing import List, Optional
 
 from detectron2_myeloma.data.classes import cell_and_nucleus_classes, model_metadata
 from detectron2_myeloma.data.images import Failure, list_images
+from detectron2_myeloma.data.colour import colour_warnings
+from detectron2_myeloma.engine.cell_scale import image_scale_warnings, parse_cell_diameter
 from detectron2_myeloma.engine.cpu import configure_cpu_math
 from detectron2_myeloma.engine.defaults import (add_model_arguments, report_failures, reports_input_errors,
                                                 setup_inference)
 from detectron2_myeloma.engine.predictor import build_predictor
 from detectron2_myeloma.engine.tiling import TiledPredictor, predict_cells
-from detectron2_myeloma.export.case_report import CaseReport, describe_model
+from detectron2_myeloma.export.case_report import CaseReport, default_case_name, describe_model
 from detectron2_myeloma.export.geojson import OBJECT_TYPES
 from detectron2_myeloma.export.predictions import PredictionWriter
 from detectron2_myeloma.utils.atomic import OutputFolder
@@ -50,6 +55,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", required=True, help="image file or folder (.bmp/.png/.jpg/.tif...)")
+    parser.add_argument("--recursive", action="store_true",
+                        help="a folder's images in its subfolders too (their file names must differ)")
     parser.add_argument("--output", required=True, help="output folder (new or empty)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier run's --output folder")
     parser.add_argument("--case", help="name of the case in the report (default: the --input name)")
@@ -64,23 +71,25 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error(f"--pixel-size must be a positive number of micrometres, got {args.pixel_size}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
-    paths = list_images(args.input)  # bad input is reported before the model loads
+    paths = list_images(args.input, args.recursive)  # bad input is reported before the model loads
+    cell_diameter = parse_cell_diameter(args.cell_diameter)
     output = OutputFolder(args.output, args.overwrite, tool="predict")
     configure_cpu_math()
     cfg = setup_inference(args.config_file, args.opts, args.score_threshold)
     metadata = model_metadata(cfg, args.classes)
     cell_class, nucleus_class = cell_and_nucleus_classes(metadata.thing_classes)
-    predictor = TiledPredictor(build_predictor(cfg, cell_class, args.cell_diameter), cfg)
+    predictor = TiledPredictor(build_predictor(cfg, cell_class), cfg, cell_class, cell_diameter)
     geojson = None if args.no_geojson else {"object_type": args.qupath_object, "pixel_size_um": args.pixel_size}
-    report = CaseReport(cell_class)
+    report = CaseReport(cell_class, pixel_size_um=args.pixel_size)
     position = {path: index for index, path in enumerate(paths, start=1)}
     failures: List[Failure] = []
     with output as folder:
         with PredictionWriter(folder, metadata, cell_class, nucleus_class, geojson) as writer:
-            for path, image, detections in predict_cells(predictor, paths, failures):
-                writer.add(position[path], path, image, detections)
-                report.add(path, image, detections)
-        report.write(folder, args.case or os.path.basename(os.path.normpath(args.input)), describe_model(cfg))
+            for path, image, detections, scale in predict_cells(predictor, paths, failures):
+                warnings = colour_warnings(image) + image_scale_warnings(path, scale, detections, cell_class)
+                writer.add(position[path], path, image, detections, warnings, scale)
+                report.add(path, image, detections, warnings, scale)
+        report.write(folder, args.case or default_case_name(args.input), describe_model(cfg), failures)
     print(f"{len(writer.results)} detections in {len(paths) - len(failures)} images: {args.output}")
     return report_failures(failures)
 

@@ -10,7 +10,7 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
 from .images import read_image, record_crop
-from .transforms import RandomColorJitter, RandomRot90, ResizeToCellDiameter, build_color_jitter
+from .transforms import CellAugInput, RandomColorJitter, RandomRot90, ResizeToCellDiameter, build_color_jitter
 
 
 def cell_diameter_targets(cfg: CfgNode, is_train: bool) -> Tuple[float, ...]:
@@ -47,27 +47,26 @@ class CellDatasetMapper(DatasetMapper):
     """``DatasetMapper`` whose image is the part of the file its record describes (:func:`record_crop`:
     the frame inside a padded canvas), as Detectron2 asks of datasets not read whole from a file, and
     which, given ``cell_diameters``, first resizes every image so that its cells (the record's
-    ``"cell_diameter"``) span one of them. Instance annotations only (no semantic segmentation, no
-    precomputed proposals)."""
+    ``"cell_diameter"``, handed to the resize through :class:`CellAugInput`) span one of them. Instance
+    annotations only (no semantic segmentation, no precomputed proposals)."""
 
     def __init__(self, is_train: bool = True, *, cell_diameters: Sequence[float] = (), **kwargs):
         super().__init__(is_train, **kwargs)
         self.cell_diameters = tuple(cell_diameters)
+        if self.cell_diameters:
+            self.augmentations = T.AugmentationList([ResizeToCellDiameter(self.cell_diameters),
+                                                     *self.augmentations.augs])
 
     def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
         dataset_dict = copy.deepcopy(dataset_dict)
         image = read_image(dataset_dict["file_name"], format=self.image_format)
         image = record_crop(image, dataset_dict)
         utils.check_image_size(dataset_dict, image)
-        aug_input = T.AugInput(image)
-        augmentations = self.augmentations
-        if self.cell_diameters:
-            if "cell_diameter" not in dataset_dict:
-                raise ValueError(f"{dataset_dict['file_name']}: INPUT.CELL_DIAMETER resizes by cell size but "
-                                 "the record has no cell_diameter (register the dataset with one)")
-            resize = ResizeToCellDiameter(self.cell_diameters, dataset_dict["cell_diameter"])
-            augmentations = T.AugmentationList([resize, *augmentations.augs])
-        transforms = augmentations(aug_input)
+        if self.cell_diameters and "cell_diameter" not in dataset_dict:
+            raise ValueError(f"{dataset_dict['file_name']}: INPUT.CELL_DIAMETER resizes by cell size but "
+                             "the record has no cell_diameter (register the dataset with one)")
+        aug_input = CellAugInput(image, cell_diameter=dataset_dict.get("cell_diameter"))
+        transforms = self.augmentations(aug_input)
         image = aug_input.image
         dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
         if not self.is_train:

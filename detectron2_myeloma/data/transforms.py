@@ -5,7 +5,7 @@ Cells have no canonical orientation, so a 90-degree rotation is as valid a sampl
 with ``np.rot90`` keeps masks exact (no interpolation), unlike a general ``RotationTransform``.
 """
 import functools
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -51,22 +51,33 @@ class RandomRot90(T.Augmentation):
         return Rot90Transform(image.shape[0], image.shape[1], k) if k else NoOpTransform()
 
 
-class ResizeToCellDiameter(T.Augmentation):
-    """Resize an image so that cells of ``diameter`` pixels span one of ``targets`` pixels (drawn
-    uniformly when there are several). ``diameter`` is a number, or a function of the image's
-    (height, width) for images whose scale is known from their frame size."""
+class CellAugInput(T.AugInput):
+    """Detectron2's ``AugInput`` that also carries the image's median cell diameter in pixels, so that
+    :class:`ResizeToCellDiameter` receives it by name (as Detectron2 hands ``boxes`` or ``sem_seg`` to
+    the augmentations that ask for them). The diameter is decided once per image, before any
+    augmentation: by the dataset record in training, by the predictor at inference."""
 
-    def __init__(self, targets: Sequence[float], diameter: Union[float, Callable[[Tuple[int, int]], float]]):
+    def __init__(self, image: np.ndarray, *, cell_diameter: Optional[float] = None, **kwargs):
+        super().__init__(image, **kwargs)
+        self.cell_diameter = cell_diameter
+
+
+class ResizeToCellDiameter(T.Augmentation):
+    """Resize an image so that its cells (the input's ``cell_diameter`` pixels, see
+    :class:`CellAugInput`) span one of ``targets`` pixels, drawn uniformly when there are several."""
+
+    def __init__(self, targets: Sequence[float]):
         super().__init__()
         if not targets or min(targets) <= 0:
             raise ValueError(f"cell diameter targets must be positive, got {tuple(targets)}")
         self._init(locals())
 
-    def get_transform(self, image: np.ndarray) -> Transform:
+    def get_transform(self, image: np.ndarray, cell_diameter: Optional[float]) -> Transform:
+        if not cell_diameter or cell_diameter <= 0:
+            raise ValueError(f"resizing by cell size needs the image's cell diameter, got {cell_diameter}")
         height, width = image.shape[:2]
-        diameter = self.diameter((height, width)) if callable(self.diameter) else self.diameter
         target = self.targets[int(np.random.randint(len(self.targets)))]
-        scale = float(target) / float(diameter)
+        scale = float(target) / float(cell_diameter)
         return T.ResizeTransform(height, width, max(1, round(height * scale)), max(1, round(width * scale)))
 
 

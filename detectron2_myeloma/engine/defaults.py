@@ -10,7 +10,7 @@ from typing import Callable, Optional, Sequence
 from detectron2.config import CfgNode
 
 from .. import model_zoo
-from ..config import load_config
+from ..config import load_config, result_differences
 from ..data.images import Failure
 from ..modeling.precision import log_precision_policy
 from ..utils.device import available_device
@@ -28,10 +28,11 @@ def add_model_arguments(parser: argparse.ArgumentParser, score_threshold: float 
     parser.add_argument("--score-threshold", type=float, default=score_threshold,
                         help="keep detections with at least this score (also sets "
                              "MODEL.ROI_HEADS.SCORE_THRESH_TEST)")
-    parser.add_argument("--cell-diameter", type=float, metavar="PX",
+    parser.add_argument("--cell-diameter", type=str, metavar="PX",
                         help="median cell diameter in the input images, in pixels, for a model that resizes "
-                             "by cell size (INPUT.CELL_DIAMETER.TEST); default: known from the frame size "
-                             "for SegPC-2021's microscopes")
+                             "by cell size (INPUT.CELL_DIAMETER.TEST), at least 8; default: known from the "
+                             "frame size for SegPC-2021's microscopes, else estimated from each image; "
+                             "'auto': estimated for SegPC's frame sizes too")
     parser.add_argument("--classes", help="model class names, comma-separated (e.g. cell,nucleus); "
                                           "default: thing_classes of DATASETS.TEST[0]")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[],
@@ -52,6 +53,7 @@ def setup_inference(config_file: Optional[str], opts: Sequence[str], score_thres
         config_file, shipped_opts = model_zoo.default_inference()
         opts = [*shipped_opts, *opts]
     cfg = load_config(config_file, opts)
+    check_shipped_config(cfg, config_file, opts)
     if not cfg.MODEL.WEIGHTS and not allow_untrained:
         raise InputError(f"{config_file}: MODEL.WEIGHTS is empty (the detector's heads would be untrained): "
                          f"add MODEL.WEIGHTS <checkpoint or shipped model, e.g. {model_zoo.DEFAULT_DETECTOR}>, "
@@ -63,6 +65,23 @@ def setup_inference(config_file: Optional[str], opts: Sequence[str], score_thres
     cfg.freeze()
     log_precision_policy(cfg, training=False)
     return cfg
+
+
+def check_shipped_config(cfg: CfgNode, config_file: str, opts: Sequence[str]) -> None:
+    """InputError when ``cfg`` (``config_file`` + ``opts``) names a shipped detector in MODEL.WEIGHTS but
+    disagrees with the config it was trained with (the same ``opts`` applied to it) on a key that
+    changes its predictions (:data:`~detectron2_myeloma.config.RESULT_KEYS`): a short name brings its
+    own config, and another one would run the model at the wrong scale, or not at all."""
+    name = model_zoo.shipped_name(cfg.MODEL.WEIGHTS)
+    if name is None or os.path.abspath(config_file) == os.path.abspath(model_zoo.get_config_file(name)):
+        return
+    differences = result_differences(cfg, load_config(model_zoo.get_config_file(name), opts))
+    if differences:
+        shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
+        raise InputError(f"{config_file}: MODEL.WEIGHTS {name} is a shipped model with its own config "
+                         f"({os.path.relpath(model_zoo.get_config_file(name))}), which this one contradicts: "
+                         f"{shown}. Leave out --config-file (the short name brings its config), or give "
+                         "the overrides on the command line")
 
 
 # Set (to anything but "" or 0) to see the traceback behind a one-line input error.

@@ -1,101 +1,113 @@
-"""The detector run over image files: Detectron2's ``DefaultPredictor`` plus the full-resolution image
-that the cell classifier post-hook crops from."""
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+"""The detector run over image files: Detectron2's ``DefaultPredictor`` at each image's cell scale,
+plus the full-resolution image that the cell classifier post-hook crops from."""
+import logging
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
+import detectron2.data.transforms as T
 import numpy as np
 import torch
 from detectron2.config import CfgNode
+from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultPredictor
+from detectron2.modeling import build_model
 from detectron2.structures import Instances
 
-from ..data.builtin import FRAME_CELL_DIAMETERS
+from ..checkpoint import MyelomaCheckpointer
 from ..data.images import Failure, iter_images
-from ..data.transforms import ResizeToCellDiameter
+from ..data.regions import ArrayRegions
+from ..data.transforms import CellAugInput, ResizeToCellDiameter
+from ..structures import CellDetections, CellScale
 from ..utils.errors import InputError
+from .cell_scale import CellScaleFinder
+
+logger = logging.getLogger(__name__)
 
 
 class OriginalImagePredictor(DefaultPredictor):
-    """``DefaultPredictor`` whose model input also holds the full-resolution image, ``"original_image"``
-    (3xHxW uint8 in ``INPUT.FORMAT``): the cell classifier post-hook cuts its crops from it, at the
-    resolution its training crops were cut at, rather than from the resized ``"image"``.
+    """``DefaultPredictor`` for images whose cell scale is decided by the caller, once per image
+    (:mod:`.cell_scale`), and whose model input also holds the full-resolution image.
 
-    The entry is added by a forward pre-hook on the model, so the pre-processing stays
-    ``DefaultPredictor``'s own. With ``INPUT.CELL_DIAMETER.TEST`` set, images are resized so that their
-    cells span that many pixels: cells of ``cell_diameter`` pixels, or, without it, of the diameter known
-    for the image's frame size (``FRAME_CELL_DIAMETERS``: SegPC's two microscopes and its reduced frames).
+    With ``INPUT.CELL_DIAMETER.TEST`` set, an image is resized so that its cells, ``cell_diameter``
+    pixels across, span that many pixels (through :class:`CellAugInput`, as the training mapper hands
+    each record's diameter); otherwise by ``INPUT.MIN_SIZE_TEST`` as Detectron2 does. The model input
+    also holds ``"original_image"`` (3xHxW uint8 in ``INPUT.FORMAT``: the cell classifier post-hook cuts
+    its crops from it, at the resolution its training crops were cut at), ``"cell_diameter"`` (for a
+    classifier of physical-scale crops), ``"mask_crops"`` and ``"post_hooks"`` (see
+    :class:`~detectron2_myeloma.modeling.meta_arch.GeneralizedRCNNWithPostHooks`).
     """
 
-    def __init__(self, cfg: CfgNode, cell_diameter: Optional[float] = None):
-        super().__init__(cfg)
+    def __init__(self, cfg: CfgNode):
+        # DefaultPredictor.__init__, loading MODEL.WEIGHTS with the project's checkpointer (a damaged
+        # file is an InputError naming it) and resizing by cell size where configured
+        self.cfg = cfg.clone()
+        self.model = build_model(self.cfg)
+        self.model.eval()
+        if len(cfg.DATASETS.TEST):
+            self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
+        MyelomaCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
         target = cfg.INPUT.CELL_DIAMETER.TEST
-        if target > 0:
-            self.aug = ResizeToCellDiameter((target,), cell_diameter or frame_cell_diameter)
-        self.cell_diameter = cell_diameter
-        self._original: Optional[np.ndarray] = None
-        self._mask_crops = False
-        self.model.register_forward_pre_hook(self._attach_original_image)
+        self.resizes_by_cell = target > 0
+        self.aug = (ResizeToCellDiameter((target,)) if self.resizes_by_cell else
+                    T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST))
+        self.input_format = cfg.INPUT.FORMAT
 
-    def __call__(self, original_image: np.ndarray, mask_crops: bool = False) -> Dict[str, Any]:
-        """Predictions for one HxWx3 BGR image, as ``DefaultPredictor`` returns them; with
-        ``mask_crops``, the masks as ``pred_mask_crops`` (see
-        :class:`~detectron2_myeloma.modeling.meta_arch.GeneralizedRCNNWithPostHooks`)."""
-        self._original, self._mask_crops = original_image, mask_crops
-        try:
-            return super().__call__(original_image)
-        finally:
-            self._original, self._mask_crops = None, False
-
-    def _attach_original_image(self, model: torch.nn.Module, args: Tuple[Any, ...]) -> None:
-        """Adds ``"original_image"``, ``"mask_crops"`` and, where known, the image's ``"cell_diameter"``
-        (for a classifier of physical-scale crops) to the model inputs."""
-        if self._original is None:  # the model called directly, not through this predictor
-            return
-        image = self._original[:, :, ::-1] if self.input_format == "RGB" else self._original
-        full = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        diameter = known_cell_diameter(self._original.shape[:2], self.cell_diameter)
-        for inputs in args[0]:
-            inputs["original_image"] = full
-            inputs["mask_crops"] = self._mask_crops
-            if diameter:
-                inputs["cell_diameter"] = diameter
+    def __call__(self, original_image: np.ndarray, cell_diameter: Optional[float] = None,
+                 mask_crops: bool = False, post_hooks: bool = True) -> Dict[str, Any]:
+        """Predictions for one HxWx3 BGR image whose median cell spans ``cell_diameter`` pixels, as
+        ``DefaultPredictor`` returns them; with ``mask_crops``, the masks as ``pred_mask_crops``; with
+        ``post_hooks`` False, without the post-hooks (the cell classifier)."""
+        if self.resizes_by_cell and not cell_diameter:
+            raise ValueError("this model resizes by cell size (INPUT.CELL_DIAMETER.TEST): give the image's "
+                             "cell_diameter (engine.cell_scale decides it)")
+        image = original_image[:, :, ::-1] if self.input_format == "RGB" else original_image
+        aug_input = CellAugInput(image, cell_diameter=cell_diameter)
+        self.aug(aug_input)
+        inputs = {"image": torch.as_tensor(aug_input.image.astype("float32").transpose(2, 0, 1)),
+                  "height": image.shape[0], "width": image.shape[1],
+                  "original_image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+                  "mask_crops": mask_crops, "post_hooks": post_hooks}
+        if cell_diameter:
+            inputs["cell_diameter"] = float(cell_diameter)
+        with torch.no_grad():
+            return self.model([inputs])[0]
 
 
-def known_cell_diameter(image_hw: Tuple[int, int], given: Optional[float]) -> Optional[float]:
-    """An image's median cell diameter in pixels: ``given`` (--cell-diameter), else its frame size's,
-    if known (``FRAME_CELL_DIAMETERS``)."""
-    return given or FRAME_CELL_DIAMETERS.get(tuple(image_hw))
-
-
-def frame_cell_diameter(image_hw: Tuple[int, int]) -> float:
-    """The median cell diameter (pixels) of frames of this size; InputError for an unknown size."""
-    if tuple(image_hw) not in FRAME_CELL_DIAMETERS:
-        known = ", ".join(f"{w}x{h}" for h, w in FRAME_CELL_DIAMETERS)
-        raise InputError(f"the cell size of {image_hw[1]}x{image_hw[0]} frames is not known (known: {known}): "
-                         "give it with --cell-diameter PX (median cell diameter in pixels)")
-    return FRAME_CELL_DIAMETERS[tuple(image_hw)]
-
-
-def build_predictor(cfg: CfgNode, cell_class: int, cell_diameter: Optional[float] = None
-                    ) -> OriginalImagePredictor:
-    """The predictor of the tools (``cell_diameter``: see :class:`OriginalImagePredictor`). Raises
-    ValueError when a cell classifier would classify another class than the one the outputs count as
-    cells (``cell_class``, from the class names)."""
+def build_predictor(cfg: CfgNode, cell_class: int) -> OriginalImagePredictor:
+    """The predictor of the tools. Raises ValueError when a cell classifier would classify another
+    class than the one the outputs count as cells (``cell_class``, from the class names)."""
     classifier = cfg.MODEL.CELL_CLASSIFIER
     if "CellClassifierHook" in cfg.MODEL.POST_HOOKS and classifier.CELL_CLASS != cell_class:
         raise ValueError(f"MODEL.CELL_CLASSIFIER.CELL_CLASS is {classifier.CELL_CLASS} but the cell class "
                          f"of the class names is {cell_class}")
-    return OriginalImagePredictor(cfg, cell_diameter)
+    return OriginalImagePredictor(cfg)
 
 
-def predict_images(predictor: DefaultPredictor, paths: Iterable[str], failures: List[Failure]
-                   ) -> Iterator[Tuple[str, np.ndarray, Instances]]:
-    """``(path, BGR image, Instances on CPU at the image's resolution)`` for every readable image;
-    unreadable ones, and those the model cannot take (a frame of unknown cell size), are appended to
-    ``failures``."""
-    for path, image in iter_images(list(paths), failures):
+def build_scale_finder(predictor: OriginalImagePredictor, cfg: CfgNode, cell_class: int,
+                       cell_diameter: Union[float, str, None] = None) -> CellScaleFinder:
+    """The cell scale of each image for ``predictor`` (``cell_diameter``: --cell-diameter), searched
+    with the bare detector (:class:`~.cell_scale.CellScaleFinder`)."""
+    def detect(image: np.ndarray, diameter: float) -> CellDetections:
+        outputs = predictor(image, diameter, mask_crops=True, post_hooks=False)
+        return CellDetections.from_instances(outputs["instances"].to("cpu"))
+
+    return CellScaleFinder(detect, cfg.INPUT.CELL_DIAMETER.TEST, cfg.TEST.TILES.SIZE, cell_class, cell_diameter)
+
+
+def predict_images(predictor: OriginalImagePredictor, scales: CellScaleFinder, paths: Iterable[str],
+                   failures: List[Failure]) -> Iterator[Tuple[str, np.ndarray, Instances, Optional[CellScale]]]:
+    """``(path, BGR image, Instances on CPU at the image's resolution, its cell scale)`` for every
+    readable image; unreadable ones, and those whose scale cannot be decided, are appended to
+    ``failures``. Scales to estimate are measured first, over all images (``scales.survey``)."""
+    paths = list(paths)
+    scales.survey(paths)
+    for path, image in iter_images(paths, failures):
         try:
-            outputs = predictor(image)
+            scale = scales(ArrayRegions(path, image))
         except InputError as err:
+            logger.warning("%s", err)
             failures.append((path, str(err)))
             continue
-        yield path, image, outputs["instances"].to("cpu")
+        if scale is not None:
+            logger.info("%s: cells of %s", path, scale.describe())
+        outputs = predictor(image, scale.diameter if scale else None)
+        yield path, image, outputs["instances"].to("cpu"), scale

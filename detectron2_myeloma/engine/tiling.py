@@ -11,7 +11,7 @@ mask as a crop of its box, from the model on (:class:`~detectron2_myeloma.struct
 import logging
 import math
 import os
-from typing import Iterable, Iterator, List, Optional, Tuple
+from typing import Iterable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 from detectron2.config import CfgNode
@@ -20,10 +20,10 @@ from tqdm import tqdm
 from ..data.images import Failure, iter_images
 from ..data.regions import ImageRegions, open_regions
 from ..data.report import DatasetError
-from ..structures import CellDetections
+from ..structures import CellDetections, CellScale
 from ..utils.errors import InputError
 from ..utils.memory import release_free_memory
-from .predictor import OriginalImagePredictor, known_cell_diameter
+from .predictor import OriginalImagePredictor, build_scale_finder
 
 logger = logging.getLogger(__name__)
 
@@ -52,22 +52,23 @@ def centre_bounds(starts: List[int], tile: int, length: int) -> List[Tuple[float
 
 
 class TiledPredictor:
-    """An :class:`OriginalImagePredictor` run over the tiles of an image (see the module docstring);
-    an image that fits in one tile is predicted whole, as the predictor alone would."""
+    """An :class:`OriginalImagePredictor` run over the tiles of an image (see the module docstring) at
+    the image's cell scale, decided once for the whole image (:meth:`cell_scale`) and handed to every
+    tile; an image that fits in one tile is predicted whole, as the predictor alone would."""
 
-    def __init__(self, predictor: OriginalImagePredictor, cfg: CfgNode):
+    def __init__(self, predictor: OriginalImagePredictor, cfg: CfgNode, cell_class: int,
+                 cell_diameter: Union[float, str, None] = None):
         self.predictor = predictor
         self.size = cfg.TEST.TILES.SIZE
         self.overlap = cfg.TEST.TILES.OVERLAP
+        self.max_tiles = cfg.TEST.TILES.MAX_COUNT
         self.target = cfg.INPUT.CELL_DIAMETER.TEST
         self.min_size = cfg.INPUT.MIN_SIZE_TEST
-        if self.size <= 0 or self.overlap <= 0:
-            raise ValueError(f"TEST.TILES.SIZE and TEST.TILES.OVERLAP must be positive, got {self.size} and "
-                             f"{self.overlap}")
-
-    def cell_diameter(self, shape: Tuple[int, int]) -> Optional[float]:
-        """The image's median cell diameter in pixels (:func:`known_cell_diameter`)."""
-        return known_cell_diameter(shape, self.predictor.cell_diameter)
+        self.fragment_max_inside = cfg.TEST.FRAGMENT_MAX_INSIDE
+        if self.size <= 0 or self.overlap <= 0 or self.max_tiles <= 0:
+            raise ValueError(f"TEST.TILES.SIZE, OVERLAP and MAX_COUNT must be positive, got {self.size}, "
+                             f"{self.overlap} and {self.max_tiles}")
+        self.cell_scale = build_scale_finder(predictor, cfg, cell_class, cell_diameter)
 
     def tile_size(self, diameter: Optional[float]) -> Optional[int]:
         """Tile side in image pixels: TEST.TILES.SIZE at the model's scale. None where there is no one
@@ -85,11 +86,12 @@ class TiledPredictor:
         divisibility = getattr(backbone, "size_divisibility", 0) or 1
         return max(1, round(divisibility * diameter / self.target))
 
-    def grid(self, path: str, shape: Tuple[int, int]) -> Optional[Tuple[int, List[int], List[int]]]:
-        """``(tile side, row starts, column starts)`` of an image of ``shape`` (H, W) at ``path``, or
-        None where it is predicted whole: it fits in one tile, or there is no one scale (tile_size).
-        InputError where the overlap would not fit in a tile."""
-        diameter = self.cell_diameter(shape)
+    def grid(self, path: str, shape: Tuple[int, int], diameter: Optional[float]
+             ) -> Optional[Tuple[int, List[int], List[int]]]:
+        """``(tile side, row starts, column starts)`` of an image of ``shape`` (H, W) at ``path`` whose
+        cells are ``diameter`` pixels, or None where it is predicted whole: it fits in one tile, or
+        there is no one scale (tile_size). InputError where the overlap would not fit in a tile, or
+        where the image would take more than TEST.TILES.MAX_COUNT tiles."""
         tile = self.tile_size(diameter)
         if tile is None or max(shape) <= tile:
             return None
@@ -98,25 +100,42 @@ class TiledPredictor:
             raise InputError(f"{path}: tiles of {tile} px cannot overlap by {overlap} px "
                              f"({self.overlap} cell diameters of {diameter:g} px): raise TEST.TILES.SIZE")
         align = self.alignment(diameter)
-        return tile, tile_starts(shape[0], tile, overlap, align), tile_starts(shape[1], tile, overlap, align)
+        rows, cols = tile_starts(shape[0], tile, overlap, align), tile_starts(shape[1], tile, overlap, align)
+        if len(rows) * len(cols) > self.max_tiles:
+            raise InputError(f"{path}: cells of {diameter:g} px would take {len(rows) * len(cols):,} tiles of "
+                             f"{tile} px, more than TEST.TILES.MAX_COUNT ({self.max_tiles:,}): check the "
+                             "cell diameter, or raise TEST.TILES.MAX_COUNT for an image this large")
+        return tile, rows, cols
 
-    def __call__(self, regions: ImageRegions) -> CellDetections:
-        grid = self.grid(regions.path, regions.shape)
-        if grid is None:  # (an unknown cell size: the predictor says so)
+    def __call__(self, regions: ImageRegions, scale: Optional[CellScale] = None) -> CellDetections:
+        """The detections of the image of ``regions`` whose cells are ``scale`` (by default decided
+        here, by :attr:`cell_scale`)."""
+        scale = scale if scale is not None else self.cell_scale(regions)
+        diameter = scale.diameter if scale is not None else None
+        grid = self.grid(regions.path, regions.shape, diameter)
+        if grid is None:
             if self.target <= 0 and regions.height * regions.width > WHOLE_IMAGE_WARNING_PIXELS:
                 logger.warning("%s: %dx%d px predicted whole, resized to a %d px short edge; a model with "
                                "INPUT.CELL_DIAMETER.TEST would predict it tile by tile at its cells' scale",
                                regions.path, regions.width, regions.height, self.min_size)
-            return self._predict(regions.read(0, regions.height, 0, regions.width))
-        tile, rows, cols = grid
-        margin = EDGE_MARGIN * self.cell_diameter(regions.shape)
+            found = self._predict(regions.read(0, regions.height, 0, regions.width), diameter)
+        else:
+            found = self._predict_tiles(regions, diameter, *grid)
+        if self.fragment_max_inside > 0:
+            found = found.without_fragments(self.fragment_max_inside)
+        return found
+
+    def _predict_tiles(self, regions: ImageRegions, diameter: float, tile: int, rows: List[int],
+                       cols: List[int]) -> CellDetections:
+        margin = EDGE_MARGIN * diameter
         row_bounds, col_bounds = centre_bounds(rows, tile, regions.height), centre_bounds(cols, tile, regions.width)
         kept: List[CellDetections] = []
         with tqdm(total=len(rows) * len(cols), desc=os.path.basename(regions.path), unit="tile",
                   leave=False) as progress:
             for y0, (top, bottom) in zip(rows, row_bounds):
                 for x0, (left, right) in zip(cols, col_bounds):
-                    found = self._predict(regions.read(y0, y0 + tile, x0, x0 + tile)).shifted(y0, x0, regions.shape)
+                    found = self._predict(regions.read(y0, y0 + tile, x0, x0 + tile), diameter)
+                    found = found.shifted(y0, x0, regions.shape)
                     boxes = found.boxes
                     cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
                     keep = (cx >= left) & (cx < right) & (cy >= top) & (cy < bottom)
@@ -135,23 +154,30 @@ class TiledPredictor:
         merged = CellDetections.cat(kept, regions.shape)
         return merged.subset(np.argsort(-merged.scores, kind="stable"))
 
-    def _predict(self, image: np.ndarray) -> CellDetections:
+    def _predict(self, image: np.ndarray, diameter: Optional[float]) -> CellDetections:
         """One image or tile: its detections, each mask pasted into its own box only."""
-        return CellDetections.from_instances(self.predictor(image, mask_crops=True)["instances"].to("cpu"))
+        outputs = self.predictor(image, diameter, mask_crops=True)
+        return CellDetections.from_instances(outputs["instances"].to("cpu"))
 
 
 def predict_cells(predictor: TiledPredictor, paths: Iterable[str], failures: List[Failure]
-                  ) -> Iterator[Tuple[str, ImageRegions, CellDetections]]:
-    """``(path, the image's regions, its detections)`` for every readable image, with a progress bar
-    over images (and one over the tiles of each large image); unreadable images, and those the model
-    cannot take (a frame of unknown cell size), are appended to ``failures``. The regions are closed
-    when the next image is read."""
-    for path, regions in iter_images(list(paths), failures, read=open_regions):
+                  ) -> Iterator[Tuple[str, ImageRegions, CellDetections, Optional[CellScale]]]:
+    """``(path, the image's regions, its detections, its cell scale)`` for every readable image, with a
+    progress bar over images (and one over the tiles of each large image); unreadable images, and those
+    the model cannot take (a cell scale that cannot be right or found), are appended to ``failures``. The
+    regions are closed when the next image is read. Scales to estimate are measured first, over all
+    images (:meth:`~.cell_scale.CellScaleFinder.survey`)."""
+    paths = list(paths)
+    predictor.cell_scale.survey(paths)
+    for path, regions in iter_images(paths, failures, read=open_regions):
         with regions:
             try:
-                detections = predictor(regions)
+                scale = predictor.cell_scale(regions)
+                if scale is not None:
+                    logger.info("%s: cells of %s", path, scale.describe())
+                detections = predictor(regions, scale)
             except (InputError, DatasetError) as err:
                 logger.warning("%s", err)
                 failures.append((str(path), getattr(err, "problem", str(err))))
                 continue
-            yield path, regions, detections
+            yield path, regions, detections, scale

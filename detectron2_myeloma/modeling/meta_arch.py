@@ -26,7 +26,8 @@ class GeneralizedRCNNWithPostHooks(GeneralizedRCNN):
 
     An input with ``"mask_crops": True`` gets its masks as ``pred_mask_crops``, each pasted into its own
     box only, instead of full-size ``pred_masks`` (:mod:`.postprocessing`): memory that follows the cells,
-    not the image, for the tiles of a large image.
+    not the image, for the tiles of a large image. Inputs with ``"post_hooks": False`` skip the hooks
+    (the cell-scale search needs the detector alone).
 
     Two speed switches leave the computation as it is: ``channels_last`` keeps weights and input
     batches in channels-last memory format (oneDNN's native layout on the CPU, tensor cores' on CUDA),
@@ -75,6 +76,7 @@ class GeneralizedRCNNWithPostHooks(GeneralizedRCNN):
         if not do_postprocess:
             return results
         results = [{"instances": postprocess(result, inputs)} for result, inputs in zip(results, batched_inputs)]
-        for hook in self.post_hooks:
-            results = hook(batched_inputs, results)
+        if all(inputs.get("post_hooks", True) for inputs in batched_inputs):
+            for hook in self.post_hooks:
+                results = hook(batched_inputs, results)
         return results

@@ -60,7 +60,10 @@ def test_detector_negatives_filtered_and_deduplicated(image_1991, prior):
     stain = stain_negatives(image, record["annotations"], prior)
     detections = np.concatenate([cells[:2] + 3, stain[:1] + 5, [[1700, 1300, 1900, 1500]]])
 
-    candidates = image_candidates(record, image, prior, lambda _: detections, 0.3)
+    scales = []  # the detector runs at the record's own cell scale
+    candidates = image_candidates(record, image, prior, lambda _, diameter: scales.append(diameter) or detections,
+                                  0.3)
+    assert scales == [record.get("cell_diameter")]
     by_source = {s: np.array([b for b, _, src in candidates if src == s]) for s in ("annotation", "detector",
                                                                                    "stain_heuristic")}
     assert len(by_source["annotation"]) == len(cells)

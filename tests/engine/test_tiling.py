@@ -43,7 +43,7 @@ class BlobDetector:
 
     cell_diameter = 40.0
 
-    def __call__(self, image, mask_crops=False):  # (its masks are full-size either way)
+    def __call__(self, image, cell_diameter=None, mask_crops=False, post_hooks=True):  # (full-size masks either way)
         count, labels = cv2.connectedComponents((image.min(axis=2) < 128).astype(np.uint8))
         masks = np.stack([labels == k for k in range(1, count)]) if count > 1 else np.zeros((0, *labels.shape), bool)
         boxes = [[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] for ys, xs in (np.nonzero(m) for m in masks)]
@@ -74,7 +74,7 @@ def test_blobs_on_every_seam_are_found_once_and_whole():
             continue
         truth.append(mask)
         image[mask > 0] = 0
-    predictor = TiledPredictor(BlobDetector(), tiling_cfg(size=100, overlap=1.5))  # 200 px tiles, 60 px overlap
+    predictor = TiledPredictor(BlobDetector(), tiling_cfg(size=100, overlap=1.5), 0, 40.0)  # 200 px tiles, 60 px overlap
     assert predictor.tile_size(40.0) == 200
     found = predictor(ArrayRegions("blobs.png", image))
     assert len(found) == len(truth)
@@ -87,7 +87,7 @@ def test_blobs_on_every_seam_are_found_once_and_whole():
 def test_an_image_that_fits_a_tile_is_predicted_whole():
     image = np.full((150, 190, 3), 255, np.uint8)
     image[0:10, 0:10] = image[140:150, 180:190] = 0  # blobs on the image's own edges are kept
-    found = TiledPredictor(BlobDetector(), tiling_cfg(size=100, overlap=1.5))(ArrayRegions("small.png", image))
+    found = TiledPredictor(BlobDetector(), tiling_cfg(size=100, overlap=1.5), 0, 40.0)(ArrayRegions("small.png", image))
     assert len(found) == 2
 
 
@@ -117,7 +117,7 @@ def test_a_mosaic_of_real_frames_finds_each_cell_of_the_frames_once(segpc_mini, 
     frame_hw = frames[0].shape[:2]
     cfg = setup_inference(None, [], score_threshold=0.3)
     cell_class, _ = cell_and_nucleus_classes(model_metadata(cfg, None).thing_classes)
-    predictor = TiledPredictor(build_predictor(cfg, cell_class, cell_diameter=319.9), cfg)
+    predictor = TiledPredictor(build_predictor(cfg, cell_class), cfg, cell_class, 319.9)
     big = mosaic(frames, 2, 2)
     assert max(big.shape) > predictor.tile_size(319.9) >= max(frame_hw)
     assert predictor.alignment(319.9) == 128 and not (np.array(frame_hw) % 128).any()
@@ -157,6 +157,8 @@ def test_a_mosaic_of_real_frames_finds_each_cell_of_the_frames_once(segpc_mini, 
     features = json.loads((tmp_path / "out" / "mosaic.geojson").read_text())["features"]
     assert len(features) == len(cells)
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert (report["case"], report["images"], report["cells"]) == ("x", 1, len(cells))
+    # a SegPC-style x/ folder is named by its parents, not "x"
+    assert (report["case"], report["images"], report["cells"]) == (f"{tmp_path.parent.name}/{tmp_path.name}", 1,
+                                                                   len(cells))
     assert report["myeloma"] + report["other"] == len(cells)  # the shipped classifier labels every cell
     assert "not a diagnosis" in (tmp_path / "out" / "report.html").read_text()

@@ -17,7 +17,7 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from pycocotools.coco import COCO
 from shapely.geometry import shape
-from testutils import write_tiny_classifier
+from testutils import unwritable_folder, write_tiny_classifier
 
 from detectron2_myeloma import add_myeloma_config
 from detectron2_myeloma.data.regions import ArrayRegions
@@ -28,7 +28,7 @@ from detectron2_myeloma.data.segpc_format import (
     read_submission,
 )
 from detectron2_myeloma.engine.defaults import setup_inference
-from detectron2_myeloma.engine.predictor import build_predictor
+from detectron2_myeloma.engine.predictor import build_predictor, build_scale_finder
 from detectron2_myeloma.export.predictions import CELL_COLUMNS, RESULTS_JSON, SUMMARY_COLUMNS, PredictionWriter
 from detectron2_myeloma.structures import CellDetections
 from detectron2_myeloma.utils.atomic import OUTPUT_MARKER
@@ -173,24 +173,30 @@ def test_predictor_gives_the_model_the_original_image(config_file):
     assert inputs["image"].shape == (3, 256, 340)  # INPUT.MIN_SIZE_TEST 256
 
 
-def model_input_shape(predictor, image: np.ndarray) -> tuple:
+def model_input_shape(predictor, image: np.ndarray, diameter: float) -> tuple:
     seen = []
     predictor.model.forward = lambda batched_inputs: seen.extend(batched_inputs) or [{}]
-    predictor(image)
+    predictor(image, diameter)
     return tuple(seen[0]["image"].shape)
 
 
-def test_predictor_resizes_by_cell_diameter(config_file):
+def test_predictor_resizes_by_the_cell_scale_decided_for_the_image(config_file):
     """With INPUT.CELL_DIAMETER.TEST, a frame is scaled so that its cells span the target: by the known
-    diameter of its frame size (320 px in a full-size Olympus frame), or by --cell-diameter."""
+    diameter of its frame size (320 px in a full-size Olympus frame), or by --cell-diameter; the
+    predictor itself takes the diameter it is given and refuses to guess one."""
     cfg = setup_inference(config_file, ["INPUT.CELL_DIAMETER.TEST", 128.0], 0.5)
-    scale = 128 / 319.9
-    assert model_input_shape(build_predictor(cfg, 0), cv2.imread(str(IMAGE))) == (
-        3, round(1536 * scale), round(2040 * scale))
+    predictor = build_predictor(cfg, 0)
+    frame = cv2.imread(str(IMAGE))
+    scale = build_scale_finder(predictor, cfg, 0)(ArrayRegions(str(IMAGE), frame))
+    assert (scale.diameter, scale.source) == (319.9, "frame size")
+    assert model_input_shape(predictor, frame, scale.diameter) == (3, round(1536 * 128 / 319.9),
+                                                                   round(2040 * 128 / 319.9))
     unknown = np.zeros((100, 200, 3), np.uint8)
-    with pytest.raises(ValueError, match="cell size of 200x100 frames is not known.*--cell-diameter"):
-        model_input_shape(build_predictor(cfg, 0), unknown)
-    assert model_input_shape(build_predictor(cfg, 0, cell_diameter=64.0), unknown) == (3, 200, 400)
+    given = build_scale_finder(predictor, cfg, 0, 64.0)(ArrayRegions("unknown.png", unknown))
+    assert (given.diameter, given.source) == (64.0, "given")
+    assert model_input_shape(predictor, unknown, given.diameter) == (3, 200, 400)
+    with pytest.raises(ValueError, match="give the image's cell_diameter"):
+        predictor(unknown)
 
 
 def test_a_config_without_weights_is_refused(config_file, tmp_path, capsys):
@@ -243,17 +249,20 @@ def test_config_mistakes_are_one_line(config_file, tmp_path, capsys, opts, messa
     assert not (tmp_path / "out").exists()
 
 
-def test_a_frame_of_unknown_cell_size_is_reported_and_the_rest_predicted(config_file, tmp_path, caplog):
+def test_an_image_whose_cell_size_cannot_be_found_is_reported_and_the_rest_predicted(tmp_path, caplog):
+    """The shipped model on a frame and on a flat grey picture, which shows no cell at any scale: the
+    frame is predicted, the picture named with the reason, exit 1."""
     folder = tmp_path / "x"
     folder.mkdir()
     shutil.copy(IMAGE, folder / "2009.jpg")
     cv2.imwrite(str(folder / "odd.png"), np.full((300, 400, 3), 200, np.uint8))
     out = tmp_path / "out"
-    assert predict(["--config-file", config_file, "--input", str(folder), "--output", str(out),
-                    "INPUT.CELL_DIAMETER.TEST", "80.0"]) == 1
-    assert "odd.png: the cell size of 400x300 frames is not known" in caplog.text
+    assert predict(["--input", str(folder), "--output", str(out)]) == 1
+    assert "odd.png: no cell found at any scale from 8 to 256 px: give the median cell diameter" in caplog.text
     with open(out / "summary.csv", newline="") as f:
         assert [r["image"] for r in csv.DictReader(f)] == ["2009.jpg"]
+    report = json.loads((out / "report.json").read_text())
+    assert [item["image"] for item in report["not_read"]] == [str(folder / "odd.png")]
 
 
 def classifier_opts(path: Path) -> list:
@@ -330,3 +339,81 @@ def test_classifier_fields_fill_the_myeloma_columns(tmp_path):
     features = json.loads((tmp_path / "slide.geojson").read_text())["features"]
     assert [f["properties"]["classification"]["name"] for f in features] == ["Myeloma", "Other cell", "Myeloma"]
     assert [f["properties"]["measurements"].get("Nucleus area px") for f in features] == [None, None, 100]
+
+
+@pytest.mark.parametrize("tool", [predict, make_submission])
+def test_a_damaged_weights_file_is_one_line_naming_it(tool, config_file, tmp_path, capsys):
+    """Random bytes as MODEL.WEIGHTS or MODEL.CELL_CLASSIFIER.WEIGHTS (PyTorch raises an unpickling error
+    advising weights_only=False), or a detector checkpoint as the classifier's: one line, nothing written."""
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(np.random.default_rng(0).bytes(4096))
+    detector = Path(config_file).parent / "random.pth"
+    out = tmp_path / "out"
+    damaged = f"{bad}: not a readable PyTorch checkpoint (UnpicklingError)"
+    for opts, message in ((["MODEL.WEIGHTS", str(bad)], damaged), (classifier_opts(bad), damaged),
+                          (classifier_opts(detector), f"{detector}: not a cell classifier checkpoint")):
+        assert tool(["--config-file", config_file, "--input", str(IMAGE), "--output", str(out), *opts]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: {message}"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pth"]
+
+
+def test_an_unwritable_output_is_one_line_before_any_model(tmp_path, capsys):
+    never = str(tmp_path / "never_read.yaml")  # the config is not even opened
+    with unwritable_folder(tmp_path / "locked") as locked:
+        for tool, outputs in ((predict, ["--output", str(locked / "out")]),
+                              (make_submission, ["--output", str(locked / "submission.txt")]),
+                              (make_submission, ["--output", str(tmp_path / "submission.txt"),
+                                                 "--masks-out", str(locked / "masks")])):
+            assert tool(["--input", str(IMAGE), "--config-file", never, *outputs]) == 1
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and err[0].startswith(f"error: {outputs[-1]}: cannot write in {locked}: "), err
+        assert list(locked.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["locked"]
+
+
+@pytest.mark.parametrize("tool", [predict, make_submission])
+def test_images_in_subfolders_are_pointed_to_or_taken_with_recursive(tool, tmp_path, capsys):
+    """A dataset's root for its x/ is one line saying where the images are; with --recursive, two
+    images of the same name (their outputs' name) in two subfolders are one line naming both."""
+    root = IMAGE.parents[1]  # datasets/segpc_mini/train: x/ and y/
+    argv = ["--output", str(tmp_path / "out"), "--config-file", str(tmp_path / "never_read.yaml")]
+    assert tool(["--input", str(root), *argv]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: {root}: holds no images, but its subfolders x/, y/ hold 104: pass one of them, or add "
+        "--recursive"]
+    for sub in ("a", "b"):
+        (tmp_path / "in" / sub).mkdir(parents=True)
+        shutil.copy(IMAGE, tmp_path / "in" / sub)
+    assert tool(["--input", str(tmp_path / "in"), "--recursive", *argv]) == 1
+    first, second = tmp_path / "in" / "a" / IMAGE.name, tmp_path / "in" / "b" / IMAGE.name
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: {second} and {first} share the image id '2009', which names their outputs"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_make_submission_recursive_takes_the_subfolders_images(config_file, tmp_path):
+    for name in ("a/2009.jpg", "b/c/other.jpg"):
+        (tmp_path / "in" / name).parent.mkdir(parents=True)
+        shutil.copy(IMAGE, tmp_path / "in" / name)
+    submission = tmp_path / "submission.txt"
+    assert make_submission(["--config-file", config_file, "--input", str(tmp_path / "in"), "--recursive",
+                            "--output", str(submission), "--max-instances", "1"]) == 0
+    assert list(read_submission(str(submission))) == ["2009", "other"]
+
+
+def test_a_config_that_contradicts_a_shipped_models_own_is_refused(tmp_path, capsys):
+    """A short name brings its config: with another config that resizes differently the shipped model
+    would find other cells (37 instead of 29 on 4 frames, issue 30), so it is refused in one line naming
+    the key; the model's own config, or the key settled on the command line, is taken."""
+    config = str(REPO / "configs" / "SegPC" / "rmask_rcnn_lite2_fpn.yaml")
+    out = tmp_path / "out"
+    assert predict(["--config-file", config, "--input", str(IMAGE), "--output", str(out),
+                    "MODEL.WEIGHTS", "segpc-rmask-lite2"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "MODEL.WEIGHTS segpc-rmask-lite2 is a shipped model with its own config" in err[0]
+    assert "INPUT.CELL_DIAMETER.TEST 0.0 (model: 80.0)" in err[0] and not out.exists()
+    settled = setup_inference(config, ["MODEL.WEIGHTS", "segpc-rmask-lite2", "INPUT.CELL_DIAMETER.TEST", 80.0], 0.5)
+    own = setup_inference(str(REPO / "configs" / "SegPC" / "rmask_rcnn_lite2_fpn_d80.yaml"),
+                          ["MODEL.WEIGHTS", "segpc-rmask-lite2"], 0.5)
+    assert settled.INPUT.CELL_DIAMETER.TEST == own.INPUT.CELL_DIAMETER.TEST == 80.0
