@@ -53,16 +53,17 @@ Detect = Callable[[np.ndarray, float], CellDetections]
 
 
 def check_cell_diameter(diameter: float, shape: Tuple[int, int], path: str) -> None:
-    """InputError unless ``MIN_CELL_DIAMETER <= diameter <=`` the image's short side: a smaller cell is
-    too blurred to see once brought to the model's scale, a larger one does not fit in the image."""
+    """DatasetError (naming the image) unless ``MIN_CELL_DIAMETER <= diameter <=`` the image's short
+    side: a smaller cell is too blurred to see once brought to the model's scale, a larger one does not
+    fit in the image."""
     short = min(shape)
     if not MIN_CELL_DIAMETER <= diameter <= short:
-        where = f"{path} ({shape[1]}x{shape[0]} px)"
+        size = f"{shape[1]}x{shape[0]} px"
         if short < MIN_CELL_DIAMETER:
-            raise InputError(f"{where}: too small to hold a cell the model can see "
-                             f"(at least {MIN_CELL_DIAMETER:g} px across)")
-        raise InputError(f"{where}: a cell diameter of {diameter:g} px cannot be right: it must lie between "
-                         f"{MIN_CELL_DIAMETER:g} px and the image's short side, {short} px")
+            raise DatasetError(path, f"{size}, too small to hold a cell the model can see "
+                                     f"(at least {MIN_CELL_DIAMETER:g} px across)")
+        raise DatasetError(path, f"{size}: a cell diameter of {diameter:g} px cannot be right: it must lie "
+                                 f"between {MIN_CELL_DIAMETER:g} px and the image's short side, {short} px")
 
 
 def parse_cell_diameter(text: Optional[str]) -> Union[float, str, None]:
@@ -194,9 +195,9 @@ class CellScaleFinder:
             trials.append((_confidence(found[1]), diameter, found))
         confidence, diameter, (sizes, _) = max(trials, key=lambda t: (t[0], -t[1]))
         if not len(sizes):
-            raise InputError(f"{regions.path}: no cell found at any scale from {candidates[0]:g} to "
-                             f"{candidates[-1]:g} px: give the median cell diameter, --cell-diameter PX "
-                             "(the image may hold no cells, or unstained ones)")
+            raise DatasetError(regions.path, f"no cell found at any scale from {candidates[0]:g} to "
+                                             f"{candidates[-1]:g} px: give the median cell diameter, "
+                                             "--cell-diameter PX (the image may hold no cells, or unstained ones)")
         at = diameter
         for _ in range(MAX_REFINEMENTS):  # at least once: on a whole tile, at the measured scale
             measured = _clip(float(np.median(sizes)), shape)

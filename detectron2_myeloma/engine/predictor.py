@@ -105,7 +105,7 @@ def predict_images(predictor: OriginalImagePredictor, scales: CellScaleFinder, p
             scale = scales(ArrayRegions(path, image))
         except InputError as err:
             logger.warning("%s", err)
-            failures.append((path, str(err)))
+            failures.append((path, getattr(err, "problem", str(err))))
             continue
         if scale is not None:
             logger.info("%s: cells of %s", path, scale.describe())

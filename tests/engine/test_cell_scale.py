@@ -127,9 +127,9 @@ def test_diameters_that_cannot_be_right_are_refused_in_one_line():
     for text, problem in (("big", "not a number of pixels, nor 'auto'"), ("-5", "at least 8 px")):
         with pytest.raises(InputError, match=f"--cell-diameter {text}: .*{problem}"):
             parse_cell_diameter(text)
-    with pytest.raises(InputError, match=r"big\.png \(2040x1536 px\): a cell diameter of 5000 px cannot be right"):
+    with pytest.raises(InputError, match=r"big\.png: 2040x1536 px: a cell diameter of 5000 px cannot be right"):
         check_cell_diameter(5000, (1536, 2040), "big.png")
-    with pytest.raises(InputError, match=r"dot\.png \(1x1 px\): too small to hold a cell"):
+    with pytest.raises(InputError, match=r"dot\.png: 1x1 px, too small to hold a cell"):
         check_cell_diameter(80, (1, 1), "dot.png")
     finder = CellScaleFinder(scale_selective_detector(), 80.0, 704, 0)
     with pytest.raises(InputError, match="too small"):
@@ -215,9 +215,9 @@ def test_predict_names_the_images_a_diameter_cannot_fit(segpc_mini, tmp_path, ca
                            ("80", ["dot.png"])):
         out = tmp_path / f"out{value}"
         assert predict(["--input", str(folder), "--output", str(out), "--cell-diameter", value]) == 1
-        assert "dot.png (1x1 px): too small to hold a cell" in caplog.text
+        assert "dot.png: 1x1 px, too small to hold a cell" in caplog.text
         if "frame.png" in refused:
-            assert f"frame.png (2040x1536 px): a cell diameter of {value} px cannot be right" in caplog.text
+            assert f"frame.png: 2040x1536 px: a cell diameter of {value} px cannot be right" in caplog.text
         report = json.loads((out / "report.json").read_text())
         assert sorted(item["image"].rsplit("/", 1)[-1] for item in report["not_read"]) == refused
         caplog.clear()
