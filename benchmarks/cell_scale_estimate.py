@@ -24,7 +24,7 @@ import numpy as np
 from detectron2.data import DatasetCatalog
 from tqdm import tqdm
 
-from benchmarks.benchmarking import REPO, markdown_table
+from benchmarks.benchmarking import REPO, machine_info, markdown_table
 from benchmarks.comparison import replace_section
 from benchmarks.provenance import git_commit
 from detectron2_myeloma.data.builtin import (CELL_DIAMETERS, LOWRES_CELL_DIAMETERS, SEGPC_MINI_VAL_IDS,
@@ -39,7 +39,6 @@ from detectron2_myeloma.engine.defaults import setup_inference
 from detectron2_myeloma.engine.predictor import build_predictor
 from detectron2_myeloma.engine.tiling import TiledPredictor
 from detectron2_myeloma.evaluation.segpc_score import score_segpc
-from detectron2_myeloma.modeling.precision import cpu_features
 from detectron2_myeloma.structures import CellDetections, CellScale
 from detectron2_myeloma.utils.atomic import write_atomic, write_json_atomic
 
@@ -196,8 +195,10 @@ def plot(rows: List[Dict[str, Any]], path: str) -> None:
 
 
 def report(table: List[Dict[str, Any]], rows: List[Dict[str, Any]], output: str) -> str:
+    machine = dict(machine_info(str(REPO)))
     lines = [
-        f"`python -m benchmarks.cell_scale_estimate` (commit {git_commit(str(REPO))}, {cpu_features()}, 2 threads).",
+        f"`python -m benchmarks.cell_scale_estimate` (commit {git_commit(str(REPO))}, {machine['CPU']}, "
+        f"{machine['CPU capability (PyTorch)']}, {machine['torch']}).",
         "Each set at each resize factor is one folder, run as `tools/predict.py --cell-diameter auto` runs it: "
         "the shipped detector estimates every image's median cell diameter (the frame size is not used), "
         "images of one size share the median of all their cells (an image 1.5x off the others keeps its own), "
