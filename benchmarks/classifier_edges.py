@@ -15,7 +15,6 @@ share their exact crop window with another (what shifted crops did near corners;
 About a minute on one CPU thread.
 """
 import argparse
-import json
 import os
 import sys
 from typing import Dict, List, Optional, Sequence

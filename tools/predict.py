@@ -32,7 +32,6 @@ the non-myeloma cells.
 import _quiet  # noqa: F401  first: silences third-party warnings that are not the user's business
 import argparse
 import logging
-import os
 from typing import List, Optional
 
 from detectron2_myeloma.data.classes import cell_and_nucleus_classes, model_metadata
