@@ -33,6 +33,7 @@ from detectron2_myeloma.data.images import read_image, read_mask, read_record_im
 from detectron2_myeloma.data.regions import ArrayRegions
 from detectron2_myeloma.data.segpc import segpc_microscope
 from detectron2_myeloma.data.segpc_format import resize_to_submission
+from detectron2_myeloma.data.statistics import area_diameter
 from detectron2_myeloma.engine.cell_scale import AUTO, equivalent_diameters
 from detectron2_myeloma.engine.cpu import configure_cpu_math
 from detectron2_myeloma.engine.defaults import setup_inference
@@ -107,8 +108,7 @@ def measure(datasets: str, limit: int) -> List[Dict[str, Any]]:
                 row = {"set": set_name, "image": image_id, "y_dir": y_dir, "factor": factor,
                        "shape": list(image.shape[:2]), "true": true.diameter, "estimate": used.diameter,
                        "own_estimate": own.diameter if own else float("nan"), "seconds": seconds,
-                       "frame_median": factor * float(np.median([np.sqrt(4 * np.count_nonzero(m) / np.pi)
-                                                                 for m in gt])),
+                       "frame_median": factor * float(np.median(area_diameter([np.count_nonzero(m) for m in gt]))),
                        "gt_cells": len(gt), "detail": used.detail}
                 for key, scale in (("at_true", true), ("at_estimate", used)):
                     found = predictor(regions, scale)
@@ -248,11 +248,10 @@ def main() -> None:
     rows = measure(args.datasets, args.limit)
     table = summarise(rows)
     os.makedirs(args.output, exist_ok=True)
-    write_json_atomic({"summary": table, "images": [{k: v for k, v in r.items() if k not in ("at_true", "at_estimate", "y_dir")}
-                                                    | {"cells_at_true": r["at_true"]["cells"],
-                                                       "cells_at_estimate": r["at_estimate"]["cells"]}
-                                                    for r in rows]},
-                      os.path.join(args.output, "estimates.json"), indent=1)
+    images = [{k: v for k, v in r.items() if k not in ("at_true", "at_estimate", "y_dir")}
+              | {"cells_at_true": r["at_true"]["cells"], "cells_at_estimate": r["at_estimate"]["cells"]}
+              for r in rows]
+    write_json_atomic({"summary": table, "images": images}, os.path.join(args.output, "estimates.json"), indent=1)
     plot(rows, os.path.join(args.output, "estimates.png"))
     text = report(table, rows, args.output)
     print(text)

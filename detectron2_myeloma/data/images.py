@@ -278,6 +278,30 @@ def image_size(path: str) -> Tuple[int, int]:
     return _verified_size(str(path), stat.st_size, stat.st_mtime_ns)
 
 
+# EXIF orientations that turn a picture by a quarter (transposed, rotated 90 or 270 degrees, transversed)
+_QUARTER_TURNS = (5, 6, 7, 8)
+
+
+def header_size(path: str) -> Optional[Tuple[int, int]]:
+    """(height, width) that :func:`read_image` will give, from the file's header alone (EXIF orientation
+    applied): to decide what to do with an image before paying for its decoding. None where the header
+    does not tell for sure (TIFF, whose orientation tag is not applied; a file PIL cannot open): decode
+    it then."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) in TIFF_MAGIC:
+                return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as img:
+                width, height = img.size
+                if img.getexif().get(0x0112) in _QUARTER_TURNS:
+                    width, height = height, width
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+    return height, width
+
+
 def _stat(path: str) -> os.stat_result:
     try:
         return os.stat(path)

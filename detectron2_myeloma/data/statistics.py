@@ -1,5 +1,5 @@
 """Instance counts and object sizes of a dataset: what anchor sizes and input scales are chosen from."""
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Union
 
 import numpy as np
 
@@ -38,7 +38,13 @@ def median_cell_diameter(dicts: Sequence[dict], category_id: int = 0) -> float:
 
 def equivalent_diameter(annotation: dict) -> float:
     """Diameter of the disc with the annotation's mask area, in pixels."""
-    return float(np.sqrt(4 * rle_area(annotation["segmentation"]) / np.pi))
+    return float(area_diameter(rle_area(annotation["segmentation"])))
+
+
+def area_diameter(area: Union[float, np.ndarray]) -> Union[float, np.ndarray]:
+    """Diameter of the disc of ``area`` pixels: the one definition of a cell's diameter, for the
+    datasets' cell scales and for what is measured of detected cells."""
+    return np.sqrt(4 * np.asarray(area, dtype=np.float64) / np.pi)
 
 
 def _describe(values: List[float], prefix: str) -> Dict[str, float]:

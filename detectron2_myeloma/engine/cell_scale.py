@@ -21,8 +21,10 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data.builtin import FRAME_CELL_DIAMETERS
+from ..data.images import header_size
 from ..data.regions import ImageRegions, open_regions
 from ..data.report import DatasetError
+from ..data.statistics import area_diameter
 from ..structures import CellDetections, CellScale
 from ..utils.errors import InputError
 
@@ -90,10 +92,10 @@ def check_given_diameter(diameter: Union[float, str, None]) -> None:
 
 def equivalent_diameters(detections: CellDetections, cell_class: int, min_score: float = ESTIMATE_MIN_SCORE
                          ) -> np.ndarray:
-    """Equivalent diameters sqrt(4 area / pi) of the cell detections of at least ``min_score``: the
-    definition of the datasets' cell diameters (``data.statistics.equivalent_diameter``)."""
+    """Equivalent diameters (:func:`~detectron2_myeloma.data.statistics.area_diameter`, the datasets'
+    definition of a cell's diameter) of the cell detections of at least ``min_score``."""
     keep = (detections.classes == cell_class) & (detections.scores >= min_score)
-    return np.sqrt(4 * detections.areas()[keep] / np.pi)
+    return area_diameter(detections.areas()[keep])
 
 
 class CellScaleFinder:
@@ -119,6 +121,7 @@ class CellScaleFinder:
         self.frame_sizes = {} if given == AUTO else FRAME_CELL_DIAMETERS
         self.pooled: Dict[Tuple[int, int], CellScale] = {}  # by image shape, from survey()
         self.own: Dict[str, CellScale] = {}  # by image path, from survey()
+        self.failed: Dict[str, InputError] = {}  # by image path: why survey() found no scale
 
     def __call__(self, regions: ImageRegions) -> Optional[CellScale]:
         """The image's scale; None for a model that resizes by its short edge (``target`` 0) when
@@ -139,6 +142,8 @@ class CellScaleFinder:
             return CellScale(own.diameter, own.source, own.detail + (
                 f"; {_ratio(own.diameter, pooled.diameter):.1f}x off the {pooled.diameter:.0f} px of the "
                 "other images of its size, so measured alone" if pooled is not None else ""))
+        if regions.path in self.failed:  # searched once already, in vain
+            raise self.failed[regions.path]
         return self.estimate(regions)
 
     def survey(self, paths: Sequence[str]) -> None:
@@ -146,18 +151,23 @@ class CellScaleFinder:
         (frames of one camera) share one scale: the median of all their cells, a steadier number than
         one frame's few cells, and the way the model was trained (one scale per microscope). An image
         whose own estimate is SCALE_WARNING_FACTOR times off its group's keeps its own. Unreadable
-        images and images without cells are left to the prediction pass, which reports them."""
+        images are left to the prediction pass, which reports them, and so are images without cells
+        (their reason kept, so that they are not searched again). Images whose header gives a known
+        frame size are not decoded here."""
         if self.given is not None or self.target <= 0:
             return
         measured: Dict[Tuple[int, int], List[Tuple[np.ndarray, str]]] = defaultdict(list)
         for path in tqdm(list(paths), desc="cell size", unit="image", leave=False):
+            if header_size(path) in self.frame_sizes:
+                continue
             try:
                 with open_regions(path) as regions:
                     shape = tuple(regions.shape)
                     if shape in self.frame_sizes:
                         continue
                     sizes, detail = self.measure(regions)
-            except (InputError, DatasetError):
+            except InputError as err:
+                self.failed[str(path)] = err
                 continue
             self.own[str(path)] = CellScale(float(np.median(sizes)), "estimated", detail)
             measured[shape].append((sizes, str(path)))

@@ -24,6 +24,7 @@ from tabulate import tabulate
 
 from ..data.images import Failure
 from ..data.regions import ImageRegions
+from ..data.statistics import area_diameter
 from ..structures import CellDetections, CellScale
 from ..utils.atomic import write_atomic, write_json_atomic
 
@@ -99,7 +100,7 @@ class CaseReport:
                                "warnings": list(warnings)}
         if scale is not None:
             row["cell_diameter"] = {"px": round(scale.diameter, 1), "from": scale.source, "how": scale.detail}
-        diameters = 2 * np.sqrt(detections.areas()[is_cell] / np.pi)  # of the circle of the mask's area
+        diameters = area_diameter(detections.areas()[is_cell])
         self.diameters.append(diameters)
         if labels is not None:
             self.classified = True

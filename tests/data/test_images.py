@@ -8,7 +8,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from detectron2_myeloma.data.images import (decode_image, image_files, image_size, list_images, read_image,
+from detectron2_myeloma.data.images import (decode_image, header_size, image_files, image_size, list_images, read_image,
                                              read_mask)
 from detectron2_myeloma.data.report import DatasetError
 from detectron2_myeloma.utils.errors import InputError
@@ -77,7 +77,15 @@ def test_exif_orientation_is_applied(tmp_path):
     image = read_image(tmp_path / "r.jpg", "RGB")
     assert image.shape == (64, 48, 3)
     assert np.abs(image.astype(int) - np.rot90(SMOOTH, -1)).mean() < 3
-    assert image_size(tmp_path / "r.jpg") == (64, 48)
+    assert image_size(tmp_path / "r.jpg") == header_size(tmp_path / "r.jpg") == (64, 48)
+
+
+def test_the_header_tells_the_size_without_decoding_or_says_it_cannot(tmp_path):
+    Image.fromarray(SMOOTH).save(tmp_path / "a.png")
+    assert header_size(tmp_path / "a.png") == read_image(tmp_path / "a.png").shape[:2] == (48, 64)
+    tifffile.imwrite(tmp_path / "a.tif", SMOOTH)  # TIFF orientation tags are not applied: decode to know
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    assert header_size(tmp_path / "a.tif") is None and header_size(tmp_path / "bad.jpg") is None
 
 
 def test_deep_camera_pixels_are_scaled_by_their_bit_depth(tmp_path):

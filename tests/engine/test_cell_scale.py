@@ -14,7 +14,8 @@ from detectron2.structures import Boxes, Instances
 
 from detectron2_myeloma.data.builtin import CELL_DIAMETERS
 from detectron2_myeloma.data.images import image_files
-from detectron2_myeloma.data.regions import ArrayRegions
+from detectron2_myeloma.data.regions import ArrayRegions, open_regions
+from detectron2_myeloma.engine import cell_scale
 from detectron2_myeloma.engine.cell_scale import (MIN_CELL_DIAMETER, CellScaleFinder, check_cell_diameter,
                                                   check_given_diameter, parse_cell_diameter, scale_warning)
 from detectron2_myeloma.engine.defaults import setup_inference
@@ -101,6 +102,23 @@ def test_auto_estimates_segpc_frame_sizes_too():
     finder = CellScaleFinder(scale_selective_detector(), 80.0, 704, 0, given="auto")
     scale = finder(ArrayRegions("other_microscope.png", image))
     assert scale.source == "estimated" and scale.diameter == pytest.approx(100, rel=0.1)
+
+
+def test_the_survey_decodes_no_known_frame_and_searches_no_image_twice(segpc_mini, tmp_path, monkeypatch):
+    """Known frame sizes are told from the file's header (no decoding before the prediction pass does);
+    an image with no cell at any scale is searched once, its reason given again when it is predicted."""
+    calls = []
+    finder = CellScaleFinder(scale_selective_detector(calls), 80.0, 704, 0)
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((300, 400, 3), 220, np.uint8))
+    opened = []
+    monkeypatch.setattr(cell_scale, "open_regions", lambda path: opened.append(path) or open_regions(path))
+    finder.survey([str(segpc_mini / "x" / "2009.jpg"), str(blank)])
+    assert opened == [str(blank)] and calls
+    searched = len(calls)
+    with pytest.raises(InputError, match="blank.png: no cell found at any scale"):
+        finder(ArrayRegions(str(blank), cv2.imread(str(blank))))
+    assert len(calls) == searched
 
 
 def test_images_of_one_size_share_the_median_of_all_their_cells(tmp_path):
