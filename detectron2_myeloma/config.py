@@ -31,6 +31,12 @@ def add_myeloma_config(cfg: CN) -> None:
     _C.TEST.TILES.OVERLAP = 2.0  # overlap of neighbouring tiles in median cell diameters (> 1: a cell fits)
     _C.TEST.TILES.MAX_COUNT = 5000  # an image needing more tiles is refused (a cell diameter far too small)
     _C.TEST.FRAGMENT_MAX_INSIDE = 0.75  # drop a detection this much inside a larger, better-scored one (0: off)
+    # Test-time augmentation (engine/tta.py; Detectron2's TEST.AUG.ENABLED switches it, TEST.AUG.FLIP the
+    # horizontal flip): boxes of every view merged by NMS, then each cell's mask averaged over the views.
+    # Detectron2's TEST.AUG.MIN_SIZES / MAX_SIZE are for shortest-edge models; cell-scale models use:
+    _C.TEST.AUG.VFLIP = False  # also the vertical flip (with FLIP and ROT90: the 8 symmetries of a square)
+    _C.TEST.AUG.ROT90 = False  # also the 90-degree rotation (of each flipped view)
+    _C.TEST.AUG.CELL_DIAMETER_FACTORS = (1.0,)  # INPUT.CELL_DIAMETER.TEST times each factor
 
     # timm bottom-up of BACKBONE.NAME "build_timm_rmask_fpn_backbone" (features named res2..res5).
     _C.MODEL.TIMM = CN()
@@ -54,6 +60,23 @@ def add_myeloma_config(cfg: CN) -> None:
     _C.MODEL.RMASK.ADAPTIVE_FUSION = "max"  # its fusion of the levels: "max" or "sum"
     _C.register_renamed_key("MODEL.RMASK.MASK_POOLING", "MODEL.ROI_MASK_HEAD.NAME",
                             'MASK_POOLING "adaptive" is ROI_MASK_HEAD.NAME "AdaptiveFusionMaskHead"')
+
+    # Each cell instance's nucleus as a second mask (heads AdaptiveFusionMaskHead, PointRefinedMaskHead),
+    # trained on the nuclei the dataset records carry (SegPC's value 40; "nucleus" in each cell annotation).
+    _C.MODEL.ROI_MASK_HEAD.NUCLEUS = False  # True: instances get pred_nucleus_masks beside pred_masks
+    # Boundary refinement of ROI_MASK_HEAD.NAME "PointRefinedMaskHead" (modeling/point_refinement.py): the
+    # coarse 28x28 mask is upsampled 2x per step and re-predicted at its most uncertain points from fine
+    # features there (PointRend's subdivision, Kirillov et al. 2020).
+    _C.MODEL.ROI_MASK_HEAD.POINT_REFINE = CN()
+    _C.MODEL.ROI_MASK_HEAD.POINT_REFINE.IN_FEATURES = ("p2",)  # feature maps sampled at each point
+    _C.MODEL.ROI_MASK_HEAD.POINT_REFINE.IMAGE = True  # also the model input's own pixels at each point
+    _C.MODEL.ROI_MASK_HEAD.POINT_REFINE.FC_DIM = 128  # width of the point MLP (1x1 convolutions)
+    _C.MODEL.ROI_MASK_HEAD.POINT_REFINE.NUM_FC = 3  # its hidden layers, each also fed the coarse logits
+    _C.MODEL.ROI_MASK_HEAD.POINT_REFINE.TRAIN_NUM_POINTS = 196  # points per training RoI
+    _C.MODEL.ROI_MASK_HEAD.POINT_REFINE.OVERSAMPLE_RATIO = 3.0  # candidates drawn per point kept
+    _C.MODEL.ROI_MASK_HEAD.POINT_REFINE.IMPORTANCE_SAMPLE_RATIO = 0.75  # kept by uncertainty (rest uniform)
+    _C.MODEL.ROI_MASK_HEAD.POINT_REFINE.SUBDIVISION_STEPS = 2  # inference: 28 -> 56 -> 112 (0: coarse only)
+    _C.MODEL.ROI_MASK_HEAD.POINT_REFINE.SUBDIVISION_NUM_POINTS = 784  # points re-predicted per step
 
     # One physical scale: images resized so that their median cell (the record's "cell_diameter", from
     # the dataset's metadata; at inference the frame size's default or --cell-diameter) spans this many

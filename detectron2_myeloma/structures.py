@@ -17,6 +17,11 @@ import shapely
 import torch
 from detectron2.structures import Instances
 
+# Instances fields of a model that predicts each cell's nucleus (MODEL.ROI_MASK_HEAD.NUCLEUS): full-size
+# masks like pred_masks (before pasting: (1, M, M) probabilities), or MaskCrops like pred_mask_crops.
+NUCLEUS_MASKS = "pred_nucleus_masks"
+NUCLEUS_CROPS = "pred_nucleus_crops"
+
 
 class MaskCrop(NamedTuple):
     """A binary mask as its tight bounding box: ``mask`` (h x w bool) placed at row ``y``, column ``x``."""
@@ -51,12 +56,19 @@ class MaskCrop(NamedTuple):
         b = other.mask[y0 - other.y:y1 - other.y, x0 - other.x:x1 - other.x]
         return int(np.count_nonzero(a & b))
 
+    def clipped_to(self, other: "MaskCrop") -> "MaskCrop":
+        """This mask's pixels that are also in ``other``, as a tight crop."""
+        window = np.zeros(other.mask.shape, dtype=bool)
+        self.shifted(-other.y, -other.x).paste(window)
+        return MaskCrop.from_full(window & other.mask).shifted(other.y, other.x)
+
     def paste(self, canvas: np.ndarray) -> None:
         """Sets the mask's pixels in ``canvas`` (a full-size bool array), clipped to it."""
         h, w = canvas.shape[:2]
+        y0, x0 = max(self.y, 0), max(self.x, 0)
         y1, x1 = min(self.y + self.mask.shape[0], h), min(self.x + self.mask.shape[1], w)
-        if y1 > self.y and x1 > self.x:
-            canvas[self.y:y1, self.x:x1] |= self.mask[:y1 - self.y, :x1 - self.x]
+        if y1 > y0 and x1 > x0:
+            canvas[y0:y1, x0:x1] |= self.mask[y0 - self.y:y1 - self.y, x0 - self.x:x1 - self.x]
 
     def scaled(self, scale: float) -> "MaskCrop":
         """The mask resized by ``scale`` (area-averaged, half-covered pixels set), for previews."""
@@ -120,7 +132,9 @@ class MaskCrops:
 class CellDetections:
     """The detections of one image of ``image_size`` (H, W): XYXY ``boxes`` in image pixels,
     ``classes``, ``scores``, ``masks`` (one :class:`MaskCrop` each) and, where the cell classifier ran,
-    its ``labels`` (1 myeloma, 0 other, -1 not classified) and myeloma probabilities ``probs``."""
+    its ``labels`` (1 myeloma, 0 other, -1 not classified) and myeloma probabilities ``probs``. Where the
+    model predicts each cell's nucleus, ``nuclei`` holds one :class:`MaskCrop` per detection (inside its
+    mask; empty where none was found); None for a model without."""
     image_size: Tuple[int, int]
     boxes: np.ndarray
     classes: np.ndarray
@@ -128,6 +142,7 @@ class CellDetections:
     masks: List[MaskCrop] = field(default_factory=list)
     labels: Optional[np.ndarray] = None
     probs: Optional[np.ndarray] = None
+    nuclei: Optional[List[MaskCrop]] = None
 
     def __len__(self) -> int:
         return len(self.classes)
@@ -139,16 +154,18 @@ class CellDetections:
         myeloma probabilities or (N, 2) class probabilities). Without ``pred_boxes``, the boxes are the
         masks' extents."""
         fields = {name: torch.as_tensor(value).cpu().numpy() for name, value in instances.get_fields().items()
-                  if name not in ("pred_boxes", "pred_mask_crops")}
+                  if name not in ("pred_boxes", "pred_mask_crops", NUCLEUS_CROPS)}
         masks = (list(instances.pred_mask_crops) if instances.has("pred_mask_crops")
                  else [MaskCrop.from_full(m) for m in fields.get("pred_masks", ())])
+        nuclei = (list(instances.get(NUCLEUS_CROPS)) if instances.has(NUCLEUS_CROPS)
+                  else [MaskCrop.from_full(m) for m in fields[NUCLEUS_MASKS]] if NUCLEUS_MASKS in fields else None)
         probs = fields.get("pred_cell_probs")
         if probs is not None and probs.ndim == 2:
             probs = probs[:, 1]
         boxes = (instances.pred_boxes.tensor.cpu().numpy() if instances.has("pred_boxes")
                  else _extents(masks))
         return cls(tuple(instances.image_size), boxes.astype(np.float32), fields["pred_classes"].astype(np.int64),
-                   fields["scores"].astype(np.float32), masks, fields.get("pred_cell_labels"), probs)
+                   fields["scores"].astype(np.float32), masks, fields.get("pred_cell_labels"), probs, nuclei)
 
     @classmethod
     def empty(cls, image_size: Tuple[int, int]) -> "CellDetections":
@@ -159,14 +176,16 @@ class CellDetections:
         return CellDetections(self.image_size, self.boxes[index], self.classes[index], self.scores[index],
                               [self.masks[i] for i in index],
                               None if self.labels is None else self.labels[index],
-                              None if self.probs is None else self.probs[index])
+                              None if self.probs is None else self.probs[index],
+                              None if self.nuclei is None else [self.nuclei[i] for i in index])
 
     def shifted(self, dy: int, dx: int, image_size: Tuple[int, int]) -> "CellDetections":
         """The detections moved by (dy, dx) pixels into an image of ``image_size`` (a tile's into its
         image's coordinates)."""
         return CellDetections(tuple(image_size), self.boxes + np.array([dx, dy, dx, dy], np.float32),
                               self.classes, self.scores, [m.shifted(dy, dx) for m in self.masks],
-                              self.labels, self.probs)
+                              self.labels, self.probs,
+                              None if self.nuclei is None else [m.shifted(dy, dx) for m in self.nuclei])
 
     @staticmethod
     def cat(parts: Sequence["CellDetections"], image_size: Tuple[int, int]) -> "CellDetections":
@@ -174,13 +193,15 @@ class CellDetections:
         if not parts:
             return CellDetections.empty(image_size)
         classified = all(p.labels is not None for p in parts)
+        with_nuclei = all(p.nuclei is not None for p in parts)
         return CellDetections(tuple(image_size), np.concatenate([p.boxes for p in parts]).reshape(-1, 4),
                               np.concatenate([p.classes for p in parts]),
                               np.concatenate([p.scores for p in parts]),
                               [m for p in parts for m in p.masks],
                               np.concatenate([p.labels for p in parts]) if classified else None,
                               np.concatenate([p.probs for p in parts])
-                              if classified and all(p.probs is not None for p in parts) else None)
+                              if classified and all(p.probs is not None for p in parts) else None,
+                              [m for p in parts for m in p.nuclei] if with_nuclei else None)
 
     def areas(self) -> np.ndarray:
         """Mask area of each detection, in pixels."""
@@ -224,6 +245,17 @@ class CellDetections:
         for i in indices:
             self.masks[i].paste(canvas)
         return canvas
+
+    def cell_nuclei(self, cell_class: int, nucleus_class: Optional[int], min_overlap: float
+                    ) -> List[Tuple[int, Optional[MaskCrop]]]:
+        """(cell index, its nucleus inside the cell, or None) for every cell detection, in order: the
+        cell's own predicted nucleus where the model predicts one (None where it is empty), else the
+        nucleus detection :meth:`match_nuclei` pairs with it, cut to the cell."""
+        if self.nuclei is not None:
+            return [(int(i), self.nuclei[i] if self.nuclei[i].area else None)
+                    for i in np.flatnonzero(self.classes == cell_class)]
+        return [(i, None if j is None else self.masks[j].clipped_to(self.masks[i]))
+                for i, j in self.match_nuclei(cell_class, nucleus_class, min_overlap)]
 
     def match_nuclei(self, cell_class: int, nucleus_class: Optional[int], min_overlap: float
                      ) -> List[Tuple[int, Optional[int]]]:

@@ -9,7 +9,7 @@ from detectron2.structures import Boxes, Instances
 from detectron2_myeloma import add_myeloma_config
 from detectron2_myeloma.data.segpc_format import cell_and_nucleus, read_segpc_mask
 from detectron2_myeloma.evaluation.submission import pair_cells_with_nuclei
-from detectron2_myeloma.structures import CellDetections, MaskCrop
+from detectron2_myeloma.structures import NUCLEUS_MASKS, CellDetections, MaskCrop
 
 H, W = 40, 30
 
@@ -152,3 +152,44 @@ def test_a_duplicate_annotation_of_a_real_frame_is_its_only_fragment(segpc_mini)
     add_myeloma_config(cfg)
     kept = detections.without_fragments(cfg.TEST.FRAGMENT_MAX_INSIDE).scores.tolist()
     assert [p.stem for p, score in zip(paths, detections.scores.tolist()) if score not in kept] == ["2044_5"]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_own_nuclei_are_each_cells_and_a_class_pairing_is_clipped_to_its_cell(seed):
+    """cell_nuclei: a model's own nucleus per detection (kept by subset, shift and concatenation),
+    else the paired nucleus detection cut to the cell; the same pairs the submission writer makes."""
+    masks = random_masks(seed, n=6)
+    classes = [0, 1, 0, 1, 0, 0]
+    paired = CellDetections.from_instances(make_instances(masks, classes))
+    for cell, nucleus in paired.cell_nuclei(0, 1, 0.5):
+        j = dict(paired.match_nuclei(0, 1, 0.5))[cell]
+        expected = None if j is None else masks[cell] & masks[j]
+        got = np.zeros_like(masks[cell])
+        if nucleus is not None:
+            nucleus.paste(got)
+        assert (nucleus is None) == (j is None) and (expected is None or np.array_equal(got, expected))
+    instances = make_instances(masks, [0] * 6)
+    own = np.roll(masks, 7, axis=2)  # partly outside each cell, as a model's raw nucleus may be
+    instances.set(NUCLEUS_MASKS, torch.from_numpy(own & masks))
+    detections = CellDetections.from_instances(instances)
+    pairs = detections.cell_nuclei(0, None, 0.5)
+    assert [i for i, _ in pairs] == list(range(6))
+    for i, nucleus in pairs:
+        assert (nucleus is None) == (not (own[i] & masks[i]).any())
+        if nucleus is not None:
+            assert np.array_equal(CellDetections(detections.image_size, detections.boxes[:1], detections.classes[:1],
+                                                 detections.scores[:1], [nucleus]).union_mask([0]), own[i] & masks[i])
+    moved = CellDetections.cat([detections.subset([4, 1]).shifted(3, 5, (H + 3, W + 5))], (H + 3, W + 5))
+    assert [(m.y, m.x) for m in moved.nuclei] == [(detections.nuclei[i].y + 3, detections.nuclei[i].x + 5) for i in (4, 1)]
+    parts = pair_cells_with_nuclei(instances, 0, None)
+    for i, (nucleus, cytoplasm) in enumerate(parts):
+        assert np.array_equal(nucleus, own[i] & masks[i]) and np.array_equal(cytoplasm, masks[i] & ~own[i])
+
+
+def test_a_crop_pastes_clipped_at_every_edge_and_clips_to_another():
+    canvas = np.zeros((5, 5), dtype=bool)
+    MaskCrop(-2, -1, np.ones((4, 3), dtype=bool)).paste(canvas)
+    assert canvas.sum() == 2 * 2 and canvas[:2, :2].all()
+    a, b = MaskCrop(0, 0, np.ones((4, 4), dtype=bool)), MaskCrop(2, 3, np.ones((4, 4), dtype=bool))
+    inside = a.clipped_to(b)
+    assert (inside.y, inside.x, inside.mask.shape, inside.area) == (2, 3, (2, 1), 2)

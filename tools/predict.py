@@ -83,7 +83,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     position = {path: index for index, path in enumerate(paths, start=1)}
     failures: List[Failure] = []
     with output as folder:
-        with PredictionWriter(folder, metadata, cell_class, nucleus_class, geojson) as writer:
+        with PredictionWriter(folder, metadata, cell_class, nucleus_class, geojson,
+                              own_nuclei=cfg.MODEL.ROI_MASK_HEAD.NUCLEUS) as writer:
             for path, image, detections, scale in predict_cells(predictor, paths, failures):
                 warnings = colour_warnings(image) + image_scale_warnings(path, scale, detections, cell_class)
                 writer.add(position[path], path, image, detections, warnings, scale)

@@ -14,7 +14,7 @@ import _quiet  # noqa: F401  first: silences third-party warnings that are not t
 import sys
 
 import detectron2.utils.comm as comm
-from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.engine import default_argument_parser, default_setup, hooks, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils.logger import setup_logger
 
@@ -52,11 +52,15 @@ def main(args):
         model = Trainer.build_model(cfg)
         MyelomaCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         res = Trainer.test(cfg, model)
+        if cfg.TEST.AUG.ENABLED:
+            res.update(Trainer.test_with_TTA(cfg, model))
         if comm.is_main_process():
             verify_results(cfg, res)
         return res
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
+    if cfg.TEST.AUG.ENABLED:
+        trainer.register_hooks([hooks.EvalHook(0, lambda: Trainer.test_with_TTA(cfg, trainer.model))])
     return trainer.train()
 
 

@@ -8,8 +8,10 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetMapper
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
+from detectron2.structures import BitMasks
 
 from .images import read_image, record_crop
+from .masks import rle_to_mask
 from .transforms import CellAugInput, RandomColorJitter, RandomRot90, ResizeToCellDiameter, build_color_jitter
 
 
@@ -48,11 +50,18 @@ class CellDatasetMapper(DatasetMapper):
     the frame inside a padded canvas), as Detectron2 asks of datasets not read whole from a file, and
     which, given ``cell_diameters``, first resizes every image so that its cells (the record's
     ``"cell_diameter"``, handed to the resize through :class:`CellAugInput`) span one of them. Instance
-    annotations only (no semantic segmentation, no precomputed proposals)."""
+    annotations only (no semantic segmentation, no precomputed proposals).
 
-    def __init__(self, is_train: bool = True, *, cell_diameters: Sequence[float] = (), **kwargs):
+    With ``nuclei``, the instances also hold ``gt_nuclei``: BitMasks of each annotation's ``"nucleus"``
+    RLE (SegPC readers put one in every cell annotation), transformed as its mask; empty where an
+    annotation has none. A record none of whose annotations has one is refused: a model would learn
+    that cells have no nucleus."""
+
+    def __init__(self, is_train: bool = True, *, cell_diameters: Sequence[float] = (), nuclei: bool = False,
+                 **kwargs):
         super().__init__(is_train, **kwargs)
         self.cell_diameters = tuple(cell_diameters)
+        self.nuclei = nuclei
         if self.cell_diameters:
             self.augmentations = T.AugmentationList([ResizeToCellDiameter(self.cell_diameters),
                                                      *self.augmentations.augs])
@@ -75,6 +84,26 @@ class CellDatasetMapper(DatasetMapper):
             self._transform_annotations(dataset_dict, transforms, image.shape[:2])
         return dataset_dict
 
+    def _transform_annotations(self, dataset_dict: Dict[str, Any], transforms: T.TransformList,
+                               image_shape: Tuple[int, int]) -> None:
+        """``DatasetMapper``'s, plus ``gt_nuclei`` with ``nuclei`` (filtered with the instances)."""
+        if not self.nuclei:
+            return super()._transform_annotations(dataset_dict, transforms, image_shape)
+        annotations = [a for a in dataset_dict.pop("annotations") if not a.get("iscrowd", 0)]
+        if annotations and not any("nucleus" in a for a in annotations):
+            raise ValueError(f"{dataset_dict['file_name']}: MODEL.ROI_MASK_HEAD.NUCLEUS is on but no "
+                             "annotation of this record has a nucleus (a SegPC dataset has them)")
+        nuclei = [transforms.apply_segmentation(rle_to_mask(a["nucleus"]).astype(np.uint8)) > 0
+                  if "nucleus" in a else np.zeros(image_shape, dtype=bool) for a in annotations]
+        instances = utils.annotations_to_instances(
+            [utils.transform_instance_annotations(a, transforms, image_shape) for a in annotations],
+            image_shape, mask_format=self.instance_mask_format)
+        instances.gt_nuclei = BitMasks(torch.as_tensor(np.stack(nuclei)) if nuclei
+                                       else torch.zeros((0, *image_shape), dtype=torch.bool))
+        if self.recompute_boxes:
+            instances.gt_boxes = instances.gt_masks.get_bounding_boxes()
+        dataset_dict["instances"] = utils.filter_empty_instances(instances)
+
 
 def build_cell_mapper(cfg: CfgNode, is_train: bool) -> DatasetMapper:
     """The cell mapper with the cell augmentations; masks stay bitmasks (RLE in, no polygons)."""
@@ -84,6 +113,7 @@ def build_cell_mapper(cfg: CfgNode, is_train: bool) -> DatasetMapper:
         augmentations=build_cell_augmentations(cfg, is_train),
         image_format=cfg.INPUT.FORMAT,
         use_instance_mask=cfg.MODEL.MASK_ON,
+        nuclei=cfg.MODEL.MASK_ON and cfg.MODEL.ROI_MASK_HEAD.NUCLEUS,
         instance_mask_format=cfg.INPUT.MASK_FORMAT,
         recompute_boxes=cfg.MODEL.MASK_ON and cfg.INPUT.CROP.ENABLED,
     )

@@ -5,12 +5,13 @@ disagree about what a nucleus is or where a mask file lives.
 """
 import os
 import re
+from collections import defaultdict
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
-from .images import read_mask
+from .images import IMAGE_EXTENSIONS, image_files, read_mask
 from .report import DatasetError
 
 BACKGROUND_VALUE = 0
@@ -228,3 +229,20 @@ def read_submission(path: str) -> Dict[str, List[Tuple[np.ndarray, np.ndarray]]]
     """The whole ``submission.txt`` as {image id: [(nucleus, cytoplasm) bool masks]} in the submission
     frame (about 3 MB per instance: use :func:`iter_submission` for large files)."""
     return {image_id: instances for _, image_id, instances in iter_submission(path)}
+
+
+def gt_mask_files(y_dir: str) -> Dict[str, List[str]]:
+    """{image id: mask paths ordered by cell index k} of a SegPC ``y/`` folder; raises DatasetError for
+    a missing folder, one without masks (nothing to score or submit), and two files with the same id
+    and k (e.g. ``1_1.bmp`` beside ``1_1.png``)."""
+    if not os.path.isdir(y_dir):
+        raise DatasetError(y_dir, "no such folder")
+    found: Dict[str, Dict[int, str]] = defaultdict(dict)
+    for path in image_files(y_dir):
+        image_id, k = split_mask_name(path)
+        if k in found[image_id]:
+            raise DatasetError(path, f"cell {k} of image {image_id} also in {found[image_id][k]}")
+        found[image_id][k] = path
+    if not found:
+        raise DatasetError(y_dir, f"no <image id>_<k> masks in it ({', '.join(IMAGE_EXTENSIONS)})")
+    return {image_id: [cells[k] for k in sorted(cells)] for image_id, cells in sorted(found.items())}

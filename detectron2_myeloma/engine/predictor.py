@@ -19,6 +19,7 @@ from ..data.transforms import CellAugInput, ResizeToCellDiameter
 from ..structures import CellDetections, CellScale
 from ..utils.errors import InputError
 from .cell_scale import CellScaleFinder
+from .tta import CellTTA
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,8 @@ class OriginalImagePredictor(DefaultPredictor):
     also holds ``"original_image"`` (3xHxW uint8 in ``INPUT.FORMAT``: the cell classifier post-hook cuts
     its crops from it, at the resolution its training crops were cut at), ``"cell_diameter"`` (for a
     classifier of physical-scale crops), ``"mask_crops"`` and ``"post_hooks"`` (see
-    :class:`~detectron2_myeloma.modeling.meta_arch.GeneralizedRCNNWithPostHooks`).
+    :class:`~detectron2_myeloma.modeling.meta_arch.GeneralizedRCNNWithPostHooks`). With
+    ``TEST.AUG.ENABLED`` the model predicts from several views (:class:`~.tta.CellTTA`).
     """
 
     def __init__(self, cfg: CfgNode):
@@ -45,6 +47,8 @@ class OriginalImagePredictor(DefaultPredictor):
         if len(cfg.DATASETS.TEST):
             self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
         MyelomaCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        if cfg.TEST.AUG.ENABLED:
+            self.model = CellTTA(self.model, cfg)
         target = cfg.INPUT.CELL_DIAMETER.TEST
         self.resizes_by_cell = target > 0
         self.aug = (ResizeToCellDiameter((target,)) if self.resizes_by_cell else

@@ -3,9 +3,11 @@ precision, and distributed training on CPU processes as well as GPUs."""
 import logging
 import os
 import weakref
-from typing import Optional
+from collections import OrderedDict
+from typing import Any, Optional
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import DefaultTrainer, TrainerBase, create_ddp_model, hooks
@@ -19,6 +21,9 @@ from ..evaluation import SegPCEvaluator
 from ..utils.atomic import write_json_atomic
 from .hooks import PeriodicWriterFromStart
 from .train_step import build_train_step
+from .tta import CellTTA
+
+logger = logging.getLogger(__name__)
 
 EVALUATION_JSON = "evaluation.json"  # in OUTPUT_DIR/inference: the latest evaluation's results
 
@@ -78,6 +83,19 @@ class Trainer(DefaultTrainer):
         results = super().test(cfg, model, evaluators)
         if comm.is_main_process():
             write_json_atomic(results, os.path.join(cfg.OUTPUT_DIR, "inference", EVALUATION_JSON), indent=1)
+        return results
+
+    @classmethod
+    def test_with_TTA(cls, cfg: CfgNode, model) -> "OrderedDict[str, Any]":
+        """The evaluation of :meth:`test` with test-time augmentation (:class:`~.tta.CellTTA`), written
+        to ``OUTPUT_DIR/inference_TTA``; every metric group is named with a "_TTA" suffix."""
+        logger.info("Running inference with test-time augmentation ...")
+        evaluators = [cls.build_evaluator(cfg, name, os.path.join(cfg.OUTPUT_DIR, "inference_TTA", name))
+                      for name in cfg.DATASETS.TEST]
+        results = DefaultTrainer.test(cfg, CellTTA(model.module if isinstance(model, DistributedDataParallel) else model, cfg), evaluators)
+        results = OrderedDict((f"{name}_TTA", value) for name, value in results.items())
+        if comm.is_main_process():
+            write_json_atomic(results, os.path.join(cfg.OUTPUT_DIR, "inference_TTA", EVALUATION_JSON), indent=1)
         return results
 
     @classmethod

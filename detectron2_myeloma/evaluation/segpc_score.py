@@ -15,7 +15,7 @@ import json
 import logging
 import math
 import os
-from collections import OrderedDict, defaultdict
+from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Hashable, List, Mapping, Optional, Sequence, Tuple
 
@@ -25,16 +25,17 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
 from ..data.masks import rle_to_mask
-from ..data.images import IMAGE_EXTENSIONS, image_files
+from ..structures import NUCLEUS_MASKS
+from .submission import complete_cell
 from ..data.report import DatasetError
 from ..data.segpc_format import (
     SUBMISSION_SHAPE,
     SubmissionLineError,
     iter_submission,
     read_segpc_mask,
+    gt_mask_files,
     resize_to_submission,
     shorten,
-    split_mask_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -290,23 +291,6 @@ def score_segpc(
     return aggregate(matches)
 
 
-def gt_mask_files(y_dir: str) -> Dict[str, List[str]]:
-    """{image id: mask paths ordered by cell index k} of a SegPC ``y/`` folder; raises DatasetError for
-    a missing folder, one without masks (nothing to score or submit), and two files with the same id
-    and k (e.g. ``1_1.bmp`` beside ``1_1.png``)."""
-    if not os.path.isdir(y_dir):
-        raise DatasetError(y_dir, "no such folder")
-    found: Dict[str, Dict[int, str]] = defaultdict(dict)
-    for path in image_files(y_dir):
-        image_id, k = split_mask_name(path)
-        if k in found[image_id]:
-            raise DatasetError(path, f"cell {k} of image {image_id} also in {found[image_id][k]}")
-        found[image_id][k] = path
-    if not found:
-        raise DatasetError(y_dir, f"no <image id>_<k> masks in it ({', '.join(IMAGE_EXTENSIONS)})")
-    return {image_id: [cells[k] for k in sorted(cells)] for image_id, cells in sorted(found.items())}
-
-
 EXAMPLES = 5  # of each kind of problem, in messages and in the json
 
 
@@ -448,6 +432,10 @@ class SegPCEvaluator(DatasetEvaluator):
 
     Each image is matched in ``process`` (on every worker), keeping only its small :class:`ImageMatch`,
     so memory does not grow with the number of predicted masks.
+
+    Where the dataset's cells carry their nucleus (SegPC), ``nucleus_mIoU`` is scored the same way: each
+    annotated nucleus against the nuclei of the submitted cells, as the submission writer makes them (the
+    model's own ``pred_nucleus_masks``, else the estimation rule of :mod:`.submission`).
     """
 
     def __init__(
@@ -465,15 +453,20 @@ class SegPCEvaluator(DatasetEvaluator):
         self._output_dir = output_dir
         self._score_threshold = score_threshold
         self._distributed = distributed
-        self._gt_annotations = {
-            d["image_id"]: [a["segmentation"] for a in d.get("annotations", [])
-                            if a["category_id"] == self._cell_id and not a.get("iscrowd", 0)]
-            for d in DatasetCatalog.get(dataset_name)
-        }
+        cells = {d["image_id"]: [a for a in d.get("annotations", [])
+                                 if a["category_id"] == self._cell_id and not a.get("iscrowd", 0)]
+                 for d in DatasetCatalog.get(dataset_name)}
+        self._gt_annotations = {i: [a["segmentation"] for a in annotations] for i, annotations in cells.items()}
+        self._gt_nuclei = {i: [a["nucleus"] for a in annotations if "nucleus" in a]
+                           for i, annotations in cells.items()}
         self._matches: "OrderedDict[Hashable, ImageMatch]" = OrderedDict()
+        self._nucleus_matches: "OrderedDict[Hashable, ImageMatch]" = OrderedDict()
+        self._nucleus_sources: Counter = Counter()
 
     def reset(self) -> None:
         self._matches = OrderedDict()
+        self._nucleus_matches = OrderedDict()
+        self._nucleus_sources = Counter()
 
     def process(self, inputs: List[Dict[str, Any]], outputs: List[Dict[str, Any]]) -> None:
         for inp, out in zip(inputs, outputs):
@@ -484,23 +477,41 @@ class SegPCEvaluator(DatasetEvaluator):
             instances = instances[keep]
             pred_cells = [resize_to_submission(m) for m in instances.pred_masks.numpy().astype(bool)]
             self._matches[image_id] = match_image(gt_cells, pred_cells, instances.scores.numpy())
+            if any(self._gt_nuclei.values()):
+                gt_nuclei = [resize_to_submission(rle_to_mask(rle)) for rle in self._gt_nuclei[image_id]]
+                own = (instances.get(NUCLEUS_MASKS).numpy().astype(bool) if instances.has(NUCLEUS_MASKS)
+                       else [np.zeros(m.shape, dtype=bool) for m in instances.pred_masks.numpy()])
+                pred_nuclei = []
+                for cell, nucleus in zip(pred_cells, own):
+                    parts = complete_cell(cell, resize_to_submission(nucleus))
+                    if parts is not None:
+                        pred_nuclei.append(parts.nucleus)
+                        self._nucleus_sources[parts.rule] += 1
+                self._nucleus_matches[image_id] = match_image(gt_nuclei, pred_nuclei)
 
     def evaluate(self) -> "OrderedDict[str, Dict[str, float]]":
+        matches, nucleus_matches, nucleus_sources = self._matches, self._nucleus_matches, self._nucleus_sources
         if self._distributed:
             comm.synchronize()
-            gathered = comm.gather(self._matches, dst=0)
+            gathered = comm.gather((matches, nucleus_matches, nucleus_sources), dst=0)
             if not comm.is_main_process():
                 return OrderedDict()
-            matches = OrderedDict(kv for part in gathered for kv in part.items())
-        else:
-            matches = self._matches
+            matches = OrderedDict(kv for part, _, _ in gathered for kv in part.items())
+            nucleus_matches = OrderedDict(kv for _, part, _ in gathered for kv in part.items())
+            nucleus_sources = sum((sources for _, _, sources in gathered), Counter())
         if not matches:
             logger.warning("SegPCEvaluator received no predictions")
             return OrderedDict()
         score = aggregate(matches)
+        metrics = score.to_dict()
+        if any(m.ious.shape[0] for m in nucleus_matches.values()):
+            metrics["nucleus_mIoU"] = aggregate(nucleus_matches).miou
+            logger.info("nuclei of the submitted cells: %s", ", ".join(
+                f"{count} {rule}" for rule, count in sorted(nucleus_sources.items())) or "none")
         if self._output_dir:
             os.makedirs(self._output_dir, exist_ok=True)
             with open(os.path.join(self._output_dir, "segpc_scores.json"), "w") as f:
-                json.dump({"metrics": score.to_dict(), "per_image": score.per_image}, f, indent=1)
-        logger.info("SegPC-2021 scores: %s", dict(score.to_dict()))
-        return OrderedDict(segpc=score.to_dict())
+                json.dump({"metrics": metrics, "per_image": score.per_image,
+                           "nucleus_sources": dict(nucleus_sources)}, f, indent=1)
+        logger.info("SegPC-2021 scores: %s", dict(metrics))
+        return OrderedDict(segpc=metrics)

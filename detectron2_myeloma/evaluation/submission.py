@@ -33,14 +33,14 @@ from ..data.segpc_format import (
     NUCLEUS_VALUE,
     cell_and_nucleus,
     format_submission_line,
+    gt_mask_files,
     read_segpc_mask,
     resize_to_submission,
 )
 from ..data.images import image_stem, list_images
-from ..structures import CellDetections
+from ..structures import NUCLEUS_MASKS, CellDetections
 from ..utils.atomic import OutputFolder, check_output_file
 from ..utils.errors import InputError
-from .segpc_score import gt_mask_files
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +135,12 @@ def iter_cell_parts(instances: Instances, cell_class: int, nucleus_class: Option
                     min_overlap: float = MIN_NUCLEUS_OVERLAP) -> Iterator[Parts]:
     """:func:`pair_cells_with_nuclei` one cell at a time, so that only one cell's masks are held."""
     masks = _pred_masks(instances)
+    if instances.has(NUCLEUS_MASKS):  # each cell's own nucleus
+        nuclei = torch.as_tensor(instances.get(NUCLEUS_MASKS)).cpu().numpy().astype(bool, copy=False)
+        for i in np.flatnonzero(torch.as_tensor(instances.pred_classes).cpu().numpy() == cell_class):
+            nucleus = nuclei[i] & masks[i]
+            yield nucleus, masks[i] & ~nucleus
+        return
     for cell_index, nucleus_index in match_nuclei(instances, cell_class, nucleus_class, min_overlap):
         cell = masks[cell_index]
         nucleus = masks[nucleus_index] & cell if nucleus_index is not None else np.zeros_like(cell)
@@ -143,8 +149,9 @@ def iter_cell_parts(instances: Instances, cell_class: int, nucleus_class: Option
 
 def pair_cells_with_nuclei(instances: Instances, cell_class: int, nucleus_class: Optional[int],
                            min_overlap: float = MIN_NUCLEUS_OVERLAP) -> List[Parts]:
-    """(nucleus, cytoplasm) of every cell detection at the instances' resolution: the cell's best
-    nucleus (:func:`match_nuclei`) clipped to the cell, and the cell minus it. Either may be empty
+    """(nucleus, cytoplasm) of every cell detection at the instances' resolution: the cell's own
+    predicted nucleus (``pred_nucleus_masks``) where the model predicts one, else its best nucleus
+    detection (:func:`match_nuclei`), clipped to the cell; and the cell minus it. Either may be empty
     here (e.g. ``nucleus_class`` None: every nucleus is); :class:`SubmissionWriter` completes them."""
     return list(iter_cell_parts(instances, cell_class, nucleus_class, min_overlap))
 

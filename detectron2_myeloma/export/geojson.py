@@ -50,12 +50,13 @@ def cell_features(detections: CellDetections, cell_class: int, nucleus_class: Op
     """GeoJSON Features of the cells of one image (see the module docstring). Measurements: cell and
     nucleus area in pixels (and in um^2 with ``pixel_size_um``, the side of a pixel in micrometres),
     nucleus / cell area, detector score and, where the classifier ran, myeloma probability. The nucleus
-    is the nucleus detection mostly inside the cell (none: no nucleus measurements). ``id_prefix`` (e.g.
+    is the cell's own predicted one, else the nucleus detection mostly inside the cell
+    (:meth:`~detectron2_myeloma.structures.CellDetections.cell_nuclei`; none: no nucleus measurements). ``id_prefix`` (e.g.
     the image id) makes each Feature's UUID stable across runs and unique across images."""
     if object_type not in OBJECT_TYPES:
         raise ValueError(f"object type must be one of {', '.join(OBJECT_TYPES)}, got {object_type!r}")
     features: List[Dict[str, Any]] = []
-    for cell, nucleus in detections.match_nuclei(cell_class, nucleus_class, MIN_NUCLEUS_OVERLAP):
+    for cell, nucleus in detections.cell_nuclei(cell_class, nucleus_class, MIN_NUCLEUS_OVERLAP):
         geometry = mask_geometry(detections.masks[cell])
         if geometry is None:
             continue
@@ -63,11 +64,10 @@ def cell_features(detections: CellDetections, cell_class: int, nucleus_class: Op
         measurements: Dict[str, float] = {"Cell area px": float(area)}
         nucleus_geometry = None
         if nucleus is not None:
-            nucleus_area = detections.masks[cell].overlap(detections.masks[nucleus])
-            measurements["Nucleus area px"] = float(nucleus_area)
-            measurements["Nucleus/Cell area ratio"] = round(nucleus_area / area, 4)
+            measurements["Nucleus area px"] = float(nucleus.area)
+            measurements["Nucleus/Cell area ratio"] = round(nucleus.area / area, 4)
             if object_type == "cell":
-                nucleus_geometry = mask_geometry(detections.masks[nucleus])
+                nucleus_geometry = mask_geometry(nucleus)
                 if nucleus_geometry is not None:  # QuPath wants the nucleus inside its cell
                     nucleus_geometry = _polygonal(nucleus_geometry.intersection(geometry))
         if pixel_size_um:

@@ -15,7 +15,7 @@ from ..data.images import image_stem
 from ..data.regions import ImageRegions
 from ..structures import CellDetections, CellScale
 from ..utils.atomic import write_json_atomic
-from .geojson import cell_features, feature_collection
+from .geojson import MIN_NUCLEUS_OVERLAP, cell_features, feature_collection
 from .overlays import colour_splash, draw_overlay, preview_mask, preview_scale
 
 logger = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ RESULTS_JSON = "instances_predictions.json"
 SUMMARY_COLUMNS = ["image", "cells", "myeloma", "non_myeloma", "mean_score", "mean_area", "median_area",
                    "cell_diameter_px", "cell_diameter_from", "warning"]
 CELL_COLUMNS = ["image", "index", "class", "score", "area", "x", "y", "width", "height",
-                "myeloma_label", "myeloma_prob"]
+                "nucleus_area", "nc_ratio", "myeloma_label", "myeloma_prob"]
 
 
 class PredictionWriter:
@@ -40,18 +40,22 @@ class PredictionWriter:
     ``probs`` of the detections); they are left empty otherwise, and so are the ``myeloma_label`` /
     ``myeloma_prob`` keys of the json. ``geojson`` holds the keyword arguments of
     :func:`~detectron2_myeloma.export.geojson.cell_features` other than the detections and classes.
-    QuPath ``"cell"`` objects need a nucleus: a model without a nucleus class gets detection objects,
-    said once in the log, rather than cells without the nucleus the README promises.
+    The nucleus of a cell (its own, where the model predicts one per cell, ``own_nuclei``; else a
+    nucleus detection inside it) gives the ``nucleus_area`` and ``nc_ratio`` (nucleus / cell area)
+    columns of cells.csv. QuPath ``"cell"`` objects need a nucleus: a model with neither gets detection
+    objects, said once in the log, rather than cells without the nucleus the README promises.
     """
 
     def __init__(self, output_dir: str, metadata: Metadata, cell_class: int,
-                 nucleus_class: Optional[int] = None, geojson: Optional[Dict[str, Any]] = None):
+                 nucleus_class: Optional[int] = None, geojson: Optional[Dict[str, Any]] = None,
+                 own_nuclei: bool = False):
         self.output_dir = output_dir
         self.metadata = metadata
         self.cell_class = cell_class
         self.nucleus_class = nucleus_class
         self.geojson = geojson
-        if geojson is not None and geojson.get("object_type") == "cell" and nucleus_class is None:
+        if (geojson is not None and geojson.get("object_type") == "cell" and nucleus_class is None
+                and not own_nuclei):
             logger.warning("the model predicts no nucleus, so the cells are written to GeoJSON as QuPath "
                            "detection objects, not cell objects")
             self.geojson = {**geojson, "object_type": "detection"}
@@ -96,6 +100,7 @@ class PredictionWriter:
             write_json_atomic(feature_collection(features), os.path.join(self.output_dir, f"{stem}.geojson"))
 
         areas = detections.areas()
+        nuclei = dict(detections.cell_nuclei(self.cell_class, self.nucleus_class, MIN_NUCLEUS_OVERLAP))
         names = self.metadata.thing_classes
         labels, probs = detections.labels, detections.probs
         for index in range(len(detections)):
@@ -111,10 +116,13 @@ class PredictionWriter:
             if classified and probs is not None:
                 result["myeloma_prob"] = float(probs[index])
             self.results.append(result)
+            nucleus = nuclei.get(index)
             self._cells.writerow({
                 "image": name, "index": index, "class": names[detections.classes[index]],
                 "score": f"{detections.scores[index]:.4f}", "area": int(areas[index]),
                 **dict(zip(("x", "y", "width", "height"), (f"{v:.1f}" for v in result["bbox"]))),
+                "nucleus_area": nucleus.area if nucleus is not None else "",
+                "nc_ratio": f"{nucleus.area / areas[index]:.4f}" if nucleus is not None and areas[index] else "",
                 "myeloma_label": result.get("myeloma_label", ""),
                 "myeloma_prob": f"{result['myeloma_prob']:.4f}" if "myeloma_prob" in result else "",
             })

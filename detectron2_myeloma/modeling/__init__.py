@@ -4,6 +4,7 @@ Importing this package registers its Detectron2 components."""
 from .backbone import build_resnet_rmask_fpn_backbone, build_rmask_fpn, build_timm_rmask_fpn_backbone
 from .adaptive_pooling import AdaptiveFusionMaskHead
 from .meta_arch import GeneralizedRCNNWithPostHooks
+from .point_refinement import PointRefinedMaskHead
 from .post_hooks import POST_HOOK_REGISTRY, PostHook, build_post_hooks
 from .roi_heads import RMaskROIHeads
 
@@ -13,6 +14,7 @@ __all__ = [
     "build_rmask_fpn",
     "build_timm_rmask_fpn_backbone",
     "GeneralizedRCNNWithPostHooks",
+    "PointRefinedMaskHead",
     "POST_HOOK_REGISTRY",
     "PostHook",
     "build_post_hooks",

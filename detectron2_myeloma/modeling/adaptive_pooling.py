@@ -7,16 +7,23 @@ and fuses the levels element-wise (max or sum), so each mask sees both fine and 
 The head is ``ROI_MASK_HEAD.NAME "AdaptiveFusionMaskHead"`` and pools for itself (as PointRend's mask
 head does): :class:`~.roi_heads.RMaskROIHeads` hands it the feature maps instead of pooled features.
 """
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import fvcore.nn.weight_init as weight_init
 import torch
 from detectron2.config import CfgNode, configurable
 from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling.poolers import ROIPooler, convert_boxes_to_pooler_format
-from detectron2.modeling.roi_heads.mask_head import ROI_MASK_HEAD_REGISTRY, MaskRCNNConvUpsampleHead
+from detectron2.modeling.roi_heads.mask_head import (
+    ROI_MASK_HEAD_REGISTRY,
+    MaskRCNNConvUpsampleHead,
+    mask_rcnn_inference,
+    mask_rcnn_loss,
+)
 from detectron2.structures import Boxes, Instances
 from torch import nn
+
+from .nucleus import nucleus_inference, nucleus_mask_loss
 
 FUSIONS = ("max", "sum")
 
@@ -74,9 +81,13 @@ class AdaptiveFusionMaskHead(MaskRCNNConvUpsampleHead):
 
     ``forward`` takes the feature maps ``{name: (N, C, H, W)}`` of ``ROI_HEADS.IN_FEATURES`` and the
     instances (proposals in training, detections at inference) rather than pooled features.
+
+    With ``nucleus`` (``ROI_MASK_HEAD.NUCLEUS``) a second 1x1 predictor on the same features gives each
+    instance its nucleus (:mod:`.nucleus`); without it the head is exactly the one described above.
     """
 
     pools_features = True  # RMaskROIHeads gives it feature maps, not pooled features
+    predicts_nucleus = True  # honours ROI_MASK_HEAD.NUCLEUS
 
     @configurable
     def __init__(
@@ -89,6 +100,7 @@ class AdaptiveFusionMaskHead(MaskRCNNConvUpsampleHead):
         num_classes: int,
         conv_dims: List[int],
         conv_norm: str = "",
+        nucleus: bool = False,
         **kwargs,
     ):
         if len(conv_dims) < 2:
@@ -103,6 +115,12 @@ class AdaptiveFusionMaskHead(MaskRCNNConvUpsampleHead):
         levels = len(self.in_features)
         self.mask_fcn1 = LevelFusionConv(levels, input_shape.channels, conv_dims[0], conv_norm, fusion)
         self.conv_norm_relus[0] = self.mask_fcn1
+        # After the pooler: the nn.Sequential's layers up to `predictor` stay as they were.
+        self.nucleus_predictor: Optional[nn.Module] = None
+        if nucleus:
+            self.nucleus_predictor = Conv2d(conv_dims[-1], 1, kernel_size=1)
+            nn.init.normal_(self.nucleus_predictor.weight, std=0.001)
+            nn.init.constant_(self.nucleus_predictor.bias, 0)
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: Mapping[str, ShapeSpec]) -> Dict[str, Any]:
@@ -122,17 +140,45 @@ class AdaptiveFusionMaskHead(MaskRCNNConvUpsampleHead):
             ),
             in_features=in_features,
             fusion=cfg.MODEL.RMASK.ADAPTIVE_FUSION,
+            nucleus=cfg.MODEL.ROI_MASK_HEAD.NUCLEUS,
         )
         return ret
 
-    def layers(self, x: torch.Tensor) -> torch.Tensor:
-        # The head is an nn.Sequential of its layers; the pooler, a child too, runs before them.
+    @classmethod
+    def input_features(cls, cfg: CfgNode) -> List[str]:
+        """The feature maps :class:`~.roi_heads.RMaskROIHeads` hands to ``forward``."""
+        return list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
+
+    def mask_features(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(R, L, C, M, M) pooled features -> the features both predictors read. The head is an
+        nn.Sequential of its layers up to ``predictor``; the modules registered after it (pooler,
+        nucleus predictor) are not part of that chain."""
         for layer in self:
-            if layer is not self.pooler:
-                x = layer(x)
-        return x
+            if layer is self.predictor:
+                return pooled
+            pooled = layer(pooled)
+        raise AssertionError("the mask head has no predictor")
+
+    def layers(self, x: torch.Tensor) -> torch.Tensor:
+        return self.predictor(self.mask_features(x))
+
+    def coarse_logits(self, features: Dict[str, torch.Tensor], instances: List[Instances]
+                      ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(R, classes, M, M) cell and (R, 1, M, M) nucleus logits (None without a nucleus) of the
+        proposals (training) or detections (inference)."""
+        boxes = [x.proposal_boxes if self.training else x.pred_boxes for x in instances]
+        hidden = self.mask_features(self.pooler([features[f] for f in self.in_features], boxes))
+        nucleus = self.nucleus_predictor(hidden) if self.nucleus_predictor is not None else None
+        return self.predictor(hidden), nucleus
 
     def forward(self, features: Dict[str, torch.Tensor], instances: List[Instances]):
-        boxes = [x.proposal_boxes if self.training else x.pred_boxes for x in instances]
-        pooled = self.pooler([features[f] for f in self.in_features], boxes)
-        return super().forward(pooled, instances)
+        cell, nucleus = self.coarse_logits(features, instances)
+        if self.training:
+            losses = {"loss_mask": mask_rcnn_loss(cell, instances, self.vis_period) * self.loss_weight}
+            if nucleus is not None:
+                losses["loss_nucleus"] = nucleus_mask_loss(nucleus, instances) * self.loss_weight
+            return losses
+        mask_rcnn_inference(cell, instances)
+        if nucleus is not None:
+            nucleus_inference(nucleus, instances)
+        return instances

@@ -1,6 +1,6 @@
 """The meta-architecture of every detector here, plain Mask R-CNN and R-Mask R-CNN alike:
 GeneralizedRCNN plus inference post-hooks, channels-last memory and the inference precision policy."""
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from detectron2.config import CfgNode, configurable
@@ -71,12 +71,35 @@ class GeneralizedRCNNWithPostHooks(GeneralizedRCNN):
     ) -> Union[List[Dict[str, Any]], List[Instances]]:
         with autocast(self.device.type, self.inference_dtype):
             results = super().inference(batched_inputs, detected_instances, do_postprocess=False)
-        if self.inference_dtype is not None:
-            results = [float32_fields(result) for result in results]
-        if not do_postprocess:
-            return results
-        results = [{"instances": postprocess(result, inputs)} for result, inputs in zip(results, batched_inputs)]
+        results = self._float32(results)
+        return self.finish(results, batched_inputs) if do_postprocess else results
+
+    def finish(self, results: List[Instances], batched_inputs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """Raw detections -> the outputs ``inference`` returns: each at its input's requested resolution
+        (:func:`.postprocessing.postprocess`), then through the post-hooks."""
+        outputs = [{"instances": postprocess(result, inputs)} for result, inputs in zip(results, batched_inputs)]
         if all(inputs.get("post_hooks", True) for inputs in batched_inputs):
             for hook in self.post_hooks:
-                results = hook(batched_inputs, results)
-        return results
+                outputs = hook(batched_inputs, outputs)
+        return outputs
+
+    def detect(self, batched_inputs: List[Dict[str, Any]]
+               ) -> Tuple[ImageList, Dict[str, torch.Tensor], List[Instances]]:
+        """The steps of ``inference`` that test-time augmentation reuses per view: (input batch, feature
+        maps, raw detections at the input's scale), under the inference precision."""
+        with autocast(self.device.type, self.inference_dtype):
+            images = self.preprocess_image(batched_inputs)
+            features = self.backbone(images.tensor)
+            proposals, _ = self.proposal_generator(images, features, None)
+            results, _ = self.roi_heads(images, features, proposals, None)
+        return images, features, self._float32(results)
+
+    def masks_for_boxes(self, images: ImageList, features: Dict[str, torch.Tensor],
+                        instances: List[Instances]) -> List[Instances]:
+        """The masks of ``instances`` (boxes at the input's scale) from :meth:`detect`'s features."""
+        with autocast(self.device.type, self.inference_dtype):
+            results = self.roi_heads.masks_for_boxes(images, features, instances)
+        return self._float32(results)
+
+    def _float32(self, results: List[Instances]) -> List[Instances]:
+        return [float32_fields(result) for result in results] if self.inference_dtype is not None else results

@@ -1,13 +1,19 @@
 """ROI heads of every detector here: Detectron2's standard heads under the precision policy, and the
 hand-over of feature maps to a mask head that pools for itself."""
-from typing import Any, Dict
+from typing import Any, Dict, List
+
+import torch
 
 from detectron2.config import CfgNode
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.modeling.roi_heads.mask_head import ROI_MASK_HEAD_REGISTRY, build_mask_head
+from detectron2.structures import ImageList, Instances
 
 from .precision import pooled_features, roi_heads_precision
+
+IMAGE_FEATURE = "image"  # the input batch as a feature map, for heads that read the pixels themselves
+IMAGE_SHAPE = ShapeSpec(channels=3, stride=1)
 
 
 @ROI_HEADS_REGISTRY.register()
@@ -15,24 +21,43 @@ class RMaskROIHeads(StandardROIHeads):
     """``StandardROIHeads`` with two differences:
 
     - a mask head whose class sets ``pools_features = True`` (the adaptive pooling head,
-      :mod:`.adaptive_pooling`) gets the feature maps of ``ROI_HEADS.IN_FEATURES`` and no pooler, so
-      ``ROI_MASK_HEAD.NAME`` alone picks it; any other head is built exactly as ``StandardROIHeads``
-      builds it;
+      :mod:`.adaptive_pooling`, and the point refinement head, :mod:`.point_refinement`) gets the
+      feature maps its ``input_features(cfg)`` names and no pooler, so ``ROI_MASK_HEAD.NAME`` alone picks
+      it; among them ``"image"`` is the model's normalised input batch (stride 1). Any other head is
+      built exactly as ``StandardROIHeads`` builds it;
     - features are pooled in float32, and the heads run as :mod:`.precision` says.
 
     ``StandardROIHeads._forward_mask`` runs both kinds of mask head.
     """
 
     def forward(self, images, features, proposals, targets=None):
-        features = pooled_features(features)
+        features = self._head_inputs(images, features)
         with roi_heads_precision(next(iter(features.values())).device, self.training):
             return super().forward(images, features, proposals, targets)
+
+    def masks_for_boxes(self, images: ImageList, features: Dict[str, torch.Tensor],
+                        instances: List[Instances]) -> List[Instances]:
+        """``forward_with_given_boxes`` (masks of given detections) under the same inputs and precision
+        as ``forward``."""
+        features = self._head_inputs(images, features)
+        with roi_heads_precision(next(iter(features.values())).device, self.training):
+            return self.forward_with_given_boxes(features, instances)
+
+    def _head_inputs(self, images: ImageList, features: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        features = pooled_features(features)
+        if IMAGE_FEATURE in getattr(self, "mask_in_features", ()):
+            features = {**features, IMAGE_FEATURE: images.tensor.float()}
+        return features
 
     @classmethod
     def _init_mask_head(cls, cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> Dict[str, Any]:
         head = ROI_MASK_HEAD_REGISTRY.get(cfg.MODEL.ROI_MASK_HEAD.NAME) if cfg.MODEL.MASK_ON else None
+        if head is not None and cfg.MODEL.ROI_MASK_HEAD.NUCLEUS and not getattr(head, "predicts_nucleus", False):
+            raise ValueError(f"MODEL.ROI_MASK_HEAD.NUCLEUS needs a mask head that predicts it "
+                             f"(AdaptiveFusionMaskHead, PointRefinedMaskHead), not {cfg.MODEL.ROI_MASK_HEAD.NAME}")
         if not getattr(head, "pools_features", False):
             return super()._init_mask_head(cfg, input_shape)
-        in_features = cfg.MODEL.ROI_HEADS.IN_FEATURES
-        return {"mask_in_features": in_features, "mask_pooler": None,
-                "mask_head": build_mask_head(cfg, {f: input_shape[f] for f in in_features})}
+        in_features = head.input_features(cfg)
+        shapes = {f: IMAGE_SHAPE if f == IMAGE_FEATURE else input_shape[f] for f in in_features
+                  if f == IMAGE_FEATURE or f in input_shape}  # the head names any that is missing
+        return {"mask_in_features": in_features, "mask_pooler": None, "mask_head": build_mask_head(cfg, shapes)}

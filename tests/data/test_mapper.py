@@ -88,3 +88,25 @@ def test_training_images_are_resized_to_the_target_cell_diameter(tiny_segpc):
     assert build_cell_augmentations(test_cfg, is_train=False) == []
     assert tuple(build_cell_mapper(test_cfg, is_train=False)({**record, "cell_diameter": 20.0})["image"].shape) \
         == (3, 60, 80)
+
+
+def test_nuclei_follow_their_cells_through_every_augmentation():
+    """gt_nuclei (MODEL.ROI_MASK_HEAD.NUCLEUS) are cropped, flipped, turned and resized with the cells:
+    each lies inside its own cell, and about as much of it as of the cell survives the crop."""
+    cfg = load_config("configs/SegPC/rmask_rcnn_lite2_fpn_d80_point_nucleus.yaml")
+    mapper = build_cell_mapper(cfg, is_train=True)
+    record = DatasetCatalog.get("segpc_mini_train")[0]
+    np.random.seed(0)
+    nucleus_pixels, ratios = 0, []
+    for _ in range(4):
+        inst = mapper(dict(record))["instances"]
+        cells, nuclei = inst.gt_masks.tensor, inst.gt_nuclei.tensor
+        assert nuclei.shape == cells.shape and len(cells) > 0
+        assert not (nuclei & ~cells).any()
+        nucleus_pixels += int(nuclei.sum())
+        ratios += [float(n.sum() / c.sum()) for c, n in zip(cells, nuclei) if c.sum() > 2000]
+    assert nucleus_pixels > 0
+    assert 0.25 < np.median(ratios) < 0.7  # SegPC's nucleus / cell areas: about 0.4
+    without = {**record, "annotations": [{k: v for k, v in a.items() if k != "nucleus"} for a in record["annotations"]]}
+    with pytest.raises(ValueError, match="NUCLEUS is on but no annotation of this record has a nucleus"):
+        mapper(without)

@@ -21,7 +21,7 @@ from detectron2.structures import Instances
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from detectron2_myeloma.data.masks import annotation_from_mask
+from detectron2_myeloma.data.masks import annotation_from_mask, mask_to_rle
 from detectron2_myeloma.data.report import DatasetError
 from detectron2_myeloma.data.segpc_format import (
     CYTOPLASM_VALUE,
@@ -34,6 +34,7 @@ from detectron2_myeloma.data.segpc_format import (
     resize_to_submission,
 )
 from detectron2_myeloma.evaluation.segpc_score import ImageMatch, SegPCEvaluator, aggregate, load_gt_dir, score_segpc
+from detectron2_myeloma.structures import NUCLEUS_MASKS
 from testing.segpc_reference import official_miou, perturbations
 
 REPO = Path(__file__).resolve().parents[2]
@@ -307,3 +308,35 @@ def test_the_shortfall_splits_into_missed_merged_and_boundary():
     assert score.loss_missed == pytest.approx((0.95 + 1.0) / 6)
     assert score.loss_missed + score.loss_merged + score.loss_boundary == pytest.approx(1 - score.miou)
     assert score.to_dict()["loss_merged"] == score.loss_merged
+
+
+def test_evaluator_scores_the_nuclei_of_the_submitted_cells(gt, tmp_path):
+    """nucleus_mIoU: each annotated nucleus against the nuclei of the submitted cells: the model's own
+    (pred_nucleus_masks) when it predicts them, else the estimation rule's, which is far from them."""
+    name = f"segpc_nucleus_test_{uuid.uuid4().hex[:8]}"
+    dicts = [{"file_name": f"{i}.jpg", "image_id": i, "height": 1536, "width": 2040,
+              "annotations": [{**annotation_from_mask(m > 0, 0), "nucleus": mask_to_rle(m == NUCLEUS_VALUE)}
+                              for m in gt[i]]} for i in IMAGE_IDS]
+    DatasetCatalog.register(name, lambda: dicts)
+    MetadataCatalog.get(name).set(thing_classes=["cell"])
+    try:
+        scores = {}
+        for own in (True, False):
+            evaluator = SegPCEvaluator(name, output_dir=str(tmp_path), distributed=False)
+            evaluator.reset()
+            for image_id in IMAGE_IDS:
+                instances = Instances((1536, 2040), pred_masks=torch.from_numpy(np.stack([m > 0 for m in gt[image_id]])),
+                                      scores=torch.full((len(gt[image_id]),), 0.9),
+                                      pred_classes=torch.zeros(len(gt[image_id]), dtype=torch.long))
+                if own:
+                    instances.set(NUCLEUS_MASKS, torch.from_numpy(np.stack([m == NUCLEUS_VALUE for m in gt[image_id]])))
+                evaluator.process([{"image_id": image_id}], [{"instances": instances}])
+            scores[own] = evaluator.evaluate()["segpc"]
+        written = json.loads((tmp_path / "segpc_scores.json").read_text())
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    assert scores[True]["mIoU"] == scores[False]["mIoU"] == 1.0
+    assert scores[True]["nucleus_mIoU"] == 1.0
+    assert 0.2 < scores[False]["nucleus_mIoU"] < 0.9
+    assert written["nucleus_sources"] == {"estimated nucleus": sum(len(gt[i]) for i in IMAGE_IDS)}

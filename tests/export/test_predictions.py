@@ -87,3 +87,24 @@ def test_overlay_captions_carry_the_cells_csv_index_and_the_myeloma_probability(
                             f"{float(c['myeloma_prob']):.2f}" for c in cells]
     assert "other 0.05" in captions[n - 1]  # the myeloma probability, not a confidence in "other"
     assert captions[n:] == [f"#{k} cell 90%" for k in range(n)]
+
+
+def test_each_cells_own_nucleus_reaches_cells_csv_and_qupath_cell_objects(segpc_mini, tmp_path, caplog):
+    """A one-class model that predicts each cell's nucleus: cells.csv has its area and the N/C ratio,
+    and QuPath gets cell objects with the nucleus as nucleusGeometry, without a warning."""
+    frame = cv2.imread(str(segpc_mini / "x" / "2011.jpg"))
+    parts = [cell_and_nucleus(read_segpc_mask(str(p))) for p in sorted((segpc_mini / "y").glob("2011_*"))]
+    detections = annotated_cells(segpc_mini, "2011")
+    detections.nuclei = [MaskCrop.from_full(nucleus) for _, nucleus in parts]
+    with caplog.at_level(logging.WARNING):
+        with PredictionWriter(str(tmp_path), ONE_CLASS, 0, None, {"object_type": "cell"}, own_nuclei=True) as writer:
+            writer.add(1, "2011.jpg", ArrayRegions("2011.jpg", frame), detections)
+    assert "predicts no nucleus" not in caplog.text
+    with open(tmp_path / "cells.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["nucleus_area"]) for r in rows] == [int(n.sum()) for _, n in parts]
+    for row, (cytoplasm, nucleus) in zip(rows, parts):
+        assert float(row["nc_ratio"]) == pytest.approx(nucleus.sum() / (cytoplasm | nucleus).sum(), abs=1e-4)
+    features = json.loads((tmp_path / "2011.geojson").read_text())["features"]
+    assert {f["properties"]["objectType"] for f in features} == {"cell"}
+    assert all("nucleusGeometry" in f for f in features)
