@@ -553,6 +553,40 @@ def profile_section(args: argparse.Namespace, workdir: Path) -> SectionResult:
             f"after warm-up, under `torch.profiler`.\n\n" + "\n\n".join(parts), {})
 
 
+# --- mask heads, nucleus, test-time augmentation (issue 31) --------------------------------------------
+SHIPPED_WEIGHTS = ["MODEL.WEIGHTS", "segpc-rmask-lite2"]  # parts the shipped model lacks start untrained
+SYMMETRIES = ["TEST.AUG.ENABLED", True, "TEST.AUG.VFLIP", True, "TEST.AUG.ROT90", True]
+MASK_HEAD_VARIANTS: Dict[str, Tuple[str, List[Any]]] = {
+    "today's head (segpc-rmask-lite2)": ("configs/SegPC/rmask_rcnn_lite2_fpn_d80.yaml", []),
+    "+ nucleus channel": ("configs/SegPC/rmask_rcnn_lite2_fpn_d80_nucleus.yaml", []),
+    "+ point refinement, nucleus": ("configs/SegPC/rmask_rcnn_lite2_fpn_d80_point_nucleus.yaml", []),
+    "+ point refinement, nucleus, TTA: flip (2 views)": (
+        "configs/SegPC/rmask_rcnn_lite2_fpn_d80_point_nucleus.yaml", ["TEST.AUG.ENABLED", True]),
+    "+ point refinement, nucleus, TTA: 8 symmetries": (
+        "configs/SegPC/rmask_rcnn_lite2_fpn_d80_point_nucleus.yaml", SYMMETRIES),
+    "today's head, TTA: 8 symmetries": ("configs/SegPC/rmask_rcnn_lite2_fpn_d80.yaml", SYMMETRIES),
+}
+
+
+def mask_heads_cfg(config_file: str, opts: List[Any]) -> CfgNode:
+    """As tools/predict.py builds it (score threshold 0.5), on the shipped detector's weights: the same
+    cells in every variant, so the time differs by the head, the nucleus and the views only."""
+    return setup_inference(config_file, [*opts, *SHIPPED_WEIGHTS], score_threshold=0.5)
+
+
+def mask_heads_section(args: argparse.Namespace, workdir: Path) -> SectionResult:
+    paths = full_size_bmps(workdir, args.warmup + args.repeats)
+    measurements = measure_all([(name, inference_worker, (mask_heads_cfg(*model), paths, args.repeats, args.warmup))
+                                for name, model in MASK_HEAD_VARIANTS.items()])
+    return (f"Seconds per full-size {FULL_SIZE[1]}x{FULL_SIZE[0]} frame as `tools/predict.py` spends them (read "
+            f"the BMP, cells resized to 80 px, detection, masks pasted at full resolution; no classifier), for "
+            f"the mask head options of docs/RESULTS.md, \"Outlines and nuclei\". All on the shipped detector's "
+            f"weights with score threshold 0.5, so every variant outlines the same cells (column `detections`); "
+            f"parts it lacks (nucleus channel, point MLP) run at their initial weights, which costs the same. "
+            f"{len(paths)} images taken in turn; warm-up: {args.warmup} images, not timed.\n\n"
+            + results_table(measurements, "s/frame", measurements[0]), {"mask_heads": measurements})
+
+
 SECTION_FUNCTIONS: Dict[str, Tuple[str, Callable[[argparse.Namespace, Path], SectionResult]]] = {
     "inference": ("Inference", inference_section),
     "training": ("Training", training_section),
@@ -564,6 +598,7 @@ SECTION_FUNCTIONS: Dict[str, Tuple[str, Callable[[argparse.Namespace, Path], Sec
     "profile": ("Where the time goes", profile_section),
     "equal-time": ("Loss at equal training time", equal_time_section),
     "large-images": ("Large images: sliced inference", large_images_section),
+    "mask-heads": ("Mask heads, nucleus and test-time augmentation", mask_heads_section),
 }
 
 

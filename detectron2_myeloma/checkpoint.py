@@ -4,10 +4,11 @@ shipping: a training checkpoint reduced to its model weights, optionally in half
 Detectron2's checkpointer loads the result like any checkpoint (a float16 tensor is copied into the
 float32 parameter), so a reduced file works wherever ``model_final.pth`` does."""
 import io
+import os
 import pickle
 import re
 import struct
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Sequence
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
@@ -43,25 +44,46 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
 class MyelomaCheckpointer(DetectionCheckpointer):
     """Detectron2's checkpointer, reading ``.pth`` files with :func:`load_checkpoint`: a damaged
     MODEL.WEIGHTS is an InputError naming the file, where Detectron2 raises PyTorch's unpickling error
-    (whose advice, ``weights_only=False``, would run code from an untrusted file)."""
+    (whose advice, ``weights_only=False``, would run code from an untrusted file).
+
+    A weights file with a ``"base"`` (a shipped model's short name or a path: :func:`save_weights`) holds
+    only the parameters that differ from that model, e.g. a mask head trained on a frozen shipped
+    detector; it is loaded as the base's weights with its own on top."""
 
     def _torch_load(self, f: str) -> Dict[str, Any]:
-        return load_checkpoint(f)
+        checkpoint = load_checkpoint(f)
+        base = checkpoint.get("base")
+        if base is None:
+            return checkpoint
+        from .model_zoo import resolve_weights  # the model zoo names files; checkpoints are read here
+
+        path = resolve_weights(str(base))
+        if os.path.abspath(path) == os.path.abspath(f):
+            raise InputError(f"{f}: names itself as its base")
+        weights = self._torch_load(path).get("model", {})
+        return {**checkpoint, "model": {**weights, **checkpoint.get("model", {})}}
 
 
-def model_weights(path: str, dtype: str = "float32") -> Dict[str, torch.Tensor]:
-    """The ``"model"`` state dict of a Detectron2 checkpoint, floating tensors cast to ``dtype``."""
+def model_weights(path: str, dtype: str = "float32", prefixes: Sequence[str] = ()) -> Dict[str, torch.Tensor]:
+    """The ``"model"`` state dict of a Detectron2 checkpoint, floating tensors cast to ``dtype``; with
+    ``prefixes``, only the entries whose names start with one of them (each must match one)."""
     if dtype not in DTYPES:
         raise InputError(f"--dtype {dtype}: not one of {', '.join(DTYPES)}")
     state = load_checkpoint(path).get("model")
     if not isinstance(state, dict) or not state:
         raise InputError(f"{path}: no \"model\" state dict in it (a Detectron2 checkpoint has one)")
+    if prefixes:
+        unmatched = [p for p in prefixes if not any(k.startswith(p) for k in state)]
+        if unmatched:
+            raise InputError(f"{path}: no weight name starts with {', '.join(unmatched)}")
+        state = {k: v for k, v in state.items() if k.startswith(tuple(prefixes))}
     return {k: v.to(DTYPES[dtype]) if v.is_floating_point() else v for k, v in state.items()}
 
 
-def save_weights(weights: Dict[str, torch.Tensor], path: str) -> int:
-    """Write ``{"model": weights}`` atomically; its size in bytes."""
+def save_weights(weights: Dict[str, torch.Tensor], path: str, base: Optional[str] = None) -> int:
+    """Write ``{"model": weights}`` atomically, with ``"base"`` (the model the weights complete, see
+    :class:`MyelomaCheckpointer`) when given; its size in bytes."""
     buffer = io.BytesIO()
-    torch.save({"model": weights}, buffer)
+    torch.save({"model": weights, **({"base": base} if base else {})}, buffer)
     write_atomic(path, buffer.getvalue())
     return buffer.tell()

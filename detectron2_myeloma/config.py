@@ -20,6 +20,9 @@ def add_myeloma_config(cfg: CN) -> None:
     # Mixed precision, None ("auto"): where the device runs it natively; True: always; False: never.
     # What runs in which dtype: detectron2_myeloma/modeling/precision.py.
     _C.SOLVER.AMP.ENABLED = None  # training: bf16 autocast on a CPU with AVX512-BF16/AMX, AMPTrainer on CUDA
+    # Train only the parameters whose names start with one of these (e.g. ["roi_heads.mask_head."]: a new
+    # mask head on a trained detector, which then keeps its boxes); the rest is frozen. []: train everything.
+    _C.SOLVER.TRAINABLE_PREFIXES = []
     _C.TEST.AMP = CN()
     _C.TEST.AMP.ENABLED = None  # inference: body, RoI heads and post-hooks float32, FPN/PANet/RPN autocast
     # Sliced inference of images larger than a camera frame (slide regions; engine/tiling.py), for models

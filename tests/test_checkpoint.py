@@ -11,7 +11,8 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 from detector_testutils import tiny_cfg
 
-from detectron2_myeloma.checkpoint import load_checkpoint
+from detectron2_myeloma.checkpoint import MyelomaCheckpointer, load_checkpoint
+from detectron2_myeloma.engine.trainer import Trainer
 from detectron2_myeloma.utils.errors import InputError
 
 export_weights = tool_main("export_weights")
@@ -71,3 +72,43 @@ def test_what_is_not_a_weights_only_checkpoint_is_named(tmp_path):
     torch.save([torch.zeros(3)], path)
     with pytest.raises(InputError, match=f"^{re.escape(str(path))}: holds a list, not a checkpoint"):
         load_checkpoint(str(path))
+
+
+def test_a_mask_head_trained_on_a_frozen_detector_ships_alone_and_loads_on_its_base(tmp_path, capsys):
+    """SOLVER.TRAINABLE_PREFIXES freezes all but the mask head; export_weights --only --base keeps the
+    head; loading the small file gives the base's weights with the head's on top."""
+    cfg = tiny_cfg({"MODEL.ROI_MASK_HEAD.NAME": "AdaptiveFusionMaskHead",
+                    "SOLVER.TRAINABLE_PREFIXES": ["roi_heads.mask_head."]})
+    torch.manual_seed(0)
+    base = build_model(cfg)
+    DetectionCheckpointer(base, str(tmp_path)).save("base")
+    trained = Trainer.build_model(cfg)
+    trainable = {n for n, p in trained.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("roi_heads.mask_head.") for n in trainable)
+    assert trainable == {n for n, _ in trained.named_parameters() if n.startswith("roi_heads.mask_head.")}
+    with torch.no_grad():
+        for name, p in trained.named_parameters():
+            p.copy_(base.state_dict()[name] if name not in trainable else torch.randn_like(p))
+    DetectionCheckpointer(trained, str(tmp_path)).save("model_final")
+    head = tmp_path / "head.pth"
+    assert export_weights(["--input", str(tmp_path / "model_final.pth"), "--output", str(head), "--dtype", "float32",
+                           "--only", "roi_heads.mask_head.", "--base", str(tmp_path / "base.pth")]) == 0
+    saved = torch.load(head, weights_only=True)
+    assert saved["base"] == str(tmp_path / "base.pth") and set(saved["model"]) == {
+        k for k in trained.state_dict() if k.startswith("roi_heads.mask_head.")}
+    fresh = build_model(tiny_cfg({"MODEL.ROI_MASK_HEAD.NAME": "AdaptiveFusionMaskHead"}))
+    MyelomaCheckpointer(fresh).load(str(head))
+    for key, value in fresh.state_dict().items():
+        torch.testing.assert_close(value, trained.state_dict()[key], rtol=0, atol=0, msg=key)
+    with pytest.raises(SystemExit):  # --only needs --base
+        export_weights(["--input", str(tmp_path / "model_final.pth"), "--output", str(head),
+                        "--only", "roi_heads.mask_head."])
+    with pytest.raises(ValueError, match=r"\['roi_heads.nothing'\]: no parameter"):
+        Trainer.build_model(tiny_cfg({"SOLVER.TRAINABLE_PREFIXES": ["roi_heads.nothing"]}))
+
+
+def test_a_weights_file_that_is_its_own_base_is_refused(tmp_path):
+    path = tmp_path / "loop.pth"
+    torch.save({"model": {}, "base": str(path)}, path)
+    with pytest.raises(InputError, match="names itself as its base"):
+        MyelomaCheckpointer(build_model(tiny_cfg())).load(str(path))

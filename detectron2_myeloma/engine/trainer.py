@@ -58,6 +58,24 @@ class Trainer(DefaultTrainer):
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
 
+    @classmethod
+    def build_model(cls, cfg: CfgNode) -> torch.nn.Module:
+        """``DefaultTrainer.build_model``, with every parameter outside ``SOLVER.TRAINABLE_PREFIXES`` (when
+        given) frozen; the optimizer then holds only the others. A prefix matching nothing is an error."""
+        model = super().build_model(cfg)
+        prefixes = tuple(cfg.SOLVER.TRAINABLE_PREFIXES)
+        if prefixes:
+            names = [name for name, _ in model.named_parameters()]
+            unmatched = [p for p in prefixes if not any(n.startswith(p) for n in names)]
+            if unmatched:
+                raise ValueError(f"SOLVER.TRAINABLE_PREFIXES {unmatched}: no parameter of the model starts with it")
+            for name, parameter in model.named_parameters():
+                parameter.requires_grad_(name.startswith(prefixes))
+            trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            logger.info("training %.2f M of the model's %.2f M parameters (SOLVER.TRAINABLE_PREFIXES %s)",
+                        trainable / 1e6, sum(p.numel() for p in model.parameters()) / 1e6, list(prefixes))
+        return model
+
     def build_hooks(self):
         """``DefaultTrainer``'s hooks, with metrics also printed after the first iterations
         (:class:`PeriodicWriterFromStart`)."""

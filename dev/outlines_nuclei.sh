@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Issue 31's comparison (docs/RESULTS.md, "Outlines and nuclei"): every head variant fine-tuned from the
+# shipped detector with the same 800-iteration schedule (configs/SegPC/rmask_rcnn_lite2_fpn_d80_ft.yaml)
+# and seed, then evaluated on the three val sets; test-time augmentation as an --eval-only run. About 35
+# minutes per training on 2 CPU cores; each step is skipped when its result exists (trainings resume).
+#   bash dev/outlines_nuclei.sh [OUT] [SEEDS]     (defaults: output/issue31, "1")
+#   python -m benchmarks.outlines_nuclei --run OUT     (writes the table)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+OUT=${1:-output/issue31}
+SEEDS=${2:-1}
+mkdir -p "$OUT"
+CFG=configs/SegPC/rmask_rcnn_lite2_fpn_d80
+SYMMETRIES="TEST.AUG.ENABLED True TEST.AUG.VFLIP True TEST.AUG.ROT90 True"
+
+# The shipped model under today's evaluator (nucleus mIoU of the estimation rule).
+[ -f "$OUT/shipped_eval/inference/evaluation.json" ] ||
+  $PY tools/train_net.py --eval-only --config-file $CFG.yaml MODEL.WEIGHTS segpc-rmask-lite2 \
+    OUTPUT_DIR "$OUT/shipped_eval"
+for seed in $SEEDS; do
+  for variant in point_nucleus nucleus ft; do  # refinement + nucleus; today's head + nucleus; today's head
+    run="$OUT/${variant}_s$seed"
+    [ -f "$run/model_final.pth" ] ||
+      $PY tools/train_net.py --resume --config-file ${CFG}_$variant.yaml OUTPUT_DIR "$run" SEED "$seed"
+  done
+  for variant in point_nucleus nucleus; do
+    run="$OUT/${variant}_s$seed"
+    [ -f "${run}_tta8/inference_TTA/evaluation.json" ] ||
+      $PY tools/train_net.py --eval-only --config-file ${CFG}_$variant.yaml MODEL.WEIGHTS "$run/model_final.pth" \
+        $SYMMETRIES OUTPUT_DIR "${run}_tta8"
+  done
+done
