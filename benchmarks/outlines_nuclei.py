@@ -26,6 +26,12 @@ SYMMETRIES = "TEST.AUG.ENABLED True TEST.AUG.VFLIP True TEST.AUG.ROT90 True"
 ROWS: List[Tuple[str, str, str]] = [
     ("shipped `segpc-rmask-lite2`, nucleus by the estimation rule", "shipped_eval/inference",
      f"tools/train_net.py --eval-only --config-file {CFG}.yaml MODEL.WEIGHTS segpc-rmask-lite2"),
+    ("shipped, tested at 96 px cells (trained at 80)", "shipped_d96_eval/inference",
+     f"tools/train_net.py --eval-only --config-file {CFG}.yaml MODEL.WEIGHTS segpc-rmask-lite2 "
+     "INPUT.CELL_DIAMETER.TEST 96"),
+    ("shipped, tested at 112 px cells (trained at 80)", "shipped_d112_eval/inference",
+     f"tools/train_net.py --eval-only --config-file {CFG}.yaml MODEL.WEIGHTS segpc-rmask-lite2 "
+     "INPUT.CELL_DIAMETER.TEST 112"),
     ("+800 it: today's head, no nucleus (seed {seed})", "ft_s{seed}/inference",
      f"tools/train_net.py --config-file {CFG}_ft.yaml SEED {{seed}}"),
     ("+800 it: today's head + nucleus (seed {seed})", "nucleus_s{seed}/inference",

@@ -3,7 +3,7 @@
 # shipped detector with the same 800-iteration schedule (configs/SegPC/rmask_rcnn_lite2_fpn_d80_ft.yaml)
 # and seed, then evaluated on the three val sets; test-time augmentation as an --eval-only run. About 35
 # minutes per training on 2 CPU cores; each step is skipped when its result exists (trainings resume).
-#   bash dev/outlines_nuclei.sh [OUT] [SEEDS]     (defaults: output/issue31, "1")
+#   [DIAMETERS="96 112"] bash dev/outlines_nuclei.sh [OUT] [SEEDS]     (defaults: output/issue31, "1")
 #   python -m benchmarks.outlines_nuclei --run OUT     (writes the table)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,12 @@ SYMMETRIES="TEST.AUG.ENABLED True TEST.AUG.VFLIP True TEST.AUG.ROT90 True"
 [ -f "$OUT/shipped_eval/inference/evaluation.json" ] ||
   $PY tools/train_net.py --eval-only --config-file $CFG.yaml MODEL.WEIGHTS segpc-rmask-lite2 \
     OUTPUT_DIR "$OUT/shipped_eval"
+# The shipped detector (trained at 80 px cells) tested at 96 and 112 px: does a larger test scale help?
+for diameter in ${DIAMETERS:-}; do
+  [ -f "$OUT/shipped_d${diameter}_eval/inference/evaluation.json" ] ||
+    $PY tools/train_net.py --eval-only --config-file $CFG.yaml MODEL.WEIGHTS segpc-rmask-lite2 \
+      INPUT.CELL_DIAMETER.TEST "$diameter" OUTPUT_DIR "$OUT/shipped_d${diameter}_eval"
+done
 for seed in $SEEDS; do
   for variant in point_nucleus nucleus ft; do  # refinement + nucleus; today's head + nucleus; today's head
     run="$OUT/${variant}_s$seed"
