@@ -23,9 +23,13 @@ class ShippedModel:
 SHIPPED_MODELS: Dict[str, ShippedModel] = {
     "segpc-rmask-lite2": ShippedModel("segpc-rmask-lite2/model_fp16.pth",
                                       "configs/SegPC/rmask_rcnn_lite2_fpn_d80.yaml"),
+    # segpc-rmask-lite2 with a mask head that also outlines each cell's nucleus, refined at points: the
+    # file holds the head only and names segpc-rmask-lite2 as its base (checkpoint.MyelomaCheckpointer)
+    "segpc-rmask-lite2-nucleus": ShippedModel("segpc-rmask-lite2-nucleus/mask_head_fp16.pth",
+                                              "configs/SegPC/rmask_rcnn_lite2_fpn_d80_point_nucleus.yaml"),
     "segpc-cell-classifier": ShippedModel("segpc-cell-classifier/model.pth"),
 }
-DEFAULT_DETECTOR = "segpc-rmask-lite2"  # what the inference tools use without --config-file
+DEFAULT_DETECTOR = "segpc-rmask-lite2-nucleus"  # what the inference tools use without --config-file
 DEFAULT_CLASSIFIER = "segpc-cell-classifier"  # and the cell classifier they run on its cells
 
 

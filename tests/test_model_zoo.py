@@ -4,10 +4,10 @@ import os
 
 import pytest
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 
 from detectron2_myeloma import load_config, model_zoo
+from detectron2_myeloma.checkpoint import MyelomaCheckpointer
 from detectron2_myeloma.utils.errors import InputError
 
 
@@ -28,18 +28,24 @@ def test_short_names_resolve_and_paths_pass_through(tmp_path, monkeypatch):
         model_zoo.get("nope")
 
 
-def test_the_shipped_detector_loads_completely():
-    name = model_zoo.DEFAULT_DETECTOR
+DETECTORS = [name for name, model in model_zoo.SHIPPED_MODELS.items() if model.config_file]
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_each_shipped_detector_loads_completely(name):
+    """Every weight of the model its config builds comes from its file, or from the base model its file
+    names (a mask head shipped alone is a few MB, not another copy of the detector)."""
     path = model_zoo.get_weights(name)
-    assert os.path.getsize(path) <= 40 * 2**20
-    state = torch.load(path, map_location="cpu", weights_only=True)["model"]
-    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float16}
+    own = torch.load(path, map_location="cpu", weights_only=True)
+    assert os.path.getsize(path) <= (40 if "base" not in own else 4) * 2**20
+    assert {v.dtype for v in own["model"].values() if v.is_floating_point()} == {torch.float16}
     cfg = load_config(model_zoo.get_config_file(name), ["MODEL.WEIGHTS", name, "MODEL.DEVICE", "cpu",
                                                         "MODEL.TIMM.PRETRAINED", False])
     model = build_model(cfg)
+    state = MyelomaCheckpointer(model)._torch_load(path)["model"]
     expected = {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
     assert expected <= set(state)  # nothing of the model is left untrained
-    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    MyelomaCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     for key, value in model.state_dict().items():
         if key in state and value.is_floating_point():
             assert value.dtype == torch.float32, key  # loaded into the float32 model

@@ -25,10 +25,9 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
 from ..data.masks import rle_to_mask
-from ..structures import NUCLEUS_MASKS
-from .submission import complete_cell
 from ..data.report import DatasetError
 from ..data.segpc_format import (
+    NUCLEUS_VALUE,
     SUBMISSION_SHAPE,
     SubmissionLineError,
     iter_submission,
@@ -37,6 +36,8 @@ from ..data.segpc_format import (
     resize_to_submission,
     shorten,
 )
+from ..structures import NUCLEUS_MASKS
+from .submission import complete_cell
 
 logger = logging.getLogger(__name__)
 
@@ -83,12 +84,15 @@ class SegPCScore:
     loss_boundary: float = float("nan")
     missed_cells: int = 0
     merged_cells: int = 0
+    # The same score of the nuclei: each annotated nucleus (value 40) against the nuclei of the submitted
+    # instances; None where the ground truth has no nucleus.
+    nucleus_miou: Optional[float] = None
     per_image: Dict[str, Dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> "OrderedDict[str, float]":
         """Scalar metrics under display names (per-image scores stay in ``per_image``)."""
         names = OrderedDict(
-            [("mIoU", "miou"), ("mDice", "mean_dice"), ("P@0.5", "precision50"), ("R@0.5", "recall50"),
+            [("mIoU", "miou"), ("nucleus_mIoU", "nucleus_miou"), ("mDice", "mean_dice"), ("P@0.5", "precision50"), ("R@0.5", "recall50"),
              ("F1@0.5", "f1_50"), ("AP50", "ap50"), ("AP", "ap"), ("pixel_accuracy", "pixel_accuracy"),
              ("semantic_IoU", "semantic_iou"), ("semantic_RMSE", "semantic_rmse"),
              ("gt_cells", "gt_cells"), ("predictions", "predictions"), ("images", "images"),
@@ -390,11 +394,14 @@ def score_submission(y_dir: str, submission: str, strict: bool = False
     without a line, a line without ground truth or a malformed line (the first one met)."""
     gt_files = gt_mask_files(y_dir)
 
-    def gt_cells(image_id: str) -> List[np.ndarray]:
-        return [resize_to_submission(read_segpc_mask(p)) for p in gt_files[image_id]]
+    def gt_cells(image_id: str) -> Tuple[List[np.ndarray], List[np.ndarray]]:
+        """(cells, nuclei) of an image in the submission frame; cells without a nucleus have none."""
+        masks = [read_segpc_mask(p) for p in gt_files[image_id]]
+        return ([resize_to_submission(m) for m in masks],
+                [resize_to_submission(m == NUCLEUS_VALUE) for m in masks if (m == NUCLEUS_VALUE).any()])
 
     report = SubmissionReport(submission)
-    matches, instances = {}, 0
+    matches, nucleus_matches, instances = {}, {}, 0
     for line, image_id, cells in iter_submission(submission, None if strict else report.malformed):
         report.lines += 1
         if image_id not in gt_files:
@@ -403,7 +410,9 @@ def score_submission(y_dir: str, submission: str, strict: bool = False
                                                f"truth in {y_dir}")
             report.unknown.append((line, image_id))
             continue
-        matches[image_id] = match_image(gt_cells(image_id), [nuc | cyt for nuc, cyt in cells])
+        cell_masks, nucleus_masks = gt_cells(image_id)
+        matches[image_id] = match_image(cell_masks, [nuc | cyt for nuc, cyt in cells])
+        nucleus_matches[image_id] = match_image(nucleus_masks, [nuc for nuc, _ in cells])
         instances += len(cells)
     report.lines += len(report.malformed)
     listed = matches.keys() | {err.image_id for err in report.malformed}
@@ -412,8 +421,16 @@ def score_submission(y_dir: str, submission: str, strict: bool = False
     for problem in report.problems():
         logger.warning("%s: %s", submission, problem)
     for image_id in gt_files.keys() - matches.keys():
-        matches[image_id] = match_image(gt_cells(image_id), [])
-    return aggregate(OrderedDict((image_id, matches[image_id]) for image_id in gt_files)), report
+        cell_masks, nucleus_masks = gt_cells(image_id)
+        matches[image_id], nucleus_matches[image_id] = match_image(cell_masks, []), match_image(nucleus_masks, [])
+    score = aggregate(OrderedDict((image_id, matches[image_id]) for image_id in gt_files))
+    score.nucleus_miou = nucleus_score(nucleus_matches)
+    return score, report
+
+
+def nucleus_score(matches: Mapping[Hashable, ImageMatch]) -> Optional[float]:
+    """The mIoU of the annotated nuclei in ``matches``; None when there are none."""
+    return aggregate(matches).miou if any(m.ious.shape[0] for m in matches.values()) else None
 
 
 def load_gt_dir(y_dir: str) -> Dict[str, List[np.ndarray]]:
@@ -503,9 +520,9 @@ class SegPCEvaluator(DatasetEvaluator):
             logger.warning("SegPCEvaluator received no predictions")
             return OrderedDict()
         score = aggregate(matches)
+        score.nucleus_miou = nucleus_score(nucleus_matches)
         metrics = score.to_dict()
-        if any(m.ious.shape[0] for m in nucleus_matches.values()):
-            metrics["nucleus_mIoU"] = aggregate(nucleus_matches).miou
+        if score.nucleus_miou is not None:
             logger.info("nuclei of the submitted cells: %s", ", ".join(
                 f"{count} {rule}" for rule, count in sorted(nucleus_sources.items())) or "none")
         if self._output_dir:

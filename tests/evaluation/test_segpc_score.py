@@ -33,7 +33,8 @@ from detectron2_myeloma.data.segpc_format import (
     read_submission,
     resize_to_submission,
 )
-from detectron2_myeloma.evaluation.segpc_score import ImageMatch, SegPCEvaluator, aggregate, load_gt_dir, score_segpc
+from detectron2_myeloma.evaluation.segpc_score import (ImageMatch, SegPCEvaluator, aggregate, load_gt_dir,
+                                                      score_segpc, score_submission)
 from detectron2_myeloma.structures import NUCLEUS_MASKS
 from testing.segpc_reference import official_miou, perturbations
 
@@ -288,6 +289,8 @@ def test_cli_last_line(y_dir, parts, tmp_path):
         capture_output=True, text=True, env=env, timeout=120, check=True,
     )
     assert result.stdout.splitlines()[-1] == f"mIoU {4 / 9:.6f}"
+    metrics = json.loads(output.read_text())["metrics"]
+    assert metrics["nucleus_mIoU"] == pytest.approx(4 / 9)  # the nuclei submitted are the annotated ones
     per_image = json.loads(output.read_text())["per_image"]
     assert per_image["1997"]["mIoU"] == 1.0 and per_image["2009"]["mIoU"] == 0.0
 
@@ -340,3 +343,15 @@ def test_evaluator_scores_the_nuclei_of_the_submitted_cells(gt, tmp_path):
     assert scores[True]["nucleus_mIoU"] == 1.0
     assert 0.2 < scores[False]["nucleus_mIoU"] < 0.9
     assert written["nucleus_sources"] == {"estimated nucleus": sum(len(gt[i]) for i in IMAGE_IDS)}
+
+
+def test_submitted_nuclei_are_scored_against_the_annotated_ones(y_dir, parts, tmp_path):
+    """nucleus_mIoU of a submission: each annotated nucleus against the submitted nucleus lists. The
+    cells exact and the nuclei swapped for the cytoplasm: the cell mIoU stays 1, the nucleus one falls."""
+    exact, swapped = tmp_path / "exact.txt", tmp_path / "swapped.txt"
+    exact.write_text("".join(format_submission_line(i, parts[i]) + "\n" for i in IMAGE_IDS))
+    swapped.write_text("".join(format_submission_line(i, [(c, n) for n, c in parts[i]]) + "\n" for i in IMAGE_IDS))
+    score, _ = score_submission(str(y_dir), str(exact))
+    assert score.miou == 1.0 and score.nucleus_miou == 1.0
+    score, _ = score_submission(str(y_dir), str(swapped))
+    assert score.miou == 1.0 and score.nucleus_miou < 0.3
