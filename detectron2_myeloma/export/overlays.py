@@ -54,12 +54,13 @@ def draw_overlay(preview: np.ndarray, detections: CellDetections, metadata: Meta
     in its image (the ``index`` of cells.csv and the case report's galleries), so a cell seen here is
     found there. Cells the classifier labelled are coloured and captioned by its answer and the myeloma
     probability ("#3 myeloma 0.93" in red, "#4 other 0.12" in green: both numbers are the probability
-    of myeloma, not a confidence in the label); other detections keep the class name and detector score."""
+    of myeloma, not a confidence in the label); other detections keep the class name and detector score.
+    Each cell's own nucleus, where the model predicts one, is outlined inside it in the cell's colour."""
     scale = preview.shape[1] / detections.image_size[1]
     visualizer = Visualizer(preview[:, :, ::-1], metadata=metadata, scale=1.0)
     thing_colours = metadata.get("thing_colors", None)
     labels, probs = detections.labels, detections.probs
-    captions, colours, polygons, boxes = [], [], [], []
+    captions, colours, polygons, boxes, drawn_indices = [], [], [], [], []
     for index, (cls, score) in enumerate(zip(detections.classes.tolist(), detections.scores.tolist())):
         outline = preview_polygons(detections.masks[index], scale)
         if not outline:
@@ -74,8 +75,12 @@ def draw_overlay(preview: np.ndarray, detections: CellDetections, metadata: Meta
             colours.append(MYELOMA_COLOURS[label])
         polygons.append(outline)
         boxes.append(detections.boxes[index] * scale)
+        drawn_indices.append(index)
     if not polygons:
         return visualizer.output.get_image()[:, :, ::-1]
-    drawn = visualizer.overlay_instances(masks=polygons, boxes=np.array(boxes), labels=captions,
-                                         assigned_colors=colours, alpha=0.4)
-    return drawn.get_image()[:, :, ::-1]
+    visualizer.overlay_instances(masks=polygons, boxes=np.array(boxes), labels=captions, assigned_colors=colours,
+                                 alpha=0.4)
+    for index, colour in zip(drawn_indices, colours) if detections.nuclei is not None else ():
+        for contour in preview_polygons(detections.nuclei[index], scale):
+            visualizer.draw_polygon(contour.reshape(-1, 2), colour, alpha=0.0)
+    return visualizer.output.get_image()[:, :, ::-1]

@@ -15,6 +15,7 @@ from detectron2_myeloma.data.colour import GREYSCALE_WARNING, colour_warnings
 from detectron2_myeloma.data.images import image_files, image_stem
 from detectron2_myeloma.data.regions import ArrayRegions
 from detectron2_myeloma.data.segpc_format import cell_and_nucleus, read_segpc_mask
+from detectron2_myeloma.export.overlays import draw_overlay
 from detectron2_myeloma.export.predictions import SUMMARY_COLUMNS, PredictionWriter
 from detectron2_myeloma.structures import CellDetections, MaskCrop
 
@@ -108,3 +109,16 @@ def test_each_cells_own_nucleus_reaches_cells_csv_and_qupath_cell_objects(segpc_
     features = json.loads((tmp_path / "2011.geojson").read_text())["features"]
     assert {f["properties"]["objectType"] for f in features} == {"cell"}
     assert all("nucleusGeometry" in f for f in features)
+
+
+def test_overlays_outline_each_cells_own_nucleus(segpc_mini):
+    """The overlay of cells with their own nuclei differs from the one without inside the cells only."""
+    frame = cv2.imread(str(segpc_mini / "x" / "2011.jpg"))
+    detections = annotated_cells(segpc_mini, "2011")
+    plain = draw_overlay(frame, detections, ONE_CLASS)
+    detections.nuclei = [MaskCrop.from_full(cell_and_nucleus(read_segpc_mask(str(p)))[1])
+                         for p in sorted((segpc_mini / "y").glob("2011_*"))]
+    with_nuclei = draw_overlay(frame, detections, ONE_CLASS)
+    changed = (plain != with_nuclei).any(axis=2)
+    cells = detections.union_mask(range(len(detections)))
+    assert changed.sum() > 100 and not (changed & ~cv2.dilate(cells.astype(np.uint8), np.ones((5, 5))).astype(bool)).any()
