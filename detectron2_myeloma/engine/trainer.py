@@ -106,11 +106,14 @@ class Trainer(DefaultTrainer):
     @classmethod
     def test_with_TTA(cls, cfg: CfgNode, model) -> "OrderedDict[str, Any]":
         """The evaluation of :meth:`test` with test-time augmentation (:class:`~.tta.CellTTA`), written
-        to ``OUTPUT_DIR/inference_TTA``; every metric group is named with a "_TTA" suffix."""
+        to ``OUTPUT_DIR/inference_TTA``, keyed by each test dataset's name with a "_TTA" suffix."""
         logger.info("Running inference with test-time augmentation ...")
         evaluators = [cls.build_evaluator(cfg, name, os.path.join(cfg.OUTPUT_DIR, "inference_TTA", name))
                       for name in cfg.DATASETS.TEST]
-        results = DefaultTrainer.test(cfg, CellTTA(model.module if isinstance(model, DistributedDataParallel) else model, cfg), evaluators)
+        model = model.module if isinstance(model, DistributedDataParallel) else model
+        results = super(Trainer, cls).test(cfg, CellTTA(model, cfg), evaluators)  # this class's test loader
+        if len(cfg.DATASETS.TEST) == 1:  # DefaultTrainer.test returns one dataset's results unnamed
+            results = OrderedDict([(cfg.DATASETS.TEST[0], results)])
         results = OrderedDict((f"{name}_TTA", value) for name, value in results.items())
         if comm.is_main_process():
             write_json_atomic(results, os.path.join(cfg.OUTPUT_DIR, "inference_TTA", EVALUATION_JSON), indent=1)

@@ -101,3 +101,23 @@ def test_resume_continues_from_last_checkpoint(tmp_path):
     resumed.train()
     assert record.iterations == [4, 5]
     assert (tmp_path / "model_final.pth").is_file()
+
+
+def test_evaluation_with_tta_reads_images_as_the_plain_one_does(tmp_path):
+    """Trainer.test_with_TTA loads the test images with the cell mapper (cell-diameter resize, frames cut
+    from padded canvases): with one view it gives the plain evaluation's numbers."""
+    from detectron2.data import DatasetCatalog
+
+    name = "test_segpc_one_image_d320"
+    if name not in DatasetCatalog.list():
+        register_segpc(name, "datasets/segpc_mini/train", image_ids=["1997"], cell_diameter=320.0)
+    cfg = small_cfg(tmp_path, max_iter=1)
+    cfg.merge_from_list(["DATASETS.TEST", (name,), "INPUT.CELL_DIAMETER.TEST", 40.0,
+                         "TEST.AUG.ENABLED", True, "TEST.AUG.FLIP", False, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0])
+    seed_all_rng(1)
+    model = Trainer.build_model(cfg)
+    plain = Trainer.test(cfg, model)  # one dataset: its results, unnamed
+    augmented = Trainer.test_with_TTA(cfg, model)[f"{name}_TTA"]
+    assert plain["segm"]["AP"] == pytest.approx(augmented["segm"]["AP"])
+    assert plain["segpc"]["mIoU"] == pytest.approx(augmented["segpc"]["mIoU"])
+    assert (tmp_path / "inference_TTA" / "evaluation.json").is_file()
