@@ -26,6 +26,9 @@ SYMMETRIES = "TEST.AUG.ENABLED True TEST.AUG.VFLIP True TEST.AUG.ROT90 True"
 ROWS: List[Tuple[str, str, str]] = [
     ("shipped `segpc-rmask-lite2`, nucleus by the estimation rule", "shipped_eval/inference",
      f"tools/train_net.py --eval-only --config-file {CFG}.yaml MODEL.WEIGHTS segpc-rmask-lite2"),
+    ("shipped `segpc-rmask-lite2-nucleus` (float16 head of the point + nucleus run, seed 1)",
+     "shipped_nucleus_eval/inference",
+     f"tools/train_net.py --eval-only --config-file {CFG}_point_nucleus.yaml MODEL.WEIGHTS segpc-rmask-lite2-nucleus"),
     ("shipped, tested at 96 px cells (trained at 80)", "shipped_d96_eval/inference",
      f"tools/train_net.py --eval-only --config-file {CFG}.yaml MODEL.WEIGHTS segpc-rmask-lite2 "
      "INPUT.CELL_DIAMETER.TEST 96"),

@@ -24,6 +24,10 @@ for diameter in ${DIAMETERS:-}; do
     $PY tools/train_net.py --eval-only --config-file $CFG.yaml MODEL.WEIGHTS segpc-rmask-lite2 \
       INPUT.CELL_DIAMETER.TEST "$diameter" OUTPUT_DIR "$OUT/shipped_d${diameter}_eval"
 done
+# The shipped head (models/segpc-rmask-lite2-nucleus: the float16 mask head of point_nucleus_s1).
+[ -f "$OUT/shipped_nucleus_eval/inference/evaluation.json" ] ||
+  $PY tools/train_net.py --eval-only --config-file ${CFG}_point_nucleus.yaml MODEL.WEIGHTS segpc-rmask-lite2-nucleus \
+    OUTPUT_DIR "$OUT/shipped_nucleus_eval"
 for seed in $SEEDS; do
   for variant in point_nucleus nucleus ft; do  # refinement + nucleus; today's head + nucleus; today's head
     run="$OUT/${variant}_s$seed"
@@ -37,3 +41,6 @@ for seed in $SEEDS; do
         $SYMMETRIES OUTPUT_DIR "${run}_tta8"
   done
 done
+# The shipped head was exported from the seed-1 point + nucleus run with
+#   $PY tools/export_weights.py --input $OUT/point_nucleus_s1/model_final.pth \
+#     --output models/segpc-rmask-lite2-nucleus/mask_head_fp16.pth --only roi_heads.mask_head. --base segpc-rmask-lite2
