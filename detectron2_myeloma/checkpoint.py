@@ -60,6 +60,8 @@ class MyelomaCheckpointer(DetectionCheckpointer):
         path = resolve_weights(str(base))
         if os.path.abspath(path) == os.path.abspath(f):
             raise InputError(f"{f}: names itself as its base")
+        self.logger.info("%s holds %d weights on top of its base %s (%s)", f, len(checkpoint.get("model", {})),
+                         base, path)
         weights = self._torch_load(path).get("model", {})
         return {**checkpoint, "model": {**weights, **checkpoint.get("model", {})}}
 
