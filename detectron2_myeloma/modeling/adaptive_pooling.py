@@ -171,13 +171,18 @@ class AdaptiveFusionMaskHead(MaskRCNNConvUpsampleHead):
         nucleus = self.nucleus_predictor(hidden) if self.nucleus_predictor is not None else None
         return self.predictor(hidden), nucleus
 
+    def coarse_losses(self, cell: torch.Tensor, nucleus: Optional[torch.Tensor], instances: List[Instances]
+                      ) -> Dict[str, torch.Tensor]:
+        """``loss_mask`` of the cell logits and, with a nucleus, ``loss_nucleus``."""
+        losses = {"loss_mask": mask_rcnn_loss(cell, instances, self.vis_period) * self.loss_weight}
+        if nucleus is not None:
+            losses["loss_nucleus"] = nucleus_mask_loss(nucleus, instances) * self.loss_weight
+        return losses
+
     def forward(self, features: Dict[str, torch.Tensor], instances: List[Instances]):
         cell, nucleus = self.coarse_logits(features, instances)
         if self.training:
-            losses = {"loss_mask": mask_rcnn_loss(cell, instances, self.vis_period) * self.loss_weight}
-            if nucleus is not None:
-                losses["loss_nucleus"] = nucleus_mask_loss(nucleus, instances) * self.loss_weight
-            return losses
+            return self.coarse_losses(cell, nucleus, instances)
         mask_rcnn_inference(cell, instances)
         if nucleus is not None:
             nucleus_inference(nucleus, instances)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from detectron2.config import CfgNode, configurable
 from detectron2.layers import ShapeSpec, cat
-from detectron2.modeling.roi_heads.mask_head import ROI_MASK_HEAD_REGISTRY, mask_rcnn_loss
+from detectron2.modeling.roi_heads.mask_head import ROI_MASK_HEAD_REGISTRY
 from detectron2.projects.point_rend.point_features import (
     get_point_coords_wrt_image,
     get_uncertain_point_coords_on_grid,
@@ -33,7 +33,6 @@ from torch import nn
 
 from .adaptive_pooling import AdaptiveFusionMaskHead
 from ..structures import NUCLEUS_MASKS
-from .nucleus import nucleus_mask_loss
 from .roi_heads import IMAGE_FEATURE
 
 
@@ -125,9 +124,7 @@ class PointRefinedMaskHead(AdaptiveFusionMaskHead):
     def forward(self, features: Dict[str, torch.Tensor], instances: List[Instances]):
         cell, nucleus = self.coarse_logits(features, instances)
         if self.training:
-            losses = {"loss_mask": mask_rcnn_loss(cell, instances, self.vis_period) * self.loss_weight}
-            if nucleus is not None:
-                losses["loss_nucleus"] = nucleus_mask_loss(nucleus, instances) * self.loss_weight
+            losses = self.coarse_losses(cell, nucleus, instances)
             losses["loss_mask_point"] = self._point_loss(features, instances, self._coarse(
                 cell, nucleus, cat([x.gt_classes for x in instances]))) * self.loss_weight
             return losses
