@@ -75,6 +75,7 @@ from detectron2_myeloma.engine.defaults import setup_inference
 from detectron2_myeloma.engine.predictor import build_predictor
 from detectron2_myeloma.engine.tiling import TiledPredictor
 from detectron2_myeloma.engine.trainer import Trainer
+from detectron2_myeloma.engine.tta import SYMMETRY_VIEWS
 from detectron2_myeloma.modeling.precision import (
     cpu_features,
     inference_precision,
@@ -555,7 +556,6 @@ def profile_section(args: argparse.Namespace, workdir: Path) -> SectionResult:
 
 # --- mask heads, nucleus, test-time augmentation (issue 31) --------------------------------------------
 SHIPPED_WEIGHTS = ["MODEL.WEIGHTS", "segpc-rmask-lite2"]  # parts the shipped model lacks start untrained
-SYMMETRIES = ["TEST.AUG.ENABLED", True, "TEST.AUG.VFLIP", True, "TEST.AUG.ROT90", True]
 MASK_HEAD_VARIANTS: Dict[str, Tuple[str, List[Any]]] = {
     "today's head (segpc-rmask-lite2)": ("configs/SegPC/rmask_rcnn_lite2_fpn_d80.yaml", []),
     "+ nucleus channel": ("configs/SegPC/rmask_rcnn_lite2_fpn_d80_nucleus.yaml", []),
@@ -563,8 +563,8 @@ MASK_HEAD_VARIANTS: Dict[str, Tuple[str, List[Any]]] = {
     "+ point refinement, nucleus, TTA: flip (2 views)": (
         "configs/SegPC/rmask_rcnn_lite2_fpn_d80_point_nucleus.yaml", ["TEST.AUG.ENABLED", True]),
     "+ point refinement, nucleus, TTA: 8 symmetries": (
-        "configs/SegPC/rmask_rcnn_lite2_fpn_d80_point_nucleus.yaml", SYMMETRIES),
-    "today's head, TTA: 8 symmetries": ("configs/SegPC/rmask_rcnn_lite2_fpn_d80.yaml", SYMMETRIES),
+        "configs/SegPC/rmask_rcnn_lite2_fpn_d80_point_nucleus.yaml", SYMMETRY_VIEWS),
+    "today's head, TTA: 8 symmetries": ("configs/SegPC/rmask_rcnn_lite2_fpn_d80.yaml", SYMMETRY_VIEWS),
 }
 
 

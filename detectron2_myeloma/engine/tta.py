@@ -27,6 +27,11 @@ from ..modeling.meta_arch import GeneralizedRCNNWithPostHooks
 from ..structures import NUCLEUS_MASKS
 
 
+# Config overrides for the 8 symmetries of the square at the model's own scale: make_submission.py's default
+# (docs/RESULTS.md, "Outlines and nuclei": what they gain and cost).
+SYMMETRY_VIEWS = ["TEST.AUG.ENABLED", True, "TEST.AUG.FLIP", True, "TEST.AUG.VFLIP", True, "TEST.AUG.ROT90", True]
+
+
 def view_transforms(height: int, width: int, hflip: bool, vflip: bool, rot90: bool,
                     factors: Sequence[float]) -> List[T.TransformList]:
     """The transforms of every view of an image of ``height`` x ``width``: each scale factor, then each

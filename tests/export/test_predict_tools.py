@@ -98,6 +98,8 @@ def test_make_submission_from_a_model(config_file, tmp_path, caplog):
     code = make_submission(["--config-file", config_file, "--input", str(folder), "--output", str(submission),
                             "--masks-out", str(masks_out), "--score-threshold", "0", "--max-instances", "3"])
     assert code != 0 and "broken.png" in caplog.text and f"{folder / 'half.jpg'}: unreadable, truncated" in caplog.text
+    assert "test-time augmentation" in caplog.text  # the default
+    assert "this model predicts no nucleus: each cell's nucleus is estimated" in caplog.text
     lines = read_submission(str(submission))  # raises on any malformed or empty pixel list
     assert list(lines) == ["2009"]
     instances = lines["2009"]
