@@ -6,7 +6,7 @@
     tools/make_submission.py --masks-in val/y --images val/x --output submission.txt
 
 By default each image is predicted in its 8 flips and 90-degree turns and each cell's masks averaged
-(test-time augmentation, about 7x the time; --no-tta: once). Each cell's nucleus is the model's own (MODEL.ROI_MASK_HEAD.NUCLEUS) or a nucleus detection inside it;
+(test-time augmentation, about 5x the time; --no-tta: once). Each cell's nucleus is the model's own (MODEL.ROI_MASK_HEAD.NUCLEUS) or a nucleus detection inside it;
 a model with neither gets an estimated one, said in the log. No instance ever has an empty nucleus or
 cytoplasm list (the official parser would zero the image): see detectron2_myeloma.evaluation.submission
 for the rule. Unreadable images are listed at the end and
@@ -59,7 +59,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--no-tta", action="store_true",
                         help="model mode: predict each image once; by default it is predicted in its 8 flips and "
                              "90-degree turns and each cell's masks averaged (TEST.AUG; docs/RESULTS.md, \"Outlines "
-                             "and nuclei\": higher mIoU for 6-7x the time)")
+                             "and nuclei\": higher mIoU for about 5x the time)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
