@@ -6,10 +6,11 @@
     tools/make_submission.py --masks-in val/y --images val/x --output submission.txt
 
 By default each image is predicted in its 8 flips and 90-degree turns and each cell's masks averaged
-(test-time augmentation, about 5x the time; --no-tta: once). Each cell's nucleus is the model's own (MODEL.ROI_MASK_HEAD.NUCLEUS) or a nucleus detection inside it;
-a model with neither gets an estimated one, said in the log. No instance ever has an empty nucleus or
-cytoplasm list (the official parser would zero the image): see detectron2_myeloma.evaluation.submission
-for the rule. Unreadable images are listed at the end and
+(test-time augmentation, about 5x the time; --no-tta: once). Each cell's nucleus is the model's own
+(MODEL.ROI_MASK_HEAD.NUCLEUS) or a nucleus detection inside it; a model with neither gets an estimated
+one, said in the log. No instance ever has an empty nucleus or cytoplasm list (the official parser would
+zero the image): see detectron2_myeloma.evaluation.submission for the rule. Unreadable images are
+listed at the end and
 make the exit status 1; the others are still written. --masks-out must be a new or empty folder
 (--overwrite replaces an earlier run's whole). With the cell classifier on (MODEL.POST_HOOKS,
 see tools/predict.py), MODEL.CELL_CLASSIFIER.KEEP_NON_MYELOMA False submits the myeloma cells only.
@@ -84,7 +85,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     cell_class, nucleus_class = cell_and_nucleus_classes(model_metadata(cfg, args.classes).thing_classes)
     if nucleus_class is None and not cfg.MODEL.ROI_MASK_HEAD.NUCLEUS:
         logger.warning("this model predicts no nucleus: each cell's nucleus is estimated by a rule (its inner "
-                        "40%%), which matches annotated nuclei poorly (docs/RESULTS.md, \"Outlines and nuclei\")")
+                       "40%), which matches annotated nuclei poorly (docs/RESULTS.md, \"Outlines and nuclei\")")
     predictor = build_predictor(cfg, cell_class)
     scales = build_scale_finder(predictor, cfg, cell_class, cell_diameter)
     failures: List[Failure] = []

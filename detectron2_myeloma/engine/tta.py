@@ -69,6 +69,11 @@ def unview_grids(grids: torch.Tensor, transform: T.TransformList) -> torch.Tenso
     return grids
 
 
+def _apply_box(transform: T.Transform, boxes: torch.Tensor) -> torch.Tensor:
+    """(N, 4) XYXY ``boxes`` through ``transform`` (Detectron2 transforms take numpy), on their device."""
+    return torch.as_tensor(transform.apply_box(boxes.cpu().numpy()), dtype=torch.float32, device=boxes.device)
+
+
 @contextlib.contextmanager
 def _masks_off(model: GeneralizedRCNNWithPostHooks) -> Iterator[None]:
     roi_heads = model.roi_heads
@@ -110,9 +115,8 @@ class CellTTA(nn.Module):
             for transform, view in views:
                 images, features, instances = self.model.detect([view])
                 detected.append((images, features, instances[0]))
-        boxes = torch.cat([torch.as_tensor(transform.inverse().apply_box(found.pred_boxes.tensor.cpu().numpy()),
-                                           dtype=torch.float32)
-                           for (transform, _), (_, _, found) in zip(views, detected)]).to(image.device)
+        boxes = torch.cat([_apply_box(transform.inverse(), found.pred_boxes.tensor)
+                           for (transform, _), (_, _, found) in zip(views, detected)])
         scores = torch.zeros(len(boxes), self.num_classes + 1, device=boxes.device)
         classes = torch.cat([found.pred_classes for _, _, found in detected]).to(boxes.device)
         scores[torch.arange(len(boxes)), classes] = torch.cat([found.scores for _, _, found in detected]).to(boxes.device)
@@ -123,8 +127,7 @@ class CellTTA(nn.Module):
         cell, nucleus = [], []
         for (transform, _), (images, features, found) in zip(views, detected):
             in_view = Instances(found.image_size, pred_classes=merged.pred_classes, scores=merged.scores,
-                                pred_boxes=Boxes(torch.as_tensor(transform.apply_box(
-                                    merged.pred_boxes.tensor.cpu().numpy()), dtype=torch.float32).to(boxes.device)))
+                                pred_boxes=Boxes(_apply_box(transform, merged.pred_boxes.tensor)))
             masked = self.model.masks_for_boxes(images, features, [in_view])[0]
             cell.append(unview_grids(masked.pred_masks, transform))
             if masked.has(NUCLEUS_MASKS):

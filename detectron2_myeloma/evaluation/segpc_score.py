@@ -92,8 +92,8 @@ class SegPCScore:
     def to_dict(self) -> "OrderedDict[str, float]":
         """Scalar metrics under display names (per-image scores stay in ``per_image``)."""
         names = OrderedDict(
-            [("mIoU", "miou"), ("nucleus_mIoU", "nucleus_miou"), ("mDice", "mean_dice"), ("P@0.5", "precision50"), ("R@0.5", "recall50"),
-             ("F1@0.5", "f1_50"), ("AP50", "ap50"), ("AP", "ap"), ("pixel_accuracy", "pixel_accuracy"),
+            [("mIoU", "miou"), ("nucleus_mIoU", "nucleus_miou"), ("mDice", "mean_dice"),
+             ("P@0.5", "precision50"), ("R@0.5", "recall50"), ("F1@0.5", "f1_50"), ("AP50", "ap50"), ("AP", "ap"), ("pixel_accuracy", "pixel_accuracy"),
              ("semantic_IoU", "semantic_iou"), ("semantic_RMSE", "semantic_rmse"),
              ("gt_cells", "gt_cells"), ("predictions", "predictions"), ("images", "images"),
              ("loss_missed", "loss_missed"), ("loss_merged", "loss_merged"), ("loss_boundary", "loss_boundary"),
@@ -397,8 +397,8 @@ def score_submission(y_dir: str, submission: str, strict: bool = False
     def gt_cells(image_id: str) -> Tuple[List[np.ndarray], List[np.ndarray]]:
         """(cells, nuclei) of an image in the submission frame; cells without a nucleus have none."""
         masks = [read_segpc_mask(p) for p in gt_files[image_id]]
-        return ([resize_to_submission(m) for m in masks],
-                [resize_to_submission(m == NUCLEUS_VALUE) for m in masks if (m == NUCLEUS_VALUE).any()])
+        nuclei = [m == NUCLEUS_VALUE for m in masks]
+        return [resize_to_submission(m) for m in masks], [resize_to_submission(n) for n in nuclei if n.any()]
 
     report = SubmissionReport(submission)
     matches, nucleus_matches, instances = {}, {}, 0
@@ -476,6 +476,7 @@ class SegPCEvaluator(DatasetEvaluator):
         self._gt_annotations = {i: [a["segmentation"] for a in annotations] for i, annotations in cells.items()}
         self._gt_nuclei = {i: [a["nucleus"] for a in annotations if "nucleus" in a]
                            for i, annotations in cells.items()}
+        self._scores_nuclei = any(self._gt_nuclei.values())
         self._matches: "OrderedDict[Hashable, ImageMatch]" = OrderedDict()
         self._nucleus_matches: "OrderedDict[Hashable, ImageMatch]" = OrderedDict()
         self._nucleus_sources: Counter = Counter()
@@ -494,13 +495,13 @@ class SegPCEvaluator(DatasetEvaluator):
             instances = instances[keep]
             pred_cells = [resize_to_submission(m) for m in instances.pred_masks.numpy().astype(bool)]
             self._matches[image_id] = match_image(gt_cells, pred_cells, instances.scores.numpy())
-            if any(self._gt_nuclei.values()):
+            if self._scores_nuclei:
                 gt_nuclei = [resize_to_submission(rle_to_mask(rle)) for rle in self._gt_nuclei[image_id]]
-                own = (instances.get(NUCLEUS_MASKS).numpy().astype(bool) if instances.has(NUCLEUS_MASKS)
-                       else [np.zeros(m.shape, dtype=bool) for m in instances.pred_masks.numpy()])
+                own = (instances.get(NUCLEUS_MASKS).numpy() if instances.has(NUCLEUS_MASKS) else None)
                 pred_nuclei = []
-                for cell, nucleus in zip(pred_cells, own):
-                    parts = complete_cell(cell, resize_to_submission(nucleus))
+                for i, cell in enumerate(pred_cells):
+                    nucleus = resize_to_submission(own[i]) if own is not None else np.zeros_like(cell)
+                    parts = complete_cell(cell, nucleus)
                     if parts is not None:
                         pred_nuclei.append(parts.nucleus)
                         self._nucleus_sources[parts.rule] += 1

@@ -7,7 +7,7 @@ numbers a pathologist sorts by as ``measurements``. A ``"cell"`` object also car
 Feature's ``nucleusGeometry``, where QuPath reads it.
 """
 import uuid
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import shapely
@@ -46,17 +46,21 @@ def mask_geometry(crop: MaskCrop, simplify: float = SIMPLIFY_PX) -> Optional[Bas
 
 def cell_features(detections: CellDetections, cell_class: int, nucleus_class: Optional[int],
                   object_type: str = "detection", pixel_size_um: Optional[float] = None,
-                  id_prefix: str = "") -> List[Dict[str, Any]]:
+                  id_prefix: str = "", pairs: Optional[Sequence[Tuple[int, Optional[MaskCrop]]]] = None
+                  ) -> List[Dict[str, Any]]:
     """GeoJSON Features of the cells of one image (see the module docstring). Measurements: cell and
     nucleus area in pixels (and in um^2 with ``pixel_size_um``, the side of a pixel in micrometres),
     nucleus / cell area, detector score and, where the classifier ran, myeloma probability. The nucleus
     is the cell's own predicted one, else the nucleus detection mostly inside the cell
-    (:meth:`~detectron2_myeloma.structures.CellDetections.cell_nuclei`; none: no nucleus measurements). ``id_prefix`` (e.g.
-    the image id) makes each Feature's UUID stable across runs and unique across images."""
+    (:meth:`~detectron2_myeloma.structures.CellDetections.cell_nuclei`; none: no nucleus measurements);
+    ``pairs`` is that method's answer, when the caller has it already. ``id_prefix`` (e.g. the image id)
+    makes each Feature's UUID stable across runs and unique across images."""
     if object_type not in OBJECT_TYPES:
         raise ValueError(f"object type must be one of {', '.join(OBJECT_TYPES)}, got {object_type!r}")
     features: List[Dict[str, Any]] = []
-    for cell, nucleus in detections.cell_nuclei(cell_class, nucleus_class, MIN_NUCLEUS_OVERLAP):
+    if pairs is None:
+        pairs = detections.cell_nuclei(cell_class, nucleus_class, MIN_NUCLEUS_OVERLAP)
+    for cell, nucleus in pairs:
         geometry = mask_geometry(detections.masks[cell])
         if geometry is None:
             continue

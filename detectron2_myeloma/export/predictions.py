@@ -94,13 +94,14 @@ class PredictionWriter:
         is_cell = detections.classes == self.cell_class
         cells = preview_mask(detections, np.flatnonzero(is_cell), preview.shape[:2])
         self._write_png(f"{stem}_splash.png", colour_splash(preview, cells))
+        pairs = detections.cell_nuclei(self.cell_class, self.nucleus_class, MIN_NUCLEUS_OVERLAP)
         if self.geojson is not None:
             features = cell_features(detections, self.cell_class, self.nucleus_class,
-                                     **{"id_prefix": stem, **self.geojson})
+                                     **{"id_prefix": stem, "pairs": pairs, **self.geojson})
             write_json_atomic(feature_collection(features), os.path.join(self.output_dir, f"{stem}.geojson"))
 
         areas = detections.areas()
-        nuclei = dict(detections.cell_nuclei(self.cell_class, self.nucleus_class, MIN_NUCLEUS_OVERLAP))
+        nuclei = dict(pairs)
         names = self.metadata.thing_classes
         labels, probs = detections.labels, detections.probs
         for index in range(len(detections)):
