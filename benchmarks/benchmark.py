@@ -565,6 +565,8 @@ MASK_HEAD_VARIANTS: Dict[str, Tuple[str, str, List[Any]]] = {
     "today's head (segpc-rmask-lite2)": ("configs/SegPC/rmask_rcnn_lite2_fpn_d80.yaml", "segpc-rmask-lite2", []),
     "+ nucleus channel": ("configs/SegPC/rmask_rcnn_lite2_fpn_d80_nucleus.yaml", NUCLEUS_HEAD, []),
     "+ point refinement, nucleus (segpc-rmask-lite2-nucleus)": (POINT_NUCLEUS, "segpc-rmask-lite2-nucleus", []),
+    **{f"+ point refinement, nucleus, cells at {d} px": (
+        POINT_NUCLEUS, "segpc-rmask-lite2-nucleus", ["INPUT.CELL_DIAMETER.TEST", float(d)]) for d in (96, 112)},
     "+ point refinement, nucleus, TTA: flip (2 views)": (
         POINT_NUCLEUS, "segpc-rmask-lite2-nucleus", ["TEST.AUG.ENABLED", True]),
     "+ point refinement, nucleus, TTA: 8 symmetries (make_submission.py)": (
@@ -591,9 +593,10 @@ def mask_heads_section(args: argparse.Namespace, workdir: Path) -> SectionResult
         variants.append((name, inference_worker, (cfg, paths, args.repeats, args.warmup)))
     measurements = measure_all(variants)
     return (f"Seconds per full-size {FULL_SIZE[1]}x{FULL_SIZE[0]} frame as `tools/predict.py` spends them (read "
-            f"the BMP, cells resized to 80 px, detection, masks pasted at full resolution; no classifier), for "
-            f"the mask head options of docs/RESULTS.md, \"Outlines and nuclei\". Trained weights, score threshold "
-            f"0.5: every variant outlines the cells the shipped detector finds (column `detections`). "
+            f"the BMP, cells resized to 80 px unless the row says otherwise, detection, masks pasted at full "
+            f"resolution; no classifier), for the mask head options of docs/RESULTS.md, \"Outlines and nuclei\". "
+            f"Trained weights, score threshold 0.5: every variant outlines the cells the shipped detector finds "
+            f"(column `detections`). "
             f"{len(paths)} images taken in turn; warm-up: {args.warmup} images, not timed.\n\n"
             + results_table(measurements, "s/frame", measurements[0]), {"mask_heads": measurements})
 

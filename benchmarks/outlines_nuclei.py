@@ -22,6 +22,9 @@ from detectron2_myeloma.utils.atomic import write_atomic
 VAL_SETS = {k: SETS[k] for k in ("segpc_lowres_val", "segpc_mini_val", "segpc_nikon_val")}
 CFG = "configs/SegPC/rmask_rcnn_lite2_fpn_d80"
 SYMMETRIES = "TEST.AUG.ENABLED True TEST.AUG.VFLIP True TEST.AUG.ROT90 True"
+# The training diameters of the whole-model runs: cells drawn within +-10% of the test diameter.
+WHOLE_DIAMETER = {d: "INPUT.CELL_DIAMETER.TRAIN \"({})\" INPUT.CELL_DIAMETER.TEST {}".format(
+    ", ".join(f"{f * d:.1f}" for f in (0.9, 0.95, 1.0, 1.05, 1.1)), d) for d in (80, 96, 112)}
 # Row name -> (evaluation.json under --run, the command that made it). {seed} rows repeat per seed found.
 ROWS: List[Tuple[str, str, str]] = [
     ("shipped `segpc-rmask-lite2`, nucleus by the estimation rule", "shipped_eval/inference",
@@ -41,12 +44,20 @@ ROWS: List[Tuple[str, str, str]] = [
      f"tools/train_net.py --config-file {CFG}_nucleus.yaml SEED {{seed}}"),
     ("+800 it: point refinement + nucleus (seed {seed})", "point_nucleus_s{seed}/inference",
      f"tools/train_net.py --config-file {CFG}_point_nucleus.yaml SEED {{seed}}"),
+    *[(f"+600 it: whole nucleus model at {d} px cells (seed {{seed}})", f"whole_d{d}_s{{seed}}/inference",
+       f"tools/train_net.py --config-file {CFG}_point_nucleus_whole.yaml {WHOLE_DIAMETER[d]} SEED {{seed}}")
+      for d in WHOLE_DIAMETER],
     ("today's head + nucleus, TTA 8 symmetries (seed {seed})", "nucleus_s{seed}_tta8/inference_TTA",
      f"tools/train_net.py --eval-only --config-file {CFG}_nucleus.yaml MODEL.WEIGHTS <run>/model_final.pth "
      f"{SYMMETRIES}"),
     ("point refinement + nucleus, TTA 8 symmetries (seed {seed})", "point_nucleus_s{seed}_tta8/inference_TTA",
      f"tools/train_net.py --eval-only --config-file {CFG}_point_nucleus.yaml MODEL.WEIGHTS "
      f"<run>/model_final.pth {SYMMETRIES}"),
+    *[(f"whole nucleus model at {d} px cells, TTA 8 symmetries (seed {{seed}})",
+       f"whole_d{d}_s{{seed}}_tta8/inference_TTA",
+       f"tools/train_net.py --eval-only --config-file {CFG}_point_nucleus_whole.yaml MODEL.WEIGHTS "
+       f"<run>/model_final.pth INPUT.CELL_DIAMETER.TEST {d} {SYMMETRIES}")
+      for d in WHOLE_DIAMETER],
 ]
 
 
