@@ -47,6 +47,12 @@ ROWS: List[Tuple[str, str, str]] = [
     *[(f"+600 it: whole nucleus model at {d} px cells (seed {{seed}})", f"whole_d{d}_s{{seed}}/inference",
        f"tools/train_net.py --config-file {CFG}_point_nucleus_whole.yaml {WHOLE_DIAMETER[d]} SEED {{seed}}")
       for d in WHOLE_DIAMETER],
+    ("+600 it at 80 px, body and box head frozen (seed {seed})", "tuned_d80_s{seed}/inference",
+     f"tools/train_net.py --config-file {CFG}_point_nucleus_tuned.yaml SEED {{seed}}"),
+    ("+600 it at 80 px, body and box head frozen, TTA 8 symmetries (seed {seed})",
+     "tuned_d80_s{seed}_tta8/inference_TTA",
+     f"tools/train_net.py --eval-only --config-file {CFG}_point_nucleus_tuned.yaml MODEL.WEIGHTS "
+     f"<run>/model_final.pth {SYMMETRIES}"),
     ("today's head + nucleus, TTA 8 symmetries (seed {seed})", "nucleus_s{seed}_tta8/inference_TTA",
      f"tools/train_net.py --eval-only --config-file {CFG}_nucleus.yaml MODEL.WEIGHTS <run>/model_final.pth "
      f"{SYMMETRIES}"),

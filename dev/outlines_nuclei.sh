@@ -41,6 +41,13 @@ for seed in $SEEDS; do
       $PY tools/train_net.py --resume --config-file ${CFG}_point_nucleus_whole.yaml \
         INPUT.CELL_DIAMETER.TRAIN "$train" INPUT.CELL_DIAMETER.TEST "$diameter" OUTPUT_DIR "$run" SEED "$seed"
   done
+  # As the 80 px run, with the body and the box head's fully connected layers frozen: what ships.
+  [ -f "$OUT/tuned_d80_s$seed/model_final.pth" ] ||
+    $PY tools/train_net.py --resume --config-file ${CFG}_point_nucleus_tuned.yaml OUTPUT_DIR "$OUT/tuned_d80_s$seed" \
+      SEED "$seed"
+  [ -f "$OUT/tuned_d80_s${seed}_tta8/inference_TTA/evaluation.json" ] ||
+    $PY tools/train_net.py --eval-only --config-file ${CFG}_point_nucleus_tuned.yaml \
+      MODEL.WEIGHTS "$OUT/tuned_d80_s$seed/model_final.pth" $SYMMETRIES OUTPUT_DIR "$OUT/tuned_d80_s${seed}_tta8"
   for diameter in ${WHOLE_DIAMETERS:-80 96 112}; do
     run="$OUT/whole_d${diameter}_s$seed"
     [ -f "${run}_tta8/inference_TTA/evaluation.json" ] ||
