@@ -1,7 +1,6 @@
-"""The detector run over image files: Detectron2's ``DefaultPredictor`` at each image's cell scale,
+"""The detector on one image: Detectron2's ``DefaultPredictor`` at the image's cell scale,
 plus the full-resolution image that the cell classifier post-hook crops from."""
-import logging
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Union
 
 import detectron2.data.transforms as T
 import numpy as np
@@ -10,18 +9,12 @@ from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultPredictor
 from detectron2.modeling import build_model
-from detectron2.structures import Instances
 
 from ..checkpoint import MyelomaCheckpointer
-from ..data.images import Failure, iter_images
-from ..data.regions import ArrayRegions
 from ..data.transforms import CellAugInput, ResizeToCellDiameter
-from ..structures import CellDetections, CellScale
-from ..utils.errors import InputError
+from ..structures import CellDetections
 from .cell_scale import CellScaleFinder
 from .tta import CellTTA
-
-logger = logging.getLogger(__name__)
 
 
 class OriginalImagePredictor(DefaultPredictor):
@@ -95,23 +88,3 @@ def build_scale_finder(predictor: OriginalImagePredictor, cfg: CfgNode, cell_cla
         return CellDetections.from_instances(outputs["instances"].to("cpu"))
 
     return CellScaleFinder(detect, cfg.INPUT.CELL_DIAMETER.TEST, cfg.TEST.TILES.SIZE, cell_class, cell_diameter)
-
-
-def predict_images(predictor: OriginalImagePredictor, scales: CellScaleFinder, paths: Iterable[str],
-                   failures: List[Failure]) -> Iterator[Tuple[str, np.ndarray, Instances, Optional[CellScale]]]:
-    """``(path, BGR image, Instances on CPU at the image's resolution, its cell scale)`` for every
-    readable image; unreadable ones, and those whose scale cannot be decided, are appended to
-    ``failures``. Scales to estimate are measured first, over all images (``scales.survey``)."""
-    paths = list(paths)
-    scales.survey(paths)
-    for path, image in iter_images(paths, failures):
-        try:
-            scale = scales(ArrayRegions(path, image))
-        except InputError as err:
-            logger.warning("%s", err)
-            failures.append((path, getattr(err, "problem", str(err))))
-            continue
-        if scale is not None:
-            logger.info("%s: cells of %s", path, scale.describe())
-        outputs = predictor(image, scale.diameter if scale else None)
-        yield path, image, outputs["instances"].to("cpu"), scale
