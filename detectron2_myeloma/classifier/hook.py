@@ -53,6 +53,9 @@ class CellClassifierHook:
     Only detections of ``cell_class`` are classified. The others (nuclei of a cell + nucleus model) are
     labelled :data:`~.labels.NOT_CLASSIFIED` with probability NaN and always kept: a nucleus is no cell to
     call myeloma, and the submission writer pairs nuclei with the cells that remain, ignoring the rest.
+
+    On CUDA the crops go to the classifier in batches of exactly ``batch_size`` (the last one padded),
+    prepared once when the hook is made: one shape, whatever the number of cells per image.
     """
 
     @configurable
@@ -65,6 +68,8 @@ class CellClassifierHook:
         self.batch_size = batch_size
         self.keep_non_myeloma = keep_non_myeloma
         self.input_format = input_format
+        if self.classifier.device.type == "cuda":  # crops go in fixed batches there: one shape to prepare
+            self.classifier.warm_up(batch_size)
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> Dict[str, Any]:
@@ -108,7 +113,8 @@ class CellClassifierHook:
         """Myeloma probabilities of the XYXY ``boxes`` (original image pixels), on the boxes' device."""
         if self.classifier.device != boxes.device:  # follows the detector, e.g. after model.to(device)
             self.classifier.to(boxes.device)
-        return self.classifier.classify(self.cell_crops(inputs, boxes, image_size), self.batch_size)
+        return self.classifier.classify(self.cell_crops(inputs, boxes, image_size), self.batch_size,
+                                        fixed_batch=self.classifier.device.type == "cuda")
 
     def cell_crops(self, inputs: Dict[str, Any], boxes: torch.Tensor, image_size: Tuple[int, int]
                    ) -> np.ndarray:
