@@ -28,7 +28,7 @@ CELL_COLUMNS = ["image", "index", "class", "score", "area", "x", "y", "width", "
 
 
 class PredictionWriter:
-    """Context manager saving, for each image, ``<stem>_overlay.png`` (Detectron2 Visualizer) and
+    """Context manager saving, for each image, ``<stem>_overlay.png`` (:func:`~.overlays.draw_overlay`) and
     ``<stem>_splash.png`` (cells in colour, the rest grey), scaled by :func:`preview_scale`;
     ``<stem>.geojson`` (the cells for QuPath, :mod:`~detectron2_myeloma.export.geojson`) unless
     ``geojson`` is None; a row in ``summary.csv`` and one row per detection in ``cells.csv``; and on exit
