@@ -133,3 +133,12 @@ def test_overlays_outline_each_cells_own_nucleus(segpc_mini):
     changed = (plain != with_nuclei).any(axis=2)
     cells = detections.union_mask(range(len(detections)))
     assert changed.sum() > 100 and not (changed & ~cv2.dilate(cells.astype(np.uint8), np.ones((5, 5))).astype(bool)).any()
+
+
+def test_a_picture_that_cannot_be_written_fails_the_writer(segpc_mini, tmp_path, monkeypatch):
+    """Pictures are written in the background; a failure still reaches the caller, naming the file."""
+    frame = cv2.imread(str(segpc_mini / "x" / "2011.jpg"))
+    monkeypatch.setattr(cv2, "imwrite", lambda path, image: False)
+    with pytest.raises(OSError, match="2011_overlay.png: cannot write image"):
+        with PredictionWriter(str(tmp_path), ONE_CLASS, 0) as writer:
+            writer.add(1, "2011.jpg", ArrayRegions("2011.jpg", frame), annotated_cells(segpc_mini, "2011"))
