@@ -24,7 +24,7 @@ def add_myeloma_config(cfg: CN) -> None:
     # mask head on a trained detector, which then keeps its boxes); the rest is frozen. []: train everything.
     _C.SOLVER.TRAINABLE_PREFIXES = []
     _C.TEST.AMP = CN()
-    _C.TEST.AMP.ENABLED = None  # inference: body, RoI heads and post-hooks float32, FPN/PANet/RPN autocast
+    _C.TEST.AMP.ENABLED = None  # inference, CPU: body, RoI heads, classifier float32; FPN/PANet/RPN autocast
     # Sliced inference of images larger than a camera frame (slide regions; engine/tiling.py), for models
     # at one cell scale (INPUT.CELL_DIAMETER.TEST); a model resizing by MIN_SIZE_TEST predicts images whole.
     _C.TEST.TILES = CN()
