@@ -40,6 +40,7 @@ class OriginalImagePredictor(DefaultPredictor):
         if len(cfg.DATASETS.TEST):
             self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
         MyelomaCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        self.detector = self.model  # one view, for the cell-scale search
         if cfg.TEST.AUG.ENABLED:
             self.model = CellTTA(self.model, cfg)
         target = cfg.INPUT.CELL_DIAMETER.TEST
@@ -49,10 +50,11 @@ class OriginalImagePredictor(DefaultPredictor):
         self.input_format = cfg.INPUT.FORMAT
 
     def __call__(self, original_image: np.ndarray, cell_diameter: Optional[float] = None,
-                 mask_crops: bool = False, post_hooks: bool = True) -> Dict[str, Any]:
+                 mask_crops: bool = False, post_hooks: bool = True, augment: bool = True) -> Dict[str, Any]:
         """Predictions for one HxWx3 BGR image whose median cell spans ``cell_diameter`` pixels, as
         ``DefaultPredictor`` returns them; with ``mask_crops``, the masks as ``pred_mask_crops``; with
-        ``post_hooks`` False, without the post-hooks (the cell classifier)."""
+        ``post_hooks`` False, without the post-hooks (the cell classifier); with ``augment`` False, from
+        one view even where TEST.AUG is on."""
         if self.resizes_by_cell and not cell_diameter:
             raise ValueError("this model resizes by cell size (INPUT.CELL_DIAMETER.TEST): give the image's "
                              "cell_diameter (engine.cell_scale decides it)")
@@ -66,7 +68,7 @@ class OriginalImagePredictor(DefaultPredictor):
         if cell_diameter:
             inputs["cell_diameter"] = float(cell_diameter)
         with torch.no_grad():
-            return self.model([inputs])[0]
+            return (self.model if augment else self.detector)([inputs])[0]
 
 
 def build_predictor(cfg: CfgNode, cell_class: int) -> OriginalImagePredictor:
@@ -82,9 +84,10 @@ def build_predictor(cfg: CfgNode, cell_class: int) -> OriginalImagePredictor:
 def build_scale_finder(predictor: OriginalImagePredictor, cfg: CfgNode, cell_class: int,
                        cell_diameter: Union[float, str, None] = None) -> CellScaleFinder:
     """The cell scale of each image for ``predictor`` (``cell_diameter``: --cell-diameter), searched
-    with the bare detector (:class:`~.cell_scale.CellScaleFinder`)."""
+    with the bare detector, one view (:class:`~.cell_scale.CellScaleFinder`): every tool and option
+    decides an image's scale alike."""
     def detect(image: np.ndarray, diameter: float) -> CellDetections:
-        outputs = predictor(image, diameter, mask_crops=True, post_hooks=False)
+        outputs = predictor(image, diameter, mask_crops=True, post_hooks=False, augment=False)
         return CellDetections.from_instances(outputs["instances"].to("cpu"))
 
     return CellScaleFinder(detect, cfg.INPUT.CELL_DIAMETER.TEST, cfg.TEST.TILES.SIZE, cell_class, cell_diameter)
