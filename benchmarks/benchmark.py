@@ -22,6 +22,9 @@ Sections:
               and with the shipped ones
   large-images  seconds per megapixel and peak memory of tools/predict.py's sliced inference against
               the image size (mosaics of real frames up to 50 megapixels), shipped models
+  mask-heads  seconds per full-size frame of each mask head option, test scale and test-time augmentation
+  end-to-end  tools/predict.py and tools/make_submission.py per full-size frame, start-up excluded, with
+              and without the cell classifier, beside the same commands at a baseline commit
 
 Every measurement runs in a fresh process (its own peak memory, nothing warmed by an earlier one); the
 report and its JSON twin (``--output`` with ``.json``: every measurement, for the comparison tables of
@@ -65,6 +68,7 @@ from benchmarks.benchmarking import (
     time_training,
     training_step,
 )
+from benchmarks.end_to_end import FRAMES as END_TO_END_FRAMES, end_to_end_section
 from detectron2_myeloma import load_config
 from detectron2_myeloma.checkpoint import load_checkpoint, save_weights
 from detectron2_myeloma.data.builtin import CELL_DIAMETERS
@@ -601,6 +605,10 @@ def mask_heads_section(args: argparse.Namespace, workdir: Path) -> SectionResult
             + results_table(measurements, "s/frame", measurements[0]), {"mask_heads": measurements})
 
 
+def end_to_end(args: argparse.Namespace, workdir: Path) -> SectionResult:
+    return end_to_end_section(workdir, full_size_bmps(workdir, END_TO_END_FRAMES + 1))
+
+
 SECTION_FUNCTIONS: Dict[str, Tuple[str, Callable[[argparse.Namespace, Path], SectionResult]]] = {
     "inference": ("Inference", inference_section),
     "training": ("Training", training_section),
@@ -613,6 +621,7 @@ SECTION_FUNCTIONS: Dict[str, Tuple[str, Callable[[argparse.Namespace, Path], Sec
     "equal-time": ("Loss at equal training time", equal_time_section),
     "large-images": ("Large images: sliced inference", large_images_section),
     "mask-heads": ("Mask heads, nucleus and test-time augmentation", mask_heads_section),
+    "end-to-end": ("End to end", end_to_end),
 }
 
 

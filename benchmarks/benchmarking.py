@@ -79,14 +79,18 @@ finally:
 """
 
 
-def run_script(script: str, args: Sequence[str]) -> Tuple[float, float]:
+def run_script(script: str, args: Sequence[str], tree: Path = REPO,
+               env: Optional[Dict[str, str]] = None) -> Tuple[float, float]:
     """Wall seconds and peak RSS (MiB, VmHWM) of ``python script args`` in a process of its own, as a
-    user runs it; RuntimeError with its output's end if it fails."""
+    user runs it from the checkout ``tree`` (its package imported first; ``env``: variables added);
+    RuntimeError with its output's end if it fails."""
     with tempfile.TemporaryDirectory() as folder:
         peak_file = os.path.join(folder, "peak_rss")
+        path = os.pathsep.join([str(tree), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
         start = time.perf_counter()
         done = subprocess.run([sys.executable, "-c", _SCRIPT_WRAPPER, script, *args], capture_output=True,
-                              text=True, cwd=REPO, env={**os.environ, "PEAK_RSS_FILE": peak_file})
+                              text=True, cwd=tree, env={**os.environ, **(env or {}), "PEAK_RSS_FILE": peak_file,
+                                                        "PYTHONPATH": path})
         seconds = time.perf_counter() - start
         if done.returncode != 0:
             raise RuntimeError(f"{script} exited with {done.returncode}:\n{done.stderr[-3000:]}")

@@ -24,7 +24,7 @@ def add_myeloma_config(cfg: CN) -> None:
     # mask head on a trained detector, which then keeps its boxes); the rest is frozen. []: train everything.
     _C.SOLVER.TRAINABLE_PREFIXES = []
     _C.TEST.AMP = CN()
-    _C.TEST.AMP.ENABLED = None  # inference: body, RoI heads and post-hooks float32, FPN/PANet/RPN autocast
+    _C.TEST.AMP.ENABLED = None  # inference, CPU: body, RoI heads, classifier float32; FPN/PANet/RPN autocast
     # Sliced inference of images larger than a camera frame (slide regions; engine/tiling.py), for models
     # at one cell scale (INPUT.CELL_DIAMETER.TEST); a model resizing by MIN_SIZE_TEST predicts images whole.
     _C.TEST.TILES = CN()
@@ -33,6 +33,10 @@ def add_myeloma_config(cfg: CN) -> None:
     _C.TEST.TILES.SIZE = 704
     _C.TEST.TILES.OVERLAP = 2.0  # overlap of neighbouring tiles in median cell diameters (> 1: a cell fits)
     _C.TEST.TILES.MAX_COUNT = 5000  # an image needing more tiles is refused (a cell diameter far too small)
+    # On CUDA, the mask head's detections per image are padded up to the next of these counts (copies of
+    # the first, dropped after): every new batch shape costs seconds of cuDNN kernel selection, and the
+    # number of cells changes from image to image. Beyond the largest, unpadded; () or the CPU: never.
+    _C.TEST.DETECTION_BUCKETS = (8, 16, 32, 64, 128)
     _C.TEST.FRAGMENT_MAX_INSIDE = 0.75  # drop a detection this much inside a larger, better-scored one (0: off)
     # Test-time augmentation (engine/tta.py; Detectron2's TEST.AUG.ENABLED switches it, TEST.AUG.FLIP the
     # horizontal flip): boxes of every view merged by NMS, then each cell's mask averaged over the views.

@@ -2,15 +2,14 @@
 """Evaluate one checkpoint on CUDA (autocast as "auto" picks) and on the CPU (float32) and check that
 they agree within half-precision noise: segm AP within 0.5, SegPC mIoU within 0.005.
 
-    dev/cuda_vs_cpu.py --config-file CONFIG --weights model_final.pth --output results.json [KEY VALUE ...]
+    dev/cuda_vs_cpu.py --config-file CONFIG --weights model_final.pth|SHIPPED_NAME --output results.json [KEY VALUE ...]
 """
 import argparse
 import json
 import sys
 
-from detectron2.checkpoint import DetectionCheckpointer
-
 from detectron2_myeloma import load_config
+from detectron2_myeloma.checkpoint import MyelomaCheckpointer
 from detectron2_myeloma.utils.atomic import write_atomic
 from detectron2_myeloma.engine.trainer import Trainer
 
@@ -19,7 +18,7 @@ def evaluate(config_file: str, weights: str, device: str, opts) -> dict:
     cfg = load_config(config_file, [*opts, "MODEL.DEVICE", device, "MODEL.WEIGHTS", weights,
                                     "OUTPUT_DIR", f"output/cuda_vs_cpu/{device}"])
     model = Trainer.build_model(cfg)
-    DetectionCheckpointer(model).load(weights)
+    MyelomaCheckpointer(model).load(cfg.MODEL.WEIGHTS)  # a shipped name resolved by load_config
     return Trainer.test(cfg, model)
 
 

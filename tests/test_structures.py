@@ -8,7 +8,7 @@ from detectron2.structures import Boxes, Instances
 
 from detectron2_myeloma import add_myeloma_config
 from detectron2_myeloma.data.segpc_format import cell_and_nucleus, read_segpc_mask
-from detectron2_myeloma.evaluation.submission import pair_cells_with_nuclei
+from detectron2_myeloma.evaluation.submission import iter_cell_parts
 from detectron2_myeloma.structures import NUCLEUS_MASKS, CellDetections, MaskCrop
 
 H, W = 40, 30
@@ -75,7 +75,7 @@ def test_nucleus_matching_on_crops_is_the_full_mask_rule(seed):
         best = int(np.argmax(overlaps))
         assert nucleus == (nuclei[best] if overlaps[best] >= 0.5 and overlaps[best] > 0 else None)
     # the submission writer pairs cells with the same rule
-    parts = pair_cells_with_nuclei(make_instances(masks, classes), 0, 1)
+    parts = list(iter_cell_parts(detections, 0, 1))
     assert len(parts) == classes.count(0)
 
 
@@ -181,7 +181,7 @@ def test_own_nuclei_are_each_cells_and_a_class_pairing_is_clipped_to_its_cell(se
                                                  detections.scores[:1], [nucleus]).union_mask([0]), own[i] & masks[i])
     moved = CellDetections.cat([detections.subset([4, 1]).shifted(3, 5, (H + 3, W + 5))], (H + 3, W + 5))
     assert [(m.y, m.x) for m in moved.nuclei] == [(detections.nuclei[i].y + 3, detections.nuclei[i].x + 5) for i in (4, 1)]
-    parts = pair_cells_with_nuclei(instances, 0, None)
+    parts = list(iter_cell_parts(detections, 0, None))
     for i, (nucleus, cytoplasm) in enumerate(parts):
         assert np.array_equal(nucleus, own[i] & masks[i]) and np.array_equal(cytoplasm, masks[i] & ~own[i])
 

@@ -6,7 +6,8 @@
     tools/make_submission.py --masks-in val/y --images val/x --output submission.txt
 
 By default each image is predicted in its 8 flips and 90-degree turns and each cell's masks averaged
-(test-time augmentation, about 5x the time; --no-tta: once). Each cell's nucleus is the model's own
+(test-time augmentation, about 5x the time; --no-tta: once). Images go through tools/predict.py's path:
+the same cell scale, tiles for images larger than a tile, the same detections. Each cell's nucleus is the model's own
 (MODEL.ROI_MASK_HEAD.NUCLEUS) or a nucleus detection inside it; a model with neither gets an estimated
 one, said in the log. No instance ever has an empty nucleus or cytoplasm list (the official parser would
 zero the image): see detectron2_myeloma.evaluation.submission for the rule. Unreadable images are
@@ -31,7 +32,8 @@ from detectron2_myeloma.engine.cell_scale import parse_cell_diameter
 from detectron2_myeloma.engine.cpu import configure_cpu_math
 from detectron2_myeloma.engine.defaults import (add_model_arguments, report_failures, reports_input_errors,
                                                 setup_inference)
-from detectron2_myeloma.engine.predictor import build_predictor, build_scale_finder, predict_images
+from detectron2_myeloma.engine.predictor import build_predictor
+from detectron2_myeloma.engine.tiling import TiledPredictor, predict_cells
 from detectron2_myeloma.engine.tta import SYMMETRY_VIEWS
 
 
@@ -86,12 +88,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if nucleus_class is None and not cfg.MODEL.ROI_MASK_HEAD.NUCLEUS:
         logger.warning("this model predicts no nucleus: each cell's nucleus is estimated by a rule (its inner "
                        "40%), which matches annotated nuclei poorly (docs/RESULTS.md, \"Outlines and nuclei\")")
-    predictor = build_predictor(cfg, cell_class)
-    scales = build_scale_finder(predictor, cfg, cell_class, cell_diameter)
+    predictor = TiledPredictor(build_predictor(cfg, cell_class), cfg, cell_class, cell_diameter)
     failures: List[Failure] = []
     with writer:
-        for path, _, instances, _ in predict_images(predictor, scales, paths, failures):
-            parts = submission_parts(instances, cell_class, nucleus_class, args.score_threshold,
+        for path, _, detections, _ in predict_cells(predictor, paths, failures):
+            parts = submission_parts(detections, cell_class, nucleus_class, args.score_threshold,
                                      args.max_instances)
             writer.write(image_stem(path), parts)
     print(writer.stats.summary())

@@ -6,7 +6,7 @@
 
 Without --config-file the shipped SegPC-2021 model predicts (models/, detectron2_myeloma.model_zoo).
 
-For each image: <stem>_overlay.png (predictions drawn by Detectron2's Visualizer) and <stem>_splash.png
+For each image: <stem>_overlay.png (each cell filled, outlined and captioned) and <stem>_splash.png
 (detected cells in colour, the rest grey), scaled down to 1280 px, and <stem>.geojson (the cells for
 QuPath: outlines, myeloma / other classification, areas, nucleus/cell ratio, scores; --no-geojson to
 skip); for all images: summary.csv (one row per image: cells, myeloma / non-myeloma counts when a

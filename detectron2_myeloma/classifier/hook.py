@@ -10,7 +10,7 @@ checkpoints neither contain nor overwrite the classifier's weights.
 """
 import math
 import os
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from detectron2.structures import Instances
 
 from ..data.images import read_record_image
 from ..modeling.post_hooks import POST_HOOK_REGISTRY
+from ..modeling.precision import autocast, body_precision, inference_precision
 from ..utils.errors import InputError
 from .crops import crop_and_resize, crop_side
 from .labels import NOT_CLASSIFIED
@@ -53,11 +54,18 @@ class CellClassifierHook:
     Only detections of ``cell_class`` are classified. The others (nuclei of a cell + nucleus model) are
     labelled :data:`~.labels.NOT_CLASSIFIED` with probability NaN and always kept: a nucleus is no cell to
     call myeloma, and the submission writer pairs nuclei with the cells that remain, ignoring the rest.
+
+    On CUDA the crops go to the classifier in batches of exactly ``batch_size`` (the last one padded),
+    prepared once when the hook is made: one shape, whatever the number of cells per image. The
+    classifier, an EfficientNet like the detector's body, runs in the body's precision
+    (:mod:`~detectron2_myeloma.modeling.precision`, ``inference_dtype`` from TEST.AMP.ENABLED): float32
+    on the CPU, the autocast dtype on CUDA.
     """
 
     @configurable
     def __init__(self, *, classifier: CellClassifier, cell_class: int = 0, batch_size: int = 32,
-                 keep_non_myeloma: bool = True, input_format: str = "RGB"):
+                 keep_non_myeloma: bool = True, input_format: str = "RGB",
+                 inference_dtype: Optional[torch.dtype] = None):
         if input_format not in ("RGB", "BGR"):
             raise ValueError(f"MODEL.CELL_CLASSIFIER needs INPUT.FORMAT RGB or BGR, got {input_format!r}")
         self.classifier = classifier.eval()
@@ -65,6 +73,9 @@ class CellClassifierHook:
         self.batch_size = batch_size
         self.keep_non_myeloma = keep_non_myeloma
         self.input_format = input_format
+        self.inference_dtype = inference_dtype
+        if self.classifier.device.type == "cuda":  # crops go in fixed batches there: one shape to prepare
+            self.classifier.warm_up(batch_size)
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> Dict[str, Any]:
@@ -81,6 +92,7 @@ class CellClassifierHook:
             "batch_size": config.BATCH_SIZE,
             "keep_non_myeloma": config.KEEP_NON_MYELOMA,
             "input_format": cfg.INPUT.FORMAT,
+            "inference_dtype": inference_precision(cfg).dtype,
         }
 
     def __call__(self, batched_inputs: List[Dict[str, Any]], results: List[Dict[str, Any]]
@@ -108,7 +120,11 @@ class CellClassifierHook:
         """Myeloma probabilities of the XYXY ``boxes`` (original image pixels), on the boxes' device."""
         if self.classifier.device != boxes.device:  # follows the detector, e.g. after model.to(device)
             self.classifier.to(boxes.device)
-        return self.classifier.classify(self.cell_crops(inputs, boxes, image_size), self.batch_size)
+        device = self.classifier.device
+        with autocast(device.type, self.inference_dtype), body_precision(device):
+            probs = self.classifier.classify(self.cell_crops(inputs, boxes, image_size), self.batch_size,
+                                             fixed_batch=device.type == "cuda")
+        return probs.float()
 
     def cell_crops(self, inputs: Dict[str, Any], boxes: torch.Tensor, image_size: Tuple[int, int]
                    ) -> np.ndarray:

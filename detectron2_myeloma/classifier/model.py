@@ -71,13 +71,18 @@ class CellClassifier(nn.Module):
         return self.net((crops.float() - self.pixel_mean) / self.pixel_std)
 
     @torch.no_grad()
-    def classify(self, crops: Union[torch.Tensor, np.ndarray], batch_size: int = 64) -> torch.Tensor:
+    def classify(self, crops: Union[torch.Tensor, np.ndarray], batch_size: int = 64,
+                 fixed_batch: bool = False) -> torch.Tensor:
         """Myeloma probability of each crop, on the model's device, in eval mode.
 
         Args:
             crops: (N, 3, S, S) tensor, or (N, S, S, 3) uint8 array (as the hook's ``cell_crops``);
-                0..255 RGB, with S = ``input_size`` and cut as ``crop_margin`` / ``crop_diameters`` say. Only the crops move
-                to the model's device, a chunk at a time.
+                0..255 RGB, with S = ``input_size`` and cut as ``crop_margin`` / ``crop_diameters`` say.
+                Only the crops move to the model's device, a chunk at a time.
+            fixed_batch: every forward pass takes exactly ``batch_size`` crops, the last chunk padded
+                with blank ones (whose outputs are dropped): on CUDA each new batch shape costs seconds
+                of kernel selection, so a varying number of cells per image must not mean new shapes.
+                In eval mode a crop's output does not depend on the others in its batch.
         """
         if isinstance(crops, np.ndarray):
             crops = torch.from_numpy(crops).permute(0, 3, 1, 2)
@@ -86,10 +91,20 @@ class CellClassifier(nn.Module):
             raise ValueError(f"expected (N, 3, {size}, {size}) crops, got {tuple(crops.shape)}")
         was_training = self.training
         self.eval()
-        probs = [torch.softmax(self(chunk.to(self.device)), dim=1)[:, MYELOMA]
-                 for chunk in crops.split(batch_size)]
+        probs = []
+        for chunk in crops.split(batch_size):
+            count = len(chunk)
+            if fixed_batch and count < batch_size:
+                chunk = torch.cat([chunk, chunk.new_zeros((batch_size - count, *chunk.shape[1:]))])
+            probs.append(torch.softmax(self(chunk.to(self.device)), dim=1)[:count, MYELOMA])
         self.train(was_training)
         return torch.cat(probs) if probs else torch.zeros(0, device=self.device)
+
+    def warm_up(self, batch_size: int) -> None:
+        """One forward pass of ``batch_size`` blank crops, so that the first image does not pay for
+        the kernels' selection (seconds on CUDA)."""
+        self.classify(torch.zeros((batch_size, 3, self.input_size, self.input_size), dtype=torch.uint8),
+                      batch_size, fixed_batch=True)
 
 
 def build_classifier(cfg: CfgNode, load_pretrained: bool = True) -> CellClassifier:

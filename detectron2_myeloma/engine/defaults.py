@@ -48,7 +48,8 @@ def setup_inference(config_file: Optional[str], opts: Sequence[str], score_thres
 
     The score threshold is applied inside the model; ``TEST.DETECTIONS_PER_IMAGE`` is raised to
     ``max_cells`` per class, room for that many cells and their nuclei; ``MODEL.DEVICE`` falls back to
-    the CPU where CUDA is absent. Logs the precision each stage runs in."""
+    the CPU where CUDA is absent; with MODEL.WEIGHTS, no ImageNet weights are read (the checkpoint
+    replaces them). Logs the precision each stage runs in."""
     if config_file is None:
         config_file, shipped_opts = model_zoo.default_inference()
         opts = [*shipped_opts, *opts]
@@ -58,6 +59,8 @@ def setup_inference(config_file: Optional[str], opts: Sequence[str], score_thres
         raise InputError(f"{config_file}: MODEL.WEIGHTS is empty (the detector's heads would be untrained): "
                          f"add MODEL.WEIGHTS <checkpoint or shipped model, e.g. {model_zoo.DEFAULT_DETECTOR}>, "
                          "or leave out --config-file for the shipped model")
+    if cfg.MODEL.WEIGHTS:  # the checkpoint replaces every backbone weight: no ImageNet file to read first
+        cfg.MODEL.TIMM.PRETRAINED = False
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = score_threshold
     cfg.TEST.DETECTIONS_PER_IMAGE = max(cfg.TEST.DETECTIONS_PER_IMAGE,
                                         max_cells * cfg.MODEL.ROI_HEADS.NUM_CLASSES)

@@ -1,7 +1,6 @@
-"""The detector run over image files: Detectron2's ``DefaultPredictor`` at each image's cell scale,
+"""The detector on one image: Detectron2's ``DefaultPredictor`` at the image's cell scale,
 plus the full-resolution image that the cell classifier post-hook crops from."""
-import logging
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Union
 
 import detectron2.data.transforms as T
 import numpy as np
@@ -10,18 +9,12 @@ from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultPredictor
 from detectron2.modeling import build_model
-from detectron2.structures import Instances
 
 from ..checkpoint import MyelomaCheckpointer
-from ..data.images import Failure, iter_images
-from ..data.regions import ArrayRegions
 from ..data.transforms import CellAugInput, ResizeToCellDiameter
-from ..structures import CellDetections, CellScale
-from ..utils.errors import InputError
+from ..structures import CellDetections
 from .cell_scale import CellScaleFinder
 from .tta import CellTTA
-
-logger = logging.getLogger(__name__)
 
 
 class OriginalImagePredictor(DefaultPredictor):
@@ -47,6 +40,7 @@ class OriginalImagePredictor(DefaultPredictor):
         if len(cfg.DATASETS.TEST):
             self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
         MyelomaCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        self.detector = self.model  # one view, for the cell-scale search
         if cfg.TEST.AUG.ENABLED:
             self.model = CellTTA(self.model, cfg)
         target = cfg.INPUT.CELL_DIAMETER.TEST
@@ -56,10 +50,11 @@ class OriginalImagePredictor(DefaultPredictor):
         self.input_format = cfg.INPUT.FORMAT
 
     def __call__(self, original_image: np.ndarray, cell_diameter: Optional[float] = None,
-                 mask_crops: bool = False, post_hooks: bool = True) -> Dict[str, Any]:
+                 mask_crops: bool = False, post_hooks: bool = True, augment: bool = True) -> Dict[str, Any]:
         """Predictions for one HxWx3 BGR image whose median cell spans ``cell_diameter`` pixels, as
         ``DefaultPredictor`` returns them; with ``mask_crops``, the masks as ``pred_mask_crops``; with
-        ``post_hooks`` False, without the post-hooks (the cell classifier)."""
+        ``post_hooks`` False, without the post-hooks (the cell classifier); with ``augment`` False, from
+        one view even where TEST.AUG is on."""
         if self.resizes_by_cell and not cell_diameter:
             raise ValueError("this model resizes by cell size (INPUT.CELL_DIAMETER.TEST): give the image's "
                              "cell_diameter (engine.cell_scale decides it)")
@@ -73,7 +68,7 @@ class OriginalImagePredictor(DefaultPredictor):
         if cell_diameter:
             inputs["cell_diameter"] = float(cell_diameter)
         with torch.no_grad():
-            return self.model([inputs])[0]
+            return (self.model if augment else self.detector)([inputs])[0]
 
 
 def build_predictor(cfg: CfgNode, cell_class: int) -> OriginalImagePredictor:
@@ -89,29 +84,10 @@ def build_predictor(cfg: CfgNode, cell_class: int) -> OriginalImagePredictor:
 def build_scale_finder(predictor: OriginalImagePredictor, cfg: CfgNode, cell_class: int,
                        cell_diameter: Union[float, str, None] = None) -> CellScaleFinder:
     """The cell scale of each image for ``predictor`` (``cell_diameter``: --cell-diameter), searched
-    with the bare detector (:class:`~.cell_scale.CellScaleFinder`)."""
+    with the bare detector, one view (:class:`~.cell_scale.CellScaleFinder`): every tool and option
+    decides an image's scale alike."""
     def detect(image: np.ndarray, diameter: float) -> CellDetections:
-        outputs = predictor(image, diameter, mask_crops=True, post_hooks=False)
+        outputs = predictor(image, diameter, mask_crops=True, post_hooks=False, augment=False)
         return CellDetections.from_instances(outputs["instances"].to("cpu"))
 
     return CellScaleFinder(detect, cfg.INPUT.CELL_DIAMETER.TEST, cfg.TEST.TILES.SIZE, cell_class, cell_diameter)
-
-
-def predict_images(predictor: OriginalImagePredictor, scales: CellScaleFinder, paths: Iterable[str],
-                   failures: List[Failure]) -> Iterator[Tuple[str, np.ndarray, Instances, Optional[CellScale]]]:
-    """``(path, BGR image, Instances on CPU at the image's resolution, its cell scale)`` for every
-    readable image; unreadable ones, and those whose scale cannot be decided, are appended to
-    ``failures``. Scales to estimate are measured first, over all images (``scales.survey``)."""
-    paths = list(paths)
-    scales.survey(paths)
-    for path, image in iter_images(paths, failures):
-        try:
-            scale = scales(ArrayRegions(path, image))
-        except InputError as err:
-            logger.warning("%s", err)
-            failures.append((path, getattr(err, "problem", str(err))))
-            continue
-        if scale is not None:
-            logger.info("%s: cells of %s", path, scale.describe())
-        outputs = predictor(image, scale.diameter if scale else None)
-        yield path, image, outputs["instances"].to("cpu"), scale

@@ -23,6 +23,7 @@ from ..data.report import DatasetError
 from ..structures import CellDetections, CellScale
 from ..utils.errors import InputError
 from ..utils.memory import release_free_memory
+from ..utils.read_ahead import read_ahead
 from .predictor import OriginalImagePredictor, build_scale_finder
 
 logger = logging.getLogger(__name__)
@@ -165,11 +166,12 @@ def predict_cells(predictor: TiledPredictor, paths: Iterable[str], failures: Lis
     """``(path, the image's regions, its detections, its cell scale)`` for every readable image, with a
     progress bar over images (and one over the tiles of each large image); unreadable images, and those
     the model cannot take (a cell scale that cannot be right or found), are appended to ``failures``. The
-    regions are closed when the next image is read. Scales to estimate are measured first, over all
+    next image is opened (a camera frame: decoded) in the background while this one is predicted; each
+    image's regions are closed when the caller asks for the next. Scales to estimate are measured first, over all
     images (:meth:`~.cell_scale.CellScaleFinder.survey`)."""
     paths = list(paths)
     predictor.cell_scale.survey(paths)
-    for path, regions in iter_images(paths, failures, read=open_regions):
+    for path, regions in read_ahead(iter_images(paths, failures, read=open_regions)):
         with regions:
             try:
                 scale = predictor.cell_scale(regions)

@@ -24,8 +24,6 @@ from typing import Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 import cv2
 import numpy as np
-import torch
-from detectron2.structures import Instances
 from tqdm import tqdm
 
 from ..data.segpc_format import (
@@ -38,7 +36,7 @@ from ..data.segpc_format import (
     resize_to_submission,
 )
 from ..data.images import image_stem, list_images
-from ..structures import NUCLEUS_MASKS, CellDetections
+from ..structures import CellDetections
 from ..utils.atomic import OutputFolder, check_output_file
 from ..utils.errors import InputError
 
@@ -105,63 +103,38 @@ def complete_cell(cell: np.ndarray, nucleus: np.ndarray) -> Optional[CellParts]:
     return CellParts(full_nucleus, full_cytoplasm, rule)
 
 
-def _pred_masks(instances: Instances) -> np.ndarray:
-    """(N, H, W) boolean numpy view of ``pred_masks`` (tensor or array)."""
-    return torch.as_tensor(instances.pred_masks).cpu().numpy().astype(bool, copy=False)
-
-
-def select_instances(instances: Instances, cell_class: int, score_threshold: float = 0.5,
-                     max_instances: int = 100) -> Instances:
+def select_cells(detections: CellDetections, cell_class: int, score_threshold: float = 0.5,
+                 max_instances: int = 100) -> CellDetections:
     """Detections with ``score >= score_threshold``, best first, keeping at most ``max_instances``
     cells (detections of other classes, i.e. nuclei, are all kept: each can serve a kept cell)."""
-    scores = torch.as_tensor(instances.scores).cpu().numpy()
-    classes = torch.as_tensor(instances.pred_classes).cpu().numpy()
-    order = np.argsort(-scores, kind="stable")
-    order = order[scores[order] >= score_threshold]
-    is_cell = classes[order] == cell_class
-    cell_rank = np.cumsum(is_cell) - 1
-    order = order[~is_cell | (cell_rank < max_instances)]
-    return instances[torch.as_tensor(order, dtype=torch.long)]
+    order = np.argsort(-detections.scores, kind="stable")
+    order = order[detections.scores[order] >= score_threshold]
+    is_cell = detections.classes[order] == cell_class
+    return detections.subset(order[~is_cell | (np.cumsum(is_cell) - 1 < max_instances)])
 
 
-def match_nuclei(instances: Instances, cell_class: int, nucleus_class: Optional[int],
-                 min_overlap: float = MIN_NUCLEUS_OVERLAP) -> List[Tuple[int, Optional[int]]]:
-    """:meth:`CellDetections.match_nuclei <detectron2_myeloma.structures.CellDetections.match_nuclei>`
-    of ``instances``."""
-    return CellDetections.from_instances(instances).match_nuclei(cell_class, nucleus_class, min_overlap)
-
-
-def iter_cell_parts(instances: Instances, cell_class: int, nucleus_class: Optional[int],
+def iter_cell_parts(detections: CellDetections, cell_class: int, nucleus_class: Optional[int],
                     min_overlap: float = MIN_NUCLEUS_OVERLAP) -> Iterator[Parts]:
-    """:func:`pair_cells_with_nuclei` one cell at a time, so that only one cell's masks are held."""
-    masks = _pred_masks(instances)
-    if instances.has(NUCLEUS_MASKS):  # each cell's own nucleus
-        nuclei = torch.as_tensor(instances.get(NUCLEUS_MASKS)).cpu().numpy().astype(bool, copy=False)
-        for i in np.flatnonzero(torch.as_tensor(instances.pred_classes).cpu().numpy() == cell_class):
-            nucleus = nuclei[i] & masks[i]
-            yield nucleus, masks[i] & ~nucleus
-        return
-    for cell_index, nucleus_index in match_nuclei(instances, cell_class, nucleus_class, min_overlap):
-        cell = masks[cell_index]
-        nucleus = masks[nucleus_index] & cell if nucleus_index is not None else np.zeros_like(cell)
-        yield nucleus, cell & ~nucleus
+    """(nucleus, cytoplasm) of every cell detection, full-size, one cell at a time (only one cell's
+    masks are held): the cell's own predicted nucleus where the model predicts one, else the nucleus
+    detection paired with it (:meth:`~detectron2_myeloma.structures.CellDetections.cell_nuclei`), cut
+    to the cell; and the cell minus it. The nucleus may be empty here (e.g. ``nucleus_class`` None);
+    :class:`SubmissionWriter` completes it."""
+    for index, nucleus in detections.cell_nuclei(cell_class, nucleus_class, min_overlap):
+        cell = np.zeros(detections.image_size, dtype=bool)
+        detections.masks[index].paste(cell)
+        core = np.zeros_like(cell)
+        if nucleus is not None:
+            nucleus.paste(core)
+            core &= cell
+        yield core, cell & ~core
 
 
-def pair_cells_with_nuclei(instances: Instances, cell_class: int, nucleus_class: Optional[int],
-                           min_overlap: float = MIN_NUCLEUS_OVERLAP) -> List[Parts]:
-    """(nucleus, cytoplasm) of every cell detection at the instances' resolution: the cell's own
-    predicted nucleus (``pred_nucleus_masks``) where the model predicts one, else its best nucleus
-    detection (:func:`match_nuclei`), clipped to the cell; and the cell minus it. Either may be empty
-    here (e.g. ``nucleus_class`` None: every nucleus is); :class:`SubmissionWriter` completes them."""
-    return list(iter_cell_parts(instances, cell_class, nucleus_class, min_overlap))
-
-
-def submission_parts(instances: Instances, cell_class: int, nucleus_class: Optional[int],
+def submission_parts(detections: CellDetections, cell_class: int, nucleus_class: Optional[int],
                      score_threshold: float = 0.5, max_instances: int = 100) -> Iterator[Parts]:
-    """A detector's output (``pred_masks`` at the original resolution, ``scores``, ``pred_classes``)
-    -> the (nucleus, cytoplasm) pairs to give :meth:`SubmissionWriter.write`."""
-    kept = select_instances(instances, cell_class, score_threshold, max_instances)
-    return iter_cell_parts(kept, cell_class, nucleus_class)
+    """An image's detections -> the (nucleus, cytoplasm) pairs to give :meth:`SubmissionWriter.write`."""
+    return iter_cell_parts(select_cells(detections, cell_class, score_threshold, max_instances),
+                           cell_class, nucleus_class)
 
 
 @dataclass

@@ -1,11 +1,11 @@
-"""Pictures of predictions: Detectron2 Visualizer overlays captioned by the cell classifier's answer,
-and colour splashes (cells in colour, the rest grey), scaled for viewing."""
+"""Pictures of predictions: overlays captioned by the cell classifier's answer and colour splashes
+(cells in colour, the rest grey), scaled for viewing. Drawn with OpenCV, not Detectron2's matplotlib
+Visualizer: drawing is part of every predicted frame's time (benchmarks/RESULTS.md, "End to end")."""
 from typing import List, Tuple
 
 import cv2
 import numpy as np
 from detectron2.data import Metadata
-from detectron2.utils.visualizer import Visualizer
 
 from ..classifier.labels import NOT_CLASSIFIED
 from ..structures import CellDetections, MaskCrop
@@ -26,16 +26,17 @@ def colour_splash(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 MYELOMA_COLOURS = {1: (0.86, 0.08, 0.24), 0: (0.0, 0.63, 0.3)}  # RGB in [0, 1]: myeloma red, other green
 UNLABELLED_COLOUR = (30, 90, 255)  # 0-255 RGB, for classes without metadata.thing_colors
+FILL_ALPHA = 0.4  # opacity of a cell's fill over the image
 
 
-def preview_polygons(crop: MaskCrop, scale: float) -> List[np.ndarray]:
-    """The outlines of a mask at ``scale``, as Visualizer takes polygon masks (flat x, y lists)."""
+def preview_contours(crop: MaskCrop, scale: float) -> List[np.ndarray]:
+    """The outer outlines of a mask at ``scale``, as OpenCV contours ((K, 1, 2) int32 points)."""
     small = crop.scaled(scale)
     if small.area == 0:
         return []
     contours, _ = cv2.findContours(small.mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE,
                                    offset=(small.x, small.y))
-    return [c.reshape(-1).astype(np.float64) + 0.5 for c in contours if len(c) >= 3]
+    return [c for c in contours if len(c) >= 3]
 
 
 def preview_mask(detections: CellDetections, indices: np.ndarray, shape: Tuple[int, int]) -> np.ndarray:
@@ -47,40 +48,56 @@ def preview_mask(detections: CellDetections, indices: np.ndarray, shape: Tuple[i
     return canvas
 
 
-def draw_overlay(preview: np.ndarray, detections: CellDetections, metadata: Metadata) -> np.ndarray:
-    """Detectron2's Visualizer drawing of ``detections`` over ``preview``, the image (BGR) scaled to
-    the size to draw at; masks are drawn as outlines scaled to it, so a slide region's thousands of
-    cells never need a full-size mask each. Each caption starts with ``#k``, the detection's row index
-    in its image (the ``index`` of cells.csv and the case report's galleries), so a cell seen here is
-    found there. Cells the classifier labelled are coloured and captioned by its answer and the myeloma
-    probability ("#3 myeloma 0.93" in red, "#4 other 0.12" in green: both numbers are the probability
-    of myeloma, not a confidence in the label); other detections keep the class name and detector score.
-    Each cell's own nucleus, where the model predicts one, is outlined inside it in the cell's colour."""
-    scale = preview.shape[1] / detections.image_size[1]
-    visualizer = Visualizer(preview[:, :, ::-1], metadata=metadata, scale=1.0)
+def overlay_captions(detections: CellDetections, metadata: Metadata) -> List[Tuple[str, Tuple[int, int, int]]]:
+    """(caption, BGR colour) of every detection. Each caption starts with ``#k``, the detection's row
+    index in its image (the ``index`` of cells.csv and the case report's galleries), so a cell seen in
+    an overlay is found there. Cells the classifier labelled are coloured and captioned by its answer
+    and the myeloma probability ("#3 myeloma 0.93" in red, "#4 other 0.12" in green: both numbers are
+    the probability of myeloma, not a confidence in the label); other detections keep the class name
+    and detector score, in the class's colour."""
     thing_colours = metadata.get("thing_colors", None)
     labels, probs = detections.labels, detections.probs
-    captions, colours, polygons, boxes, drawn_indices = [], [], [], [], []
+    captions = []
     for index, (cls, score) in enumerate(zip(detections.classes.tolist(), detections.scores.tolist())):
-        outline = preview_polygons(detections.masks[index], scale)
-        if not outline:
-            continue
         label = NOT_CLASSIFIED if labels is None else int(labels[index])
         if label == NOT_CLASSIFIED:
-            captions.append(f"#{index} {metadata.thing_classes[cls]} {score:.0%}")
-            colours.append(tuple(c / 255 for c in (thing_colours[cls] if thing_colours else UNLABELLED_COLOUR)))
+            rgb = thing_colours[cls] if thing_colours else UNLABELLED_COLOUR
+            caption = f"#{index} {metadata.thing_classes[cls]} {score:.0%}"
         else:
+            rgb = tuple(round(255 * c) for c in MYELOMA_COLOURS[label])
             prob = f" {probs[index]:.2f}" if probs is not None else ""
-            captions.append(f"#{index} " + ("myeloma" if label == 1 else "other") + prob)
-            colours.append(MYELOMA_COLOURS[label])
-        polygons.append(outline)
-        boxes.append(detections.boxes[index] * scale)
-        drawn_indices.append(index)
-    if not polygons:
-        return visualizer.output.get_image()[:, :, ::-1]
-    visualizer.overlay_instances(masks=polygons, boxes=np.array(boxes), labels=captions, assigned_colors=colours,
-                                 alpha=0.4)
-    for index, colour in zip(drawn_indices, colours) if detections.nuclei is not None else ():
-        for contour in preview_polygons(detections.nuclei[index], scale):
-            visualizer.draw_polygon(contour.reshape(-1, 2), colour, alpha=0.0)
-    return visualizer.output.get_image()[:, :, ::-1]
+            caption = f"#{index} " + ("myeloma" if label == 1 else "other") + prob
+        captions.append((caption, tuple(int(c) for c in rgb[::-1])))
+    return captions
+
+
+def draw_overlay(preview: np.ndarray, detections: CellDetections, metadata: Metadata) -> np.ndarray:
+    """``detections`` drawn over ``preview`` (the image, BGR, scaled to the size to draw at) with
+    OpenCV: each cell filled at :data:`FILL_ALPHA` and outlined, its box and caption
+    (:func:`overlay_captions`); each cell's own nucleus, where the model predicts one, outlined inside
+    it in the cell's colour. Masks are drawn as outlines scaled to the preview, so a slide region's
+    thousands of cells never need a full-size mask each."""
+    scale = preview.shape[1] / detections.image_size[1]
+    fill, covered = np.zeros_like(preview), np.zeros(preview.shape[:2], np.uint8)
+    drawn = []
+    for index, (caption, colour) in enumerate(overlay_captions(detections, metadata)):
+        contours = preview_contours(detections.masks[index], scale)
+        if contours:
+            cv2.drawContours(fill, contours, -1, colour, cv2.FILLED)
+            cv2.drawContours(covered, contours, -1, 1, cv2.FILLED)
+            drawn.append((index, caption, colour, contours))
+    out = preview.copy()
+    blend = covered.astype(bool)
+    out[blend] = (preview[blend] * (1 - FILL_ALPHA) + fill[blend] * FILL_ALPHA).round().astype(np.uint8)
+    font, font_scale = cv2.FONT_HERSHEY_SIMPLEX, max(0.35, min(preview.shape[:2]) / 1500)
+    for index, caption, colour, contours in drawn:
+        cv2.drawContours(out, contours, -1, colour, 1, cv2.LINE_AA)
+        if detections.nuclei is not None:
+            cv2.drawContours(out, preview_contours(detections.nuclei[index], scale), -1, colour, 1, cv2.LINE_AA)
+        x0, y0, x1, y1 = (int(round(v)) for v in detections.boxes[index] * scale)
+        cv2.rectangle(out, (x0, y0), (x1, y1), colour, 1)
+        (width, height), baseline = cv2.getTextSize(caption, font, font_scale, 1)
+        top = max(y0 - height - baseline, 0)
+        cv2.rectangle(out, (x0, top), (x0 + width, top + height + baseline), (0, 0, 0), cv2.FILLED)
+        cv2.putText(out, caption, (x0, top + height), font, font_scale, colour, 1, cv2.LINE_AA)
+    return out

@@ -4,7 +4,9 @@ import csv
 import json
 import logging
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Deque, Dict, List, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -25,10 +27,16 @@ SUMMARY_COLUMNS = ["image", "cells", "myeloma", "non_myeloma", "mean_score", "me
                    "cell_diameter_px", "cell_diameter_from", "warning"]
 CELL_COLUMNS = ["image", "index", "class", "score", "area", "x", "y", "width", "height",
                 "nucleus_area", "nc_ratio", "myeloma_label", "myeloma_prob"]
+MAX_PENDING_PICTURES = 4  # pictures waiting for the background writer before add() waits for it
+
+
+def write_png(path: str, image: np.ndarray) -> None:
+    if not cv2.imwrite(path, image):
+        raise OSError(f"{path}: cannot write image")
 
 
 class PredictionWriter:
-    """Context manager saving, for each image, ``<stem>_overlay.png`` (Detectron2 Visualizer) and
+    """Context manager saving, for each image, ``<stem>_overlay.png`` (:func:`~.overlays.draw_overlay`) and
     ``<stem>_splash.png`` (cells in colour, the rest grey), scaled by :func:`preview_scale`;
     ``<stem>.geojson`` (the cells for QuPath, :mod:`~detectron2_myeloma.export.geojson`) unless
     ``geojson`` is None; a row in ``summary.csv`` and one row per detection in ``cells.csv``; and on exit
@@ -44,6 +52,10 @@ class PredictionWriter:
     nucleus detection inside it) gives the ``nucleus_area`` and ``nc_ratio`` (nucleus / cell area)
     columns of cells.csv. QuPath ``"cell"`` objects need a nucleus: a model with neither gets detection
     objects, said once in the log, rather than cells without the nucleus the README promises.
+
+    The pictures are encoded and written by a background thread (PNG compression is a good part of an
+    image's time), overlapping the next image's prediction; a picture that cannot be written raises at a
+    later ``add`` or on exit.
     """
 
     def __init__(self, output_dir: str, metadata: Metadata, cell_class: int,
@@ -66,6 +78,8 @@ class PredictionWriter:
         os.makedirs(self.output_dir, exist_ok=True)
         self._summary = self._open_csv("summary.csv", SUMMARY_COLUMNS)
         self._cells = self._open_csv("cells.csv", CELL_COLUMNS)
+        self._pictures = ThreadPoolExecutor(max_workers=1, thread_name_prefix="picture-writer")
+        self._pending: Deque[Future] = deque()
         return self
 
     def _open_csv(self, name: str, columns: List[str]) -> "csv.DictWriter":
@@ -76,8 +90,15 @@ class PredictionWriter:
         return writer
 
     def __exit__(self, exc_type, exc, traceback) -> None:
-        for f in self._files:
-            f.close()
+        try:
+            while self._pending:
+                failure = self._pending.popleft().exception()
+                if failure is not None and exc_type is None:
+                    raise failure
+        finally:
+            self._pictures.shutdown()
+            for f in self._files:
+                f.close()
         with open(os.path.join(self.output_dir, RESULTS_JSON), "w") as f:
             json.dump(self.results, f)
 
@@ -141,6 +162,6 @@ class PredictionWriter:
         })
 
     def _write_png(self, name: str, image: np.ndarray) -> None:
-        path = os.path.join(self.output_dir, name)
-        if not cv2.imwrite(path, image):
-            raise OSError(f"{path}: cannot write image")
+        while len(self._pending) >= MAX_PENDING_PICTURES:
+            self._pending.popleft().result()
+        self._pending.append(self._pictures.submit(write_png, os.path.join(self.output_dir, name), image))

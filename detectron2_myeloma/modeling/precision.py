@@ -27,7 +27,8 @@ RoI pooling                   float32 (``ROIAlign`` casts boxes to the features'
                               boxes are off by up to 2 px at 512 px)
 box and mask heads            training: autocast dtype; inference: float32 (in bfloat16 their
                               scores and masks cost segm AP: docs/RESULTS.md)
-post-hooks (cell classifier)  float32
+cell classifier post-hook     float32 (an EfficientNet,    autocast dtype
+                              as the body)
 what inference returns        float32
 ============================  ===========================  ===========================
 

@@ -1,10 +1,11 @@
 """ROI heads of every detector here: Detectron2's standard heads under the precision policy, and the
 hand-over of feature maps to a mask head that pools for itself."""
-from typing import Any, Dict, List
+import bisect
+from typing import Any, Dict, List, Sequence
 
 import torch
 
-from detectron2.config import CfgNode
+from detectron2.config import CfgNode, configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.modeling.roi_heads.mask_head import ROI_MASK_HEAD_REGISTRY, build_mask_head
@@ -25,10 +26,23 @@ class RMaskROIHeads(StandardROIHeads):
       feature maps its ``input_features(cfg)`` names and no pooler, so ``ROI_MASK_HEAD.NAME`` alone picks
       it; among them ``"image"`` is the model's normalised input batch (stride 1). Any other head is
       built exactly as ``StandardROIHeads`` builds it;
-    - features are pooled in float32, and the heads run as :mod:`.precision` says.
+    - features are pooled in float32, and the heads run as :mod:`.precision` says;
+    - at inference on CUDA, each image's detections reach the mask head padded to one of a few counts
+      (``TEST.DETECTION_BUCKETS``), so that its kernels see few batch shapes.
 
     ``StandardROIHeads._forward_mask`` runs both kinds of mask head.
     """
+
+    @configurable
+    def __init__(self, *, detection_buckets: Sequence[int] = (), **kwargs):
+        super().__init__(**kwargs)
+        self.detection_buckets = sorted(detection_buckets)
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> Dict[str, Any]:
+        ret = super().from_config(cfg, input_shape)
+        ret["detection_buckets"] = cfg.TEST.DETECTION_BUCKETS
+        return ret
 
     def forward(self, images, features, proposals, targets=None):
         features = self._head_inputs(images, features)
@@ -42,6 +56,18 @@ class RMaskROIHeads(StandardROIHeads):
         features = self._head_inputs(images, features)
         with roi_heads_precision(next(iter(features.values())).device, self.training):
             return self.forward_with_given_boxes(features, instances)
+
+    def pads_detections(self, features: Dict[str, torch.Tensor]) -> bool:
+        """Whether the mask head gets padded detections: inference on CUDA, with buckets configured."""
+        return (not self.training and bool(self.detection_buckets)
+                and next(iter(features.values())).device.type == "cuda")
+
+    def _forward_mask(self, features: Dict[str, torch.Tensor], instances: List[Instances]):
+        if not self.pads_detections(features):
+            return super()._forward_mask(features, instances)
+        counts = [len(x) for x in instances]
+        padded = [padded_to_bucket(x, self.detection_buckets) for x in instances]
+        return [x[:count] for x, count in zip(super()._forward_mask(features, padded), counts)]
 
     def _head_inputs(self, images: ImageList, features: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         features = pooled_features(features)
@@ -61,3 +87,13 @@ class RMaskROIHeads(StandardROIHeads):
         shapes = {f: IMAGE_SHAPE if f == IMAGE_FEATURE else input_shape[f] for f in in_features
                   if f == IMAGE_FEATURE or f in input_shape}  # the head names any that is missing
         return {"mask_in_features": in_features, "mask_pooler": None, "mask_head": build_mask_head(cfg, shapes)}
+
+
+def padded_to_bucket(instances: Instances, buckets: Sequence[int]) -> Instances:
+    """``instances`` with copies of its first detection appended, up to the smallest of the sorted
+    ``buckets`` that holds them all; unchanged when none does, or when there is nothing to copy."""
+    index = bisect.bisect_left(buckets, len(instances))
+    if len(instances) == 0 or index == len(buckets) or buckets[index] == len(instances):
+        return instances
+    return Instances.cat([instances, instances[torch.zeros(buckets[index] - len(instances), dtype=torch.long,
+                                                           device=instances.pred_classes.device)]])

@@ -208,6 +208,21 @@ def test_no_cells_and_no_detections_need_no_image(classifier_path):
         assert labels.dtype == torch.int64 and (labels == -1).all()
 
 
+def test_the_classifier_runs_in_the_bodys_precision(classifier_path, original):
+    """On the CPU the body, and so the classifier, stays float32 under a bfloat16 policy: the same
+    probabilities to the bit; the hook reads its dtype from TEST.AMP.ENABLED."""
+    classifier = load_classifier(classifier_path, "cpu")
+    inputs = [{"original_image": original}]
+    float32, bfloat16 = (CellClassifierHook(classifier=classifier, inference_dtype=dtype)
+                         for dtype in (None, torch.bfloat16))
+    probs = [hook(inputs, [{"instances": hand_made_instances([0, 0, 0])}])[0]["instances"].pred_cell_probs
+             for hook in (float32, bfloat16)]
+    assert probs[1].dtype == torch.float32 and torch.equal(probs[0], probs[1])
+    cfg = hooked_cfg(classifier_path)
+    cfg.TEST.AMP.ENABLED = True
+    assert build_model(cfg).post_hooks[0].inference_dtype == torch.bfloat16
+
+
 def test_missing_or_mismatched_image_is_a_clear_error(classifier_path, original):
     hook = CellClassifierHook(classifier=load_classifier(classifier_path, "cpu"))
     with pytest.raises(ValueError, match="original_image"):
@@ -239,6 +254,18 @@ def test_cell_classifier_hook_on_cuda_matches_cpu(original, tmp_path):
     cells = labelled.pred_classes[:5] == 0
     torch.testing.assert_close(labelled.pred_cell_probs[:5][cells], reference.pred_cell_probs[twin][cells],
                                rtol=0, atol=0.02)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_classifier_in_bfloat16_on_cuda_stays_near_float32(classifier_path, original):
+    classifier = load_classifier(classifier_path, "cuda")
+    inputs = [{"original_image": original}]
+    probs = [hook(inputs, [{"instances": hand_made_instances([0] * 6).to("cuda")}])[0]["instances"].pred_cell_probs
+             for hook in (CellClassifierHook(classifier=classifier, inference_dtype=dtype)
+                          for dtype in (None, torch.bfloat16))]
+    assert probs[1].dtype == torch.float32
+    torch.testing.assert_close(probs[1], probs[0], rtol=0, atol=0.02)
 
 
 def test_physical_scale_crops_follow_the_inputs_cell_diameter(segpc_image):

@@ -71,6 +71,22 @@ def test_classify_gives_myeloma_probabilities(lite0):
         lite0.classify(torch.zeros(2, 3, 32, 32))
 
 
+def test_fixed_batches_give_the_same_probabilities_in_one_shape(lite0):
+    """As on CUDA: every forward pass takes the full batch (the last padded), and each crop keeps its
+    probability; the warm-up runs that one shape."""
+    crops = np.random.default_rng(1).integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
+    shapes = []
+    handle = lite0.register_forward_pre_hook(lambda module, args: shapes.append(tuple(args[0].shape)))
+    try:
+        free = lite0.classify(crops, batch_size=4)
+        fixed = lite0.classify(crops, batch_size=4, fixed_batch=True)
+        lite0.warm_up(4)
+    finally:
+        handle.remove()
+    assert shapes == [(4, 3, 64, 64), (1, 3, 64, 64)] + [(4, 3, 64, 64)] * 3
+    torch.testing.assert_close(fixed, free)
+
+
 def test_checkpoint_round_trip(lite0, tmp_path):
     cfg = small_cfg(**{"INPUT.CROP_MARGIN": 0.2, "TEST.THRESHOLD": 0.3})
     path = tmp_path / "model.pth"

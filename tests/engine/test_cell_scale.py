@@ -19,7 +19,7 @@ from detectron2_myeloma.engine import cell_scale
 from detectron2_myeloma.engine.cell_scale import (MIN_CELL_DIAMETER, CellScaleFinder, check_cell_diameter,
                                                   check_given_diameter, parse_cell_diameter, scale_warning)
 from detectron2_myeloma.engine.defaults import setup_inference
-from detectron2_myeloma.engine.predictor import build_predictor
+from detectron2_myeloma.engine.predictor import build_predictor, build_scale_finder
 from detectron2_myeloma.engine.tiling import TiledPredictor
 from detectron2_myeloma.structures import CellDetections, CellScale
 from detectron2_myeloma.utils.errors import InputError
@@ -259,3 +259,20 @@ def test_a_full_size_nikon_frame_is_predicted_whole_at_its_known_scale(shared_se
         (row,) = list(csv.DictReader(f))
     assert (row["cell_diameter_px"], row["cell_diameter_from"]) == ("319.6", "frame size")
     assert int(row["cells"]) >= 3  # the frame has 4 annotated cells
+
+
+def test_the_scale_search_sees_one_view_whatever_the_test_time_augmentation(monkeypatch):
+    """make_submission.py (8 views by default) and predict.py (one) decide an image's scale alike: the
+    search runs the bare detector, never the augmented one."""
+    from detectron2_myeloma.engine.tta import CellTTA
+
+    def refuse(self, batched_inputs):
+        raise AssertionError("the scale search ran test-time augmentation")
+
+    monkeypatch.setattr(CellTTA, "forward", refuse)
+    cfg = setup_inference(None, ["TEST.AUG.ENABLED", True], 0.05)
+    predictor = build_predictor(cfg, 0)
+    assert isinstance(predictor.model, CellTTA)
+    frame = cv2.imread(str(REPO / "datasets" / "segpc_mini" / "train" / "x" / "2034.jpg"))[300:1000, 500:1500]
+    scale = build_scale_finder(predictor, cfg, 0)(ArrayRegions("crop.png", frame))
+    assert scale.source == "estimated" and 150 < scale.diameter < 400

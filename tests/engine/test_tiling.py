@@ -43,7 +43,7 @@ class BlobDetector:
 
     cell_diameter = 40.0
 
-    def __call__(self, image, cell_diameter=None, mask_crops=False, post_hooks=True):  # (full-size masks either way)
+    def __call__(self, image, cell_diameter=None, mask_crops=False, post_hooks=True, augment=True):  # (full masks)
         count, labels = cv2.connectedComponents((image.min(axis=2) < 128).astype(np.uint8))
         masks = np.stack([labels == k for k in range(1, count)]) if count > 1 else np.zeros((0, *labels.shape), bool)
         boxes = [[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] for ys, xs in (np.nonzero(m) for m in masks)]

@@ -22,9 +22,10 @@ from detectron2_myeloma.evaluation.submission import (
     RING_CYTOPLASM,
     SubmissionWriter,
     complete_cell,
-    pair_cells_with_nuclei,
+    iter_cell_parts,
     submission_parts,
 )
+from detectron2_myeloma.structures import CellDetections
 from cli import tool_main
 
 make_submission = tool_main("make_submission")
@@ -40,14 +41,14 @@ def disc(row: int, col: int, radius: int) -> np.ndarray:
     return mask.astype(bool)
 
 
-def make_instances(detections) -> Instances:
-    """Detector-like Instances from [(class, score, mask)]."""
+def make_detections(detections) -> CellDetections:
+    """Detector-like CellDetections from [(class, score, mask)]."""
     instances = Instances((H, W))
     instances.pred_classes = torch.tensor([c for c, _, _ in detections], dtype=torch.long)
     instances.scores = torch.tensor([s for _, s, _ in detections], dtype=torch.float32)
     instances.pred_masks = torch.from_numpy(np.stack([m for _, _, m in detections]) if detections
                                             else np.zeros((0, H, W), bool))
-    return instances
+    return CellDetections.from_instances(instances)
 
 
 def test_ground_truth_masks_score_exactly_one(segpc_mini, tmp_path, capsys):
@@ -83,7 +84,7 @@ def test_adversarial_instances_never_give_an_empty_list(tmp_path):
     tiny[1000, 1000] = True
     normal_cell, normal_nucleus = disc(300, 300, 100), disc(310, 300, 40)
     bare, outside_cell = disc(300, 800, 100), disc(1000, 300, 100)
-    instances = make_instances([
+    detections = make_detections([
         (NUCLEUS, 0.9, disc(1000, 700, 40)),  # belongs to no cell
         (CELL, 0.6, outside_cell),  # its only nearby nucleus lies outside it
         (CELL, 0.99, normal_cell),
@@ -97,7 +98,7 @@ def test_adversarial_instances_never_give_an_empty_list(tmp_path):
     ])
     masks_out = tmp_path / "masks"
     with SubmissionWriter(tmp_path / "submission.txt", masks_out=str(masks_out)) as writer:
-        written = writer.write("img", submission_parts(instances, CELL, NUCLEUS, score_threshold=0.5))
+        written = writer.write("img", submission_parts(detections, CELL, NUCLEUS, score_threshold=0.5))
     assert written == 5
     assert writer.stats.dropped == 1
     assert writer.stats.rules == {PREDICTED: 1, ESTIMATED_NUCLEUS: 2, RING_CYTOPLASM: 1, ONE_PIXEL_NUCLEUS: 1}
@@ -130,11 +131,11 @@ def test_adversarial_instances_never_give_an_empty_list(tmp_path):
 def test_pairing_picks_the_most_overlapping_nucleus():
     cell = disc(500, 500, 150)
     half_in, inside = disc(500, 650, 40), disc(480, 470, 50)
-    instances = make_instances([(CELL, 0.9, cell), (NUCLEUS, 0.8, half_in), (NUCLEUS, 0.7, inside)])
-    (nucleus, cytoplasm), = pair_cells_with_nuclei(instances, CELL, NUCLEUS)
+    detections = make_detections([(CELL, 0.9, cell), (NUCLEUS, 0.8, half_in), (NUCLEUS, 0.7, inside)])
+    (nucleus, cytoplasm), = list(iter_cell_parts(detections, CELL, NUCLEUS))
     assert np.array_equal(nucleus, inside) and np.array_equal(cytoplasm, cell & ~inside)
     # A one-class model: no nucleus at all, left for complete_cell to estimate.
-    (nucleus, cytoplasm), = pair_cells_with_nuclei(make_instances([(CELL, 0.9, cell)]), CELL, None)
+    (nucleus, cytoplasm), = list(iter_cell_parts(make_detections([(CELL, 0.9, cell)]), CELL, None))
     assert not nucleus.any() and np.array_equal(cytoplasm, cell)
     parts = complete_cell(resize_to_submission(cell), resize_to_submission(nucleus))
     assert parts.rule == ESTIMATED_NUCLEUS and parts.nucleus.any() and parts.cytoplasm.any()
@@ -144,7 +145,7 @@ def test_image_without_detections_gets_its_id_line(tmp_path):
     path = tmp_path / "submission.txt"
     with SubmissionWriter(path) as writer:
         writer.write("a", [])
-        assert writer.write("b", submission_parts(make_instances([]), CELL, NUCLEUS)) == 0
+        assert writer.write("b", submission_parts(make_detections([]), CELL, NUCLEUS)) == 0
         with pytest.raises(ValueError, match="twice"):
             writer.write("a", [])
     assert path.read_text() == "a\nb\n"

@@ -422,3 +422,17 @@ def test_a_config_that_contradicts_a_shipped_models_own_is_refused(tmp_path, cap
     own = setup_inference(str(REPO / "configs" / "SegPC" / "rmask_rcnn_lite2_fpn_d80.yaml"),
                           ["MODEL.WEIGHTS", "segpc-rmask-lite2"], 0.5)
     assert settled.INPUT.CELL_DIAMETER.TEST == own.INPUT.CELL_DIAMETER.TEST == 80.0
+
+
+def test_a_checkpoint_means_no_imagenet_weights_are_read(monkeypatch):
+    """The shipped model's checkpoint replaces every backbone weight: the tools do not read the
+    packaged ImageNet file first (it was read, then overwritten, at every start)."""
+    from detectron2_myeloma.modeling import timm_backbone
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("ImageNet weights read")
+
+    monkeypatch.setattr(timm_backbone, "_load_imagenet_weights", refuse)
+    cfg = setup_inference(None, [], 0.5)
+    assert not cfg.MODEL.TIMM.PRETRAINED
+    build_predictor(cfg, cell_class=0)

@@ -9,13 +9,12 @@ import cv2
 import numpy as np
 import pytest
 from detectron2.data import Metadata
-from detectron2.utils.visualizer import Visualizer
 
 from detectron2_myeloma.data.colour import GREYSCALE_WARNING, colour_warnings
 from detectron2_myeloma.data.images import image_files, image_stem
 from detectron2_myeloma.data.regions import ArrayRegions
 from detectron2_myeloma.data.segpc_format import cell_and_nucleus, read_segpc_mask
-from detectron2_myeloma.export.overlays import draw_overlay
+from detectron2_myeloma.export.overlays import draw_overlay, overlay_captions
 from detectron2_myeloma.export.predictions import SUMMARY_COLUMNS, PredictionWriter
 from detectron2_myeloma.structures import CellDetections, MaskCrop
 
@@ -65,29 +64,41 @@ def test_qupath_cells_of_a_model_without_nuclei_become_detections(segpc_mini, tm
     assert caplog.text.count("predicts no nucleus") == (1 if object_type == "cell" else 0)
 
 
-def test_overlay_captions_carry_the_cells_csv_index_and_the_myeloma_probability(segpc_mini, tmp_path, monkeypatch):
-    captions = []
-    draw = Visualizer.overlay_instances
-
-    def keep_labels(self, **kwargs):
-        captions.extend(kwargs["labels"])
-        return draw(self, **kwargs)
-
-    monkeypatch.setattr(Visualizer, "overlay_instances", keep_labels)
+def test_overlay_captions_carry_the_cells_csv_index_and_the_myeloma_probability(segpc_mini, tmp_path):
     first = image_files(str(segpc_mini / "x"))[0]
     detections = annotated_cells(segpc_mini, image_stem(first))
     unclassified = annotated_cells(segpc_mini, image_stem(first), classified=False)
     frame = cv2.imread(first)
     with PredictionWriter(str(tmp_path), ONE_CLASS, 0) as writer:
         writer.add(1, "a.jpg", ArrayRegions("a.jpg", frame), detections)
-        writer.add(2, "b.jpg", ArrayRegions("b.jpg", frame), unclassified)
     with open(tmp_path / "cells.csv", newline="") as f:
-        cells = [row for row in csv.DictReader(f) if row["image"] == "a.jpg"]
-    n = len(detections)
-    assert captions[:n] == [f"#{c['index']} {'myeloma' if c['myeloma_label'] == '1' else 'other'} "
-                            f"{float(c['myeloma_prob']):.2f}" for c in cells]
-    assert "other 0.05" in captions[n - 1]  # the myeloma probability, not a confidence in "other"
-    assert captions[n:] == [f"#{k} cell 90%" for k in range(n)]
+        cells = list(csv.DictReader(f))
+    captions = overlay_captions(detections, ONE_CLASS)
+    assert [c for c, _ in captions] == [f"#{c['index']} {'myeloma' if c['myeloma_label'] == '1' else 'other'} "
+                                        f"{float(c['myeloma_prob']):.2f}" for c in cells]
+    assert "other 0.05" in captions[-1][0]  # the myeloma probability, not a confidence in "other"
+    assert {colour for _, colour in captions} == {(61, 20, 219), (76, 161, 0)}  # BGR: myeloma red, other green
+    assert [c for c, _ in overlay_captions(unclassified, ONE_CLASS)] == [f"#{k} cell 90%" for k in range(len(cells))]
+
+
+def test_the_overlay_fills_and_outlines_each_cell_in_its_colour(segpc_mini):
+    """Cells tinted towards their colour, the background untouched, and the frame's size kept."""
+    frame = cv2.imread(str(segpc_mini / "x" / "2011.jpg"))
+    detections = annotated_cells(segpc_mini, "2011")
+    overlay = draw_overlay(frame, detections, ONE_CLASS)
+    assert overlay.shape == frame.shape
+    near = np.zeros(frame.shape[:2], bool)  # each box, with room for its caption above it
+    for x0, y0, x1, y1 in detections.boxes.round().astype(int):
+        near[max(y0 - 40, 0):y1 + 2, max(x0 - 1, 0):max(x1, x0 + 300) + 2] = True
+    assert np.array_equal(overlay[~near], frame[~near])  # only cells, outlines, boxes and captions are drawn
+    first = detections.masks[0]
+    inner = cv2.erode(first.mask.astype(np.uint8), np.ones((9, 9))).astype(bool)
+    ys, xs = np.nonzero(inner)
+    colour = np.array(overlay_captions(detections, ONE_CLASS)[0][1], float)
+    before = frame[ys + first.y, xs + first.x].astype(float)
+    after = overlay[ys + first.y, xs + first.x].astype(float)
+    blended = np.abs(after - (0.6 * before + 0.4 * colour)).max(axis=1) <= 1  # 40% towards its red
+    assert blended.mean() > 0.8  # the rest: captions drawn over the cell
 
 
 def test_each_cells_own_nucleus_reaches_cells_csv_and_qupath_cell_objects(segpc_mini, tmp_path, caplog):
@@ -122,3 +133,12 @@ def test_overlays_outline_each_cells_own_nucleus(segpc_mini):
     changed = (plain != with_nuclei).any(axis=2)
     cells = detections.union_mask(range(len(detections)))
     assert changed.sum() > 100 and not (changed & ~cv2.dilate(cells.astype(np.uint8), np.ones((5, 5))).astype(bool)).any()
+
+
+def test_a_picture_that_cannot_be_written_fails_the_writer(segpc_mini, tmp_path, monkeypatch):
+    """Pictures are written in the background; a failure still reaches the caller, naming the file."""
+    frame = cv2.imread(str(segpc_mini / "x" / "2011.jpg"))
+    monkeypatch.setattr(cv2, "imwrite", lambda path, image: False)
+    with pytest.raises(OSError, match="2011_overlay.png: cannot write image"):
+        with PredictionWriter(str(tmp_path), ONE_CLASS, 0) as writer:
+            writer.add(1, "2011.jpg", ArrayRegions("2011.jpg", frame), annotated_cells(segpc_mini, "2011"))
