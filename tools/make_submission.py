@@ -7,14 +7,14 @@
 
 By default each image is predicted in its 8 flips and 90-degree turns and each cell's masks averaged
 (test-time augmentation, about 5x the time; --no-tta: once). Images go through tools/predict.py's path:
-the same cell scale, tiles for images larger than a tile, the same detections. Each cell's nucleus is the model's own
-(MODEL.ROI_MASK_HEAD.NUCLEUS) or a nucleus detection inside it; a model with neither gets an estimated
-one, said in the log. No instance ever has an empty nucleus or cytoplasm list (the official parser would
-zero the image): see detectron2_myeloma.evaluation.submission for the rule. Unreadable images are
-listed at the end and
-make the exit status 1; the others are still written. --masks-out must be a new or empty folder
-(--overwrite replaces an earlier run's whole). With the cell classifier on (MODEL.POST_HOOKS,
-see tools/predict.py), MODEL.CELL_CLASSIFIER.KEEP_NON_MYELOMA False submits the myeloma cells only.
+the same cell scale, tiles for images larger than a tile, the same detections. Each cell's nucleus is
+the model's own (MODEL.ROI_MASK_HEAD.NUCLEUS) or a nucleus detection inside it; a model with neither
+gets an estimated one, said in the log. No instance ever has an empty nucleus or cytoplasm list (the
+official parser would zero the image): see detectron2_myeloma.evaluation.submission for the rule.
+Unreadable images are listed at the end and make the exit status 1; the others are still written.
+--masks-out must be a new or empty folder (--overwrite replaces an earlier run's whole). With the cell
+classifier on (MODEL.POST_HOOKS, see tools/predict.py), MODEL.CELL_CLASSIFIER.KEEP_NON_MYELOMA False
+submits the myeloma cells only.
 """
 import _quiet  # noqa: F401  first: silences third-party warnings that are not the user's business
 import argparse

@@ -167,8 +167,8 @@ def predict_cells(predictor: TiledPredictor, paths: Iterable[str], failures: Lis
     progress bar over images (and one over the tiles of each large image); unreadable images, and those
     the model cannot take (a cell scale that cannot be right or found), are appended to ``failures``. The
     next image is opened (a camera frame: decoded) in the background while this one is predicted; each
-    image's regions are closed when the caller asks for the next. Scales to estimate are measured first, over all
-    images (:meth:`~.cell_scale.CellScaleFinder.survey`)."""
+    image's regions are closed when the caller asks for the next. Scales to estimate are measured first,
+    over all images (:meth:`~.cell_scale.CellScaleFinder.survey`)."""
     paths = list(paths)
     predictor.cell_scale.survey(paths)
     for path, regions in read_ahead(iter_images(paths, failures, read=open_regions)):

@@ -93,7 +93,8 @@ class SegPCScore:
         """Scalar metrics under display names (per-image scores stay in ``per_image``)."""
         names = OrderedDict(
             [("mIoU", "miou"), ("nucleus_mIoU", "nucleus_miou"), ("mDice", "mean_dice"),
-             ("P@0.5", "precision50"), ("R@0.5", "recall50"), ("F1@0.5", "f1_50"), ("AP50", "ap50"), ("AP", "ap"), ("pixel_accuracy", "pixel_accuracy"),
+             ("P@0.5", "precision50"), ("R@0.5", "recall50"), ("F1@0.5", "f1_50"), ("AP50", "ap50"), ("AP", "ap"),
+             ("pixel_accuracy", "pixel_accuracy"),
              ("semantic_IoU", "semantic_iou"), ("semantic_RMSE", "semantic_rmse"),
              ("gt_cells", "gt_cells"), ("predictions", "predictions"), ("images", "images"),
              ("loss_missed", "loss_missed"), ("loss_merged", "loss_merged"), ("loss_boundary", "loss_boundary"),

@@ -20,7 +20,7 @@ import logging
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Iterable, Iterator, NamedTuple, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -121,8 +121,7 @@ def iter_cell_parts(detections: CellDetections, cell_class: int, nucleus_class: 
     to the cell; and the cell minus it. The nucleus may be empty here (e.g. ``nucleus_class`` None);
     :class:`SubmissionWriter` completes it."""
     for index, nucleus in detections.cell_nuclei(cell_class, nucleus_class, min_overlap):
-        cell = np.zeros(detections.image_size, dtype=bool)
-        detections.masks[index].paste(cell)
+        cell = detections.union_mask([index])
         core = np.zeros_like(cell)
         if nucleus is not None:
             nucleus.paste(core)
