@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import torch
+
 from benchmarks.benchmarking import REPO, Measurement, results_table, run_script
 
 logger = logging.getLogger("benchmark")
@@ -29,6 +31,12 @@ VARIANTS: Dict[str, Tuple[str, List[str], List[str], Dict[str, str]]] = {
     "make_submission.py --no-tta, no classifier": ("make_submission", ["--no-tta"], NO_CLASSIFIER, {}),
     "make_submission.py (8-view TTA: the default)": ("make_submission", [], [], {}),
     "predict.py, AVX2 only (emulated)": ("predict", [], [], AVX2),
+}
+# On CUDA only (no baseline: the key is new): one image per forward against the default's 4.
+CUDA_VARIANTS = {
+    "predict.py, one frame per forward (TEST.IMS_PER_BATCH 1)": ("predict", [], ["TEST.IMS_PER_BATCH", "1"], {}),
+    "make_submission.py, one frame / view per forward (TEST.IMS_PER_BATCH 1)":
+        ("make_submission", [], ["TEST.IMS_PER_BATCH", "1"], {}),
 }
 
 
@@ -78,19 +86,25 @@ def end_to_end_section(workdir: Path, frames: Sequence[str]) -> Tuple[str, Dict[
     if baseline is not None:
         trees.insert(0, (f"baseline {BASELINE_REV}", baseline))
     measurements: List[Measurement] = []
+    pairs: List[Tuple[Measurement, Measurement]] = []
+    variants = [(name, variant, trees) for name, variant in VARIANTS.items()]
+    if torch.cuda.is_available():
+        variants += [(name, variant, trees[-1:]) for name, variant in CUDA_VARIANTS.items()]
     try:
-        for name, (tool, flags, opts, env) in VARIANTS.items():
-            for label, tree in trees:
+        for name, (tool, flags, opts, env), variant_trees in variants:
+            rows = []
+            for label, tree in variant_trees:
                 logger.info("end-to-end: %s, %s", name, label)
                 frame, start_up = per_frame(tree, tool, flags, opts, env, one, many, workdir)
-                measurements.append(Measurement(f"{name}, {label}", [frame], None,
-                                                {"start-up (s)": f"{start_up:.1f}"}))
+                rows.append(Measurement(f"{name}, {label}", [frame], None, {"start-up (s)": f"{start_up:.1f}"}))
+            measurements += rows
+            if len(rows) == 2:
+                pairs.append((rows[0], rows[1]))
     finally:
         if baseline is not None:
             subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=REPO, capture_output=True)
-    pairs = [(measurements[i], measurements[i + 1]) for i in range(0, len(measurements), len(trees))]
     ratios = "\n".join(f"- {new.name}: {new.median / old.median:.2f}x the baseline's time per frame"
-                       for old, new in pairs if len(trees) == 2)
+                       for old, new in pairs)
     body = (f"Seconds per full-size 2040x1536 BMP frame at steady state, every output written (predict.py: "
             f"overlay, splash, GeoJSON, CSVs, report; make_submission.py: submission.txt), default shipped "
             f"models: (time on {FRAMES + 1} frames - time on 1 frame) / {FRAMES}, each run its own process. "

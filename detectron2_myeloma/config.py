@@ -37,6 +37,9 @@ def add_myeloma_config(cfg: CN) -> None:
     # the first, dropped after): every new batch shape costs seconds of cuDNN kernel selection, and the
     # number of cells changes from image to image. Beyond the largest, unpadded; () or the CPU: never.
     _C.TEST.DETECTION_BUCKETS = (8, 16, 32, 64, 128)
+    # Images (frames of one size, or the tiles of a large image) per forward at test, and TTA views of one
+    # shape: a GPU is filled by batches, a CPU gains nothing from them. 0: 4 on CUDA, 1 on the CPU.
+    _C.TEST.IMS_PER_BATCH = 0
     _C.TEST.FRAGMENT_MAX_INSIDE = 0.75  # drop a detection this much inside a larger, better-scored one (0: off)
     # Test-time augmentation (engine/tta.py; Detectron2's TEST.AUG.ENABLED switches it, TEST.AUG.FLIP the
     # horizontal flip): boxes of every view merged by NMS, then each cell's mask averaged over the views.

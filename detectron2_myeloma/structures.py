@@ -15,7 +15,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 import shapely
 import torch
-from detectron2.structures import Instances
+from detectron2.structures import Boxes, Instances
 
 # Instances fields of a model that predicts each cell's nucleus (MODEL.ROI_MASK_HEAD.NUCLEUS): full-size
 # masks like pred_masks (before pasting: (1, M, M) probabilities), or MaskCrops like pred_mask_crops.
@@ -167,6 +167,22 @@ class CellDetections:
         return cls(tuple(instances.image_size), boxes.astype(np.float32), fields["pred_classes"].astype(np.int64),
                    fields["scores"].astype(np.float32), masks, fields.get("pred_cell_labels"), probs, nuclei)
 
+    def to_instances(self) -> Instances:
+        """As the model's ``Instances``, with full-size ``pred_masks`` (and ``pred_nucleus_masks``), for
+        Detectron2's evaluators, which take whole-image masks: camera frames, not slide regions."""
+        instances = Instances(self.image_size)
+        instances.pred_boxes = Boxes(torch.from_numpy(self.boxes))
+        instances.scores = torch.from_numpy(self.scores)
+        instances.pred_classes = torch.from_numpy(self.classes)
+        instances.pred_masks = torch.from_numpy(_pasted(self.masks, self.image_size))
+        if self.nuclei is not None:
+            instances.set(NUCLEUS_MASKS, torch.from_numpy(_pasted(self.nuclei, self.image_size)))
+        if self.labels is not None:
+            instances.pred_cell_labels = torch.from_numpy(self.labels)
+        if self.probs is not None:
+            instances.pred_cell_probs = torch.from_numpy(self.probs)
+        return instances
+
     @classmethod
     def empty(cls, image_size: Tuple[int, int]) -> "CellDetections":
         return cls(tuple(image_size), np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32))
@@ -288,6 +304,14 @@ class CellDetections:
 def _round(value: float) -> int:
     """Halves up (Python's round sends 12.5 and 37.5 to 12 and 38, widening a scaled mask)."""
     return int(np.floor(value + 0.5))
+
+
+def _pasted(masks: Sequence[MaskCrop], image_size: Tuple[int, int]) -> np.ndarray:
+    """(N, H, W) bool: each of ``masks`` in a canvas of its own."""
+    canvas = np.zeros((len(masks), *image_size), dtype=bool)
+    for mask, plane in zip(masks, canvas):
+        mask.paste(plane)
+    return canvas
 
 
 def _extents(masks: Sequence[MaskCrop]) -> np.ndarray:

@@ -63,6 +63,25 @@ def test_crops_keep_every_pixel_and_field():
     assert both.classes.tolist() == [0, 1, 1] and both.labels.tolist() == detections.labels[[0, 1, 5]].tolist()
 
 
+
+def test_back_to_instances_holds_the_full_size_masks_and_every_field():
+    """What the evaluators get from the tools' path (engine/inference.py): the model's fields, whole."""
+    masks, nuclei = random_masks(8), random_masks(9)
+    instances = make_instances(masks, [0, 1, 0, 1, 0, 1])
+    instances.set(NUCLEUS_MASKS, torch.from_numpy(nuclei & masks))
+    detections = CellDetections.from_instances(instances)
+    back = detections.to_instances()
+    assert back.image_size == (H, W)
+    assert torch.equal(back.pred_masks, instances.pred_masks) and back.pred_masks.dtype == torch.bool
+    assert torch.equal(back.get(NUCLEUS_MASKS), instances.get(NUCLEUS_MASKS))
+    assert torch.equal(back.pred_boxes.tensor, instances.pred_boxes.tensor)
+    assert torch.equal(back.pred_classes, instances.pred_classes) and torch.equal(back.scores, instances.scores)
+    assert torch.equal(back.pred_cell_labels, instances.pred_cell_labels)
+    assert torch.allclose(back.pred_cell_probs, instances.pred_cell_probs[:, 1])
+    assert not CellDetections.empty((H, W)).to_instances().has(NUCLEUS_MASKS)
+    assert tuple(CellDetections.empty((H, W)).to_instances().pred_masks.shape) == (0, H, W)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_nucleus_matching_on_crops_is_the_full_mask_rule(seed):
     """Against the rule computed on full-size masks: best |nucleus & cell| / |nucleus|, at least 0.5."""

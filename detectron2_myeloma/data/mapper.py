@@ -1,4 +1,5 @@
-"""Training/test augmentations for cells, as a Detectron2 ``DatasetMapper``."""
+"""Training/test augmentations for cells, as a Detectron2 ``DatasetMapper``; and the evaluation mapper,
+which hands the predictor a record's original image, as the tools hand it an image file."""
 import copy
 from typing import Any, Dict, List, Sequence, Tuple
 
@@ -10,7 +11,7 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import BitMasks
 
-from .images import read_image, record_crop
+from .images import read_image, read_record_image, record_crop
 from .masks import rle_to_mask
 from .transforms import CellAugInput, RandomColorJitter, RandomRot90, ResizeToCellDiameter, build_color_jitter
 
@@ -117,3 +118,13 @@ def build_cell_mapper(cfg: CfgNode, is_train: bool) -> DatasetMapper:
         instance_mask_format=cfg.INPUT.MASK_FORMAT,
         recompute_boxes=cfg.MODEL.MASK_ON and cfg.INPUT.CROP.ENABLED,
     )
+
+
+def original_image_mapper(dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
+    """The evaluation loader's mapper: the record without its annotations (the evaluators read them from
+    the catalog) and its ``"image"``, HxWx3 uint8 BGR at the file's own resolution: the engine's
+    predictor resizes it as the tools resize an image file (:mod:`~detectron2_myeloma.engine.inference`)."""
+    record = {key: value for key, value in dataset_dict.items() if key != "annotations"}
+    record["image"] = read_record_image(dataset_dict)
+    utils.check_image_size(record, record["image"])
+    return record

@@ -1,6 +1,6 @@
 """The detector on one image: Detectron2's ``DefaultPredictor`` at the image's cell scale,
 plus the full-resolution image that the cell classifier post-hook crops from."""
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import detectron2.data.transforms as T
 import numpy as np
@@ -31,15 +31,18 @@ class OriginalImagePredictor(DefaultPredictor):
     ``TEST.AUG.ENABLED`` the model predicts from several views (:class:`~.tta.CellTTA`).
     """
 
-    def __init__(self, cfg: CfgNode):
+    def __init__(self, cfg: CfgNode, model: Optional[torch.nn.Module] = None):
         # DefaultPredictor.__init__, loading MODEL.WEIGHTS with the project's checkpointer (a damaged
-        # file is an InputError naming it) and resizing by cell size where configured
+        # file is an InputError naming it) and resizing by cell size where configured; ``model``: one
+        # already built and loaded (evaluation during training), used as it is
         self.cfg = cfg.clone()
-        self.model = build_model(self.cfg)
-        self.model.eval()
+        if model is None:
+            model = build_model(self.cfg)
+            model.eval()
+            MyelomaCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        self.model = model
         if len(cfg.DATASETS.TEST):
             self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
-        MyelomaCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
         self.detector = self.model  # one view, for the cell-scale search
         if cfg.TEST.AUG.ENABLED:
             self.model = CellTTA(self.model, cfg)
@@ -55,6 +58,21 @@ class OriginalImagePredictor(DefaultPredictor):
         ``DefaultPredictor`` returns them; with ``mask_crops``, the masks as ``pred_mask_crops``; with
         ``post_hooks`` False, without the post-hooks (the cell classifier); with ``augment`` False, from
         one view even where TEST.AUG is on."""
+        return self.predict_batch([original_image], [cell_diameter], mask_crops, post_hooks, augment)[0]
+
+    def predict_batch(self, original_images: Sequence[np.ndarray], cell_diameters: Sequence[Optional[float]],
+                      mask_crops: bool = False, post_hooks: bool = True, augment: bool = True
+                      ) -> List[Dict[str, Any]]:
+        """:meth:`__call__` for several images in one forward (on a GPU, a fuller batch). Images whose
+        model inputs differ in size are padded to the largest, which changes their detections a little:
+        batch images of one size."""
+        inputs = [self._model_input(image, diameter, mask_crops, post_hooks)
+                  for image, diameter in zip(original_images, cell_diameters)]
+        with torch.no_grad():
+            return (self.model if augment else self.detector)(inputs)
+
+    def _model_input(self, original_image: np.ndarray, cell_diameter: Optional[float], mask_crops: bool,
+                     post_hooks: bool) -> Dict[str, Any]:
         if self.resizes_by_cell and not cell_diameter:
             raise ValueError("this model resizes by cell size (INPUT.CELL_DIAMETER.TEST): give the image's "
                              "cell_diameter (engine.cell_scale decides it)")
@@ -67,8 +85,7 @@ class OriginalImagePredictor(DefaultPredictor):
                   "mask_crops": mask_crops, "post_hooks": post_hooks}
         if cell_diameter:
             inputs["cell_diameter"] = float(cell_diameter)
-        with torch.no_grad():
-            return (self.model if augment else self.detector)([inputs])[0]
+        return inputs
 
 
 def build_predictor(cfg: CfgNode, cell_class: int) -> OriginalImagePredictor:

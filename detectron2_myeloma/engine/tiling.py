@@ -11,7 +11,7 @@ mask as a crop of its box, from the model on (:class:`~detectron2_myeloma.struct
 import logging
 import math
 import os
-from typing import Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from detectron2.config import CfgNode
@@ -21,6 +21,7 @@ from ..data.images import Failure, iter_images
 from ..data.regions import ImageRegions, open_regions
 from ..data.report import DatasetError
 from ..structures import CellDetections, CellScale
+from ..utils.device import images_per_batch
 from ..utils.errors import InputError
 from ..utils.memory import release_free_memory
 from ..utils.read_ahead import read_ahead
@@ -66,6 +67,7 @@ class TiledPredictor:
         self.target = cfg.INPUT.CELL_DIAMETER.TEST
         self.min_size = cfg.INPUT.MIN_SIZE_TEST
         self.fragment_max_inside = cfg.TEST.FRAGMENT_MAX_INSIDE
+        self.per_batch = images_per_batch(cfg.TEST.IMS_PER_BATCH, cfg.MODEL.DEVICE)
         if self.size <= 0 or self.overlap <= 0 or self.max_tiles <= 0:
             raise ValueError(f"TEST.TILES.SIZE, OVERLAP and MAX_COUNT must be positive, got {self.size}, "
                              f"{self.overlap} and {self.max_tiles}")
@@ -111,31 +113,49 @@ class TiledPredictor:
     def __call__(self, regions: ImageRegions, scale: Optional[CellScale] = None) -> CellDetections:
         """The detections of the image of ``regions`` whose cells are ``scale`` (by default decided
         here, by :attr:`cell_scale`)."""
-        scale = scale if scale is not None else self.cell_scale(regions)
-        diameter = scale.diameter if scale is not None else None
-        grid = self.grid(regions.path, regions.shape, diameter)
-        if grid is None:
-            if self.target <= 0 and regions.height * regions.width > WHOLE_IMAGE_WARNING_PIXELS:
-                logger.warning("%s: %dx%d px predicted whole, resized to a %d px short edge; a model with "
-                               "INPUT.CELL_DIAMETER.TEST would predict it tile by tile at its cells' scale",
-                               regions.path, regions.width, regions.height, self.min_size)
-            found = self._predict(regions.read(0, regions.height, 0, regions.width), diameter)
-        else:
-            found = self._predict_tiles(regions, diameter, *grid)
+        return self.predict_all([(regions, scale if scale is not None else self.cell_scale(regions))])[0]
+
+    def predict_all(self, images: Sequence[Tuple[ImageRegions, Optional[CellScale]]]) -> List[CellDetections]:
+        """The detections of each ``(regions, cell scale)`` of ``images``, in order. Images predicted whole
+        go through the model :attr:`per_batch` at a time, those of one size and scale together (a batch
+        never pads one image to another's size); a large image's tiles, all of one size, too. Each image's
+        grid is checked before anything is predicted."""
+        diameters = [scale.diameter if scale is not None else None for _, scale in images]
+        grids = [self.grid(regions.path, regions.shape, diameter) for (regions, _), diameter in zip(images, diameters)]
+        found: List[Optional[CellDetections]] = [None] * len(images)
+        whole: Dict[Tuple[Tuple[int, int], Optional[float]], List[int]] = {}
+        for index, ((regions, _), diameter, grid) in enumerate(zip(images, diameters, grids)):
+            if grid is None:
+                whole.setdefault((tuple(regions.shape), diameter), []).append(index)
+            else:
+                found[index] = self._predict_tiles(images[index][0], diameter, *grid)
+        for (_, diameter), indices in whole.items():
+            for start in range(0, len(indices), self.per_batch):
+                batch = indices[start:start + self.per_batch]
+                regions = [images[i][0] for i in batch]
+                for region in regions:
+                    if self.target <= 0 and region.height * region.width > WHOLE_IMAGE_WARNING_PIXELS:
+                        logger.warning("%s: %dx%d px predicted whole, resized to a %d px short edge; a model with "
+                                       "INPUT.CELL_DIAMETER.TEST would predict it tile by tile at its cells' "
+                                       "scale", region.path, region.width, region.height, self.min_size)
+                parts = self._predict([r.read(0, r.height, 0, r.width) for r in regions], diameter)
+                for i, part in zip(batch, parts):
+                    found[i] = part
         if self.fragment_max_inside > 0:
-            found = found.without_fragments(self.fragment_max_inside)
+            found = [part.without_fragments(self.fragment_max_inside) for part in found]
         return found
 
     def _predict_tiles(self, regions: ImageRegions, diameter: float, tile: int, rows: List[int],
                        cols: List[int]) -> CellDetections:
         margin = EDGE_MARGIN * diameter
         row_bounds, col_bounds = centre_bounds(rows, tile, regions.height), centre_bounds(cols, tile, regions.width)
+        tiles = [(y0, x0, (*row, *col)) for y0, row in zip(rows, row_bounds) for x0, col in zip(cols, col_bounds)]
         kept: List[CellDetections] = []
-        with tqdm(total=len(rows) * len(cols), desc=os.path.basename(regions.path), unit="tile",
-                  leave=False) as progress:
-            for y0, (top, bottom) in zip(rows, row_bounds):
-                for x0, (left, right) in zip(cols, col_bounds):
-                    found = self._predict(regions.read(y0, y0 + tile, x0, x0 + tile), diameter)
+        with tqdm(total=len(tiles), desc=os.path.basename(regions.path), unit="tile", leave=False) as progress:
+            for start in range(0, len(tiles), self.per_batch):
+                batch = tiles[start:start + self.per_batch]
+                parts = self._predict([regions.read(y0, y0 + tile, x0, x0 + tile) for y0, x0, _ in batch], diameter)
+                for (y0, x0, (top, bottom, left, right)), found in zip(batch, parts):
                     found = found.shifted(y0, x0, regions.shape)
                     boxes = found.boxes
                     cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
@@ -149,16 +169,17 @@ class TiledPredictor:
                     if y0 + tile < regions.height:
                         keep &= boxes[:, 3] < y0 + tile - margin
                     kept.append(found.subset(np.flatnonzero(keep)))
-                    del found, boxes
-                    release_free_memory()  # else the heap creeps up tile after tile (utils/memory.py)
-                    progress.update()
+                del parts, found, boxes
+                release_free_memory()  # else the heap creeps up tile after tile (utils/memory.py)
+                progress.update(len(batch))
         merged = CellDetections.cat(kept, regions.shape)
         return merged.subset(np.argsort(-merged.scores, kind="stable"))
 
-    def _predict(self, image: np.ndarray, diameter: Optional[float]) -> CellDetections:
-        """One image or tile: its detections, each mask pasted into its own box only."""
-        outputs = self.predictor(image, diameter, mask_crops=True)
-        return CellDetections.from_instances(outputs["instances"].to("cpu"))
+    def _predict(self, images: List[np.ndarray], diameter: Optional[float]) -> List[CellDetections]:
+        """Images or tiles of one size, in one forward: their detections, each mask pasted into its own
+        box only."""
+        outputs = self.predictor.predict_batch(images, [diameter] * len(images), mask_crops=True)
+        return [CellDetections.from_instances(output["instances"].to("cpu")) for output in outputs]
 
 
 def predict_cells(predictor: TiledPredictor, paths: Iterable[str], failures: List[Failure]
@@ -166,20 +187,47 @@ def predict_cells(predictor: TiledPredictor, paths: Iterable[str], failures: Lis
     """``(path, the image's regions, its detections, its cell scale)`` for every readable image, with a
     progress bar over images (and one over the tiles of each large image); unreadable images, and those
     the model cannot take (a cell scale that cannot be right or found), are appended to ``failures``. The
-    next image is opened (a camera frame: decoded) in the background while this one is predicted; each
-    image's regions are closed when the caller asks for the next. Scales to estimate are measured first,
+    next image is opened (a camera frame: decoded) in the background while this one is predicted; images
+    go through the model ``predictor.per_batch`` at a time (:meth:`TiledPredictor.predict_all`), and each
+    one's regions are closed when the caller asks for the next. Scales to estimate are measured first,
     over all images (:meth:`~.cell_scale.CellScaleFinder.survey`)."""
     paths = list(paths)
     predictor.cell_scale.survey(paths)
+    pending: List[Tuple[str, ImageRegions, Optional[CellScale]]] = []
     for path, regions in read_ahead(iter_images(paths, failures, read=open_regions)):
+        try:
+            scale = predictor.cell_scale(regions)
+            predictor.grid(regions.path, regions.shape, scale.diameter if scale is not None else None)
+        except (InputError, DatasetError) as err:
+            _failed(path, regions, err, failures)
+            continue
+        if scale is not None:
+            logger.info("%s: cells of %s", path, scale.describe())
+        pending.append((path, regions, scale))
+        if len(pending) == predictor.per_batch:
+            yield from _predicted(predictor, pending, failures)
+            pending = []
+    yield from _predicted(predictor, pending, failures)
+
+
+def _predicted(predictor: TiledPredictor, pending: List[Tuple[str, ImageRegions, Optional[CellScale]]],
+               failures: List[Failure]) -> Iterator[Tuple[str, ImageRegions, CellDetections, Optional[CellScale]]]:
+    """``predict_cells``' results for a batch of opened images; an image that fails is reported alone."""
+    try:
+        found = predictor.predict_all([(regions, scale) for _, regions, scale in pending])
+    except (InputError, DatasetError) as err:
+        if len(pending) == 1:
+            _failed(pending[0][0], pending[0][1], err, failures)
+            return
+        for one in pending:  # which one: each alone
+            yield from _predicted(predictor, [one], failures)
+        return
+    for (path, regions, scale), detections in zip(pending, found):
         with regions:
-            try:
-                scale = predictor.cell_scale(regions)
-                if scale is not None:
-                    logger.info("%s: cells of %s", path, scale.describe())
-                detections = predictor(regions, scale)
-            except (InputError, DatasetError) as err:
-                logger.warning("%s", err)
-                failures.append((str(path), getattr(err, "problem", str(err))))
-                continue
             yield path, regions, detections, scale
+
+
+def _failed(path: str, regions: ImageRegions, err: Exception, failures: List[Failure]) -> None:
+    regions.close()
+    logger.warning("%s", err)
+    failures.append((str(path), getattr(err, "problem", str(err))))

@@ -7,7 +7,6 @@ from collections import OrderedDict
 from typing import Any, Optional
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import DefaultTrainer, TrainerBase, create_ddp_model, hooks
@@ -16,12 +15,13 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..checkpoint import MyelomaCheckpointer
-from ..data.mapper import build_cell_mapper
+from ..data.mapper import build_cell_mapper, original_image_mapper
 from ..evaluation import SegPCEvaluator
 from ..utils.atomic import write_json_atomic
+from ..utils.device import images_per_batch
 from .hooks import PeriodicWriterFromStart
+from .inference import DatasetPredictor
 from .train_step import build_train_step
-from .tta import CellTTA
 
 logger = logging.getLogger(__name__)
 
@@ -96,9 +96,10 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def test(cls, cfg: CfgNode, model, evaluators=None):
-        """``DefaultTrainer.test``, whose results the main process also writes to
+        """``DefaultTrainer.test`` through the tools' predictor (:class:`~.inference.DatasetPredictor`: cell
+        scale, tiles, fragment rule, post-hooks), whose results the main process also writes to
         ``OUTPUT_DIR/inference/evaluation.json`` (overwritten by each evaluation)."""
-        results = super().test(cfg, model, evaluators)
+        results = super().test(cfg, DatasetPredictor(model, cfg) if len(cfg.DATASETS.TEST) else model, evaluators)
         if comm.is_main_process():
             write_json_atomic(results, os.path.join(cfg.OUTPUT_DIR, "inference", EVALUATION_JSON), indent=1)
         return results
@@ -110,8 +111,7 @@ class Trainer(DefaultTrainer):
         logger.info("Running inference with test-time augmentation ...")
         evaluators = [cls.build_evaluator(cfg, name, os.path.join(cfg.OUTPUT_DIR, "inference_TTA", name))
                       for name in cfg.DATASETS.TEST]
-        model = model.module if isinstance(model, DistributedDataParallel) else model
-        results = super(Trainer, cls).test(cfg, CellTTA(model, cfg), evaluators)  # this class's test loader
+        results = super(Trainer, cls).test(cfg, DatasetPredictor(model, cfg, augment=True), evaluators)
         if len(cfg.DATASETS.TEST) == 1:  # DefaultTrainer.test returns one dataset's results unnamed
             results = OrderedDict([(cfg.DATASETS.TEST[0], results)])
         results = OrderedDict((f"{name}_TTA", value) for name, value in results.items())
@@ -125,4 +125,7 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
-        return build_detection_test_loader(cfg, dataset_name, mapper=build_cell_mapper(cfg, is_train=False))
+        """Each record with its original image (:class:`~.inference.DatasetPredictor` resizes it),
+        ``TEST.IMS_PER_BATCH`` records per batch."""
+        return build_detection_test_loader(cfg, dataset_name, mapper=original_image_mapper,
+                                           batch_size=images_per_batch(cfg.TEST.IMS_PER_BATCH, cfg.MODEL.DEVICE))

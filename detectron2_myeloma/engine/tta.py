@@ -12,7 +12,7 @@ cells, exactly as without augmentation.
 """
 import contextlib
 import itertools
-from typing import Any, Dict, Iterator, List, Sequence
+from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from torch import nn
 from ..data.transforms import Rot90Transform
 from ..modeling.meta_arch import GeneralizedRCNNWithPostHooks
 from ..structures import NUCLEUS_MASKS
+from ..utils.device import images_per_batch
 
 
 # Config overrides for the 8 symmetries of the square at the model's own scale: make_submission.py's default
@@ -99,6 +100,7 @@ class CellTTA(nn.Module):
         self.nms_threshold = cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST
         self.max_detections = cfg.TEST.DETECTIONS_PER_IMAGE
         self.num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+        self.per_batch = images_per_batch(cfg.TEST.IMS_PER_BATCH, cfg.MODEL.DEVICE)
 
     def forward(self, batched_inputs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         results = [self.merged_instances(inputs) for inputs in batched_inputs]
@@ -110,32 +112,45 @@ class CellTTA(nn.Module):
         height, width = image.shape[-2:]
         views = [(transform, {**inputs, "image": self._view_image(image, transform)})
                  for transform in view_transforms(height, width, **self.options)]
-        detected = []
+        batches = []  # (transforms, input batch, feature maps, detections) of views of one shape
         with _masks_off(self.model):
-            for transform, view in views:
-                images, features, instances = self.model.detect([view])
-                detected.append((images, features, instances[0]))
+            for batch in self._batches(views):
+                images, features, found = self.model.detect([view for _, view in batch])
+                batches.append(([transform for transform, _ in batch], images, features, found))
+        transforms = [transform for batch in batches for transform in batch[0]]
+        detected = [found for batch in batches for found in batch[3]]
         boxes = torch.cat([_apply_box(transform.inverse(), found.pred_boxes.tensor)
-                           for (transform, _), (_, _, found) in zip(views, detected)])
+                           for transform, found in zip(transforms, detected)])
         scores = torch.zeros(len(boxes), self.num_classes + 1, device=boxes.device)
-        classes = torch.cat([found.pred_classes for _, _, found in detected]).to(boxes.device)
-        scores[torch.arange(len(boxes)), classes] = torch.cat([found.scores for _, _, found in detected]).to(boxes.device)
+        classes = torch.cat([found.pred_classes for found in detected]).to(boxes.device)
+        scores[torch.arange(len(boxes)), classes] = torch.cat([found.scores for found in detected]).to(boxes.device)
         merged, _ = fast_rcnn_inference_single_image(boxes, scores, (height, width), 1e-8, self.nms_threshold,
                                                      self.max_detections)
         if not self.model.roi_heads.mask_on:
             return merged
         cell, nucleus = [], []
-        for (transform, _), (images, features, found) in zip(views, detected):
-            in_view = Instances(found.image_size, pred_classes=merged.pred_classes, scores=merged.scores,
-                                pred_boxes=Boxes(_apply_box(transform, merged.pred_boxes.tensor)))
-            masked = self.model.masks_for_boxes(images, features, [in_view])[0]
-            cell.append(unview_grids(masked.pred_masks, transform))
-            if masked.has(NUCLEUS_MASKS):
-                nucleus.append(unview_grids(masked.get(NUCLEUS_MASKS), transform))
+        for batch_transforms, images, features, found in batches:
+            in_views = [Instances(view.image_size, pred_classes=merged.pred_classes, scores=merged.scores,
+                                  pred_boxes=Boxes(_apply_box(transform, merged.pred_boxes.tensor)))
+                        for transform, view in zip(batch_transforms, found)]
+            for transform, masked in zip(batch_transforms, self.model.masks_for_boxes(images, features, in_views)):
+                cell.append(unview_grids(masked.pred_masks, transform))
+                if masked.has(NUCLEUS_MASKS):
+                    nucleus.append(unview_grids(masked.get(NUCLEUS_MASKS), transform))
         merged.pred_masks = torch.stack(cell).mean(dim=0)
         if nucleus:
             merged.set(NUCLEUS_MASKS, torch.stack(nucleus).mean(dim=0))
         return merged
+
+    def _batches(self, views: List[Tuple[T.TransformList, Dict[str, Any]]]
+                 ) -> Iterator[List[Tuple[T.TransformList, Dict[str, Any]]]]:
+        """The views in batches of ``per_batch`` views of one image shape (a batch pads none)."""
+        shapes: Dict[Tuple[int, ...], list] = {}
+        for view in views:
+            shapes.setdefault(tuple(view[1]["image"].shape), []).append(view)
+        for same in shapes.values():
+            for start in range(0, len(same), self.per_batch):
+                yield same[start:start + self.per_batch]
 
     @staticmethod
     def _view_image(image: torch.Tensor, transform: T.TransformList) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """The one device fall-back of the project: entry points (tools, the demo, benchmarks) call it once on
-the device a config asks for, so a config written for a GPU still runs on a machine without one."""
+the device a config asks for, so a config written for a GPU still runs on a machine without one; and
+what follows from the device."""
 import logging
 
 import torch
@@ -17,3 +18,11 @@ it: on a CPU machine that is the normal case, not a warning); anything else is r
         logger.info("running on CPU: the config asks for %s but CUDA is not available", requested)
         return "cpu"
     return requested
+
+
+def images_per_batch(test_ims_per_batch: int, device: str) -> int:
+    """``TEST.IMS_PER_BATCH`` resolved for ``MODEL.DEVICE``: 0 is 4 on CUDA (a fuller batch), 1 on the CPU
+    (where a batch is no faster than its images one by one)."""
+    if test_ims_per_batch < 0:
+        raise ValueError(f"TEST.IMS_PER_BATCH must be 0 (by device) or positive, got {test_ims_per_batch}")
+    return test_ims_per_batch or (4 if torch.device(device).type == "cuda" else 1)

@@ -7,7 +7,7 @@ import torch
 
 from detectron2_myeloma import load_config
 from detectron2_myeloma.data.images import read_record_image
-from detectron2_myeloma.data.mapper import build_cell_mapper
+from detectron2_myeloma.data.mapper import build_cell_mapper, original_image_mapper
 from detectron2_myeloma.data.masks import rle_to_mask
 from detectron2_myeloma.data.report import DatasetError
 from detectron2_myeloma.data.segpc import frame_box, load_segpc
@@ -75,3 +75,5 @@ def test_mapper_reads_the_frame_and_keeps_masks_on_it(tmp_path):
         assert torch.equal(sample["image"], torch.from_numpy(np.ascontiguousarray(frame_rgb)))
     masks = sample["instances"].gt_masks.tensor.numpy()
     assert np.array_equal(masks[0], inside[12:84] > 0)
+    evaluated = original_image_mapper(record)  # evaluation: the frame at the file's resolution, BGR
+    assert np.array_equal(evaluated["image"], image[12:84]) and "annotations" not in evaluated

@@ -43,6 +43,13 @@ class BlobDetector:
 
     cell_diameter = 40.0
 
+    def __init__(self):
+        self.batches = []  # the number of images of each forward
+
+    def predict_batch(self, images, cell_diameters, mask_crops=False, post_hooks=True, augment=True):
+        self.batches.append(len(images))
+        return [self(image) for image in images]
+
     def __call__(self, image, cell_diameter=None, mask_crops=False, post_hooks=True, augment=True):  # (full masks)
         count, labels = cv2.connectedComponents((image.min(axis=2) < 128).astype(np.uint8))
         masks = np.stack([labels == k for k in range(1, count)]) if count > 1 else np.zeros((0, *labels.shape), bool)
@@ -61,8 +68,8 @@ def tiling_cfg(size: int, overlap: float):
     return cfg
 
 
-def test_blobs_on_every_seam_are_found_once_and_whole():
-    rng = np.random.default_rng(0)
+def blobs_image(seed: int = 0):
+    rng = np.random.default_rng(seed)
     image = np.full((700, 900, 3), 255, np.uint8)
     truth = []
     for _ in range(200):  # irregular cells up to 40 px (one diameter) across, not touching each other
@@ -74,6 +81,11 @@ def test_blobs_on_every_seam_are_found_once_and_whole():
             continue
         truth.append(mask)
         image[mask > 0] = 0
+    return image, truth
+
+
+def test_blobs_on_every_seam_are_found_once_and_whole():
+    image, truth = blobs_image()
     predictor = TiledPredictor(BlobDetector(), tiling_cfg(size=100, overlap=1.5), 0, 40.0)  # 200 px tiles, 60 px overlap
     assert predictor.tile_size(40.0) == 200
     found = predictor(ArrayRegions("blobs.png", image))
@@ -82,6 +94,31 @@ def test_blobs_on_every_seam_are_found_once_and_whole():
     for t in truth:
         matches = [m for m in full if (m & (t > 0)).any()]
         assert len(matches) == 1 and np.array_equal(matches[0], t > 0)
+
+
+def test_tiles_and_frames_go_through_the_model_in_batches_of_one_size():
+    """TEST.IMS_PER_BATCH: a large image's tiles, and images of one size and scale, several per forward;
+    the detections are those of one image per forward."""
+    image, _ = blobs_image()
+    cfg = tiling_cfg(size=100, overlap=1.5)
+    one = TiledPredictor(BlobDetector(), cfg, 0, 40.0)(ArrayRegions("blobs.png", image))
+    cfg.TEST.IMS_PER_BATCH = 4
+    detector = BlobDetector()
+    predictor = TiledPredictor(detector, cfg, 0, 40.0)
+    batched = predictor(ArrayRegions("blobs.png", image))
+    assert detector.batches == [4] * 8 + [3]  # 5 x 7 tiles of 200 px
+    assert np.array_equal(batched.boxes, one.boxes) and len(batched) == len(one)
+    detector.batches.clear()
+    frames = [ArrayRegions(f"{k}.png", image[:150, 100 * k:100 * k + 190]) for k in range(5)]
+    odd = ArrayRegions("odd.png", image[:120, :190])
+    found = predictor.predict_all([(f, predictor.cell_scale(f)) for f in frames[:3]] + [(odd, predictor.cell_scale(odd))]
+                                  + [(f, predictor.cell_scale(f)) for f in frames[3:]])
+    assert detector.batches == [4, 1, 1]  # frames of 150 x 190 px: 4 then 1; the odd size alone
+    for regions, detections in zip(frames[:3] + [odd] + frames[3:], found):
+        assert np.array_equal(detections.boxes, predictor(regions).boxes), regions.path
+    cfg.TEST.IMS_PER_BATCH = -1
+    with pytest.raises(ValueError, match="TEST.IMS_PER_BATCH"):
+        TiledPredictor(detector, cfg, 0, 40.0)
 
 
 def test_an_image_that_fits_a_tile_is_predicted_whole():
@@ -162,3 +199,24 @@ def test_a_mosaic_of_real_frames_finds_each_cell_of_the_frames_once(segpc_mini, 
                                                                    len(cells))
     assert report["myeloma"] + report["other"] == len(cells)  # the shipped classifier labels every cell
     assert "not a diagnosis" in (tmp_path / "out" / "report.html").read_text()
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[
+    pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")])])
+def test_frames_four_per_forward_find_the_cells_of_one_per_forward(segpc_mini, device):
+    """The shipped model on 4 bundled frames, 4 per forward (TEST.IMS_PER_BATCH, CUDA's default) and 1 per
+    forward: the same cells, masks and scores within the noise of another batch shape."""
+    paths = image_files(str(segpc_mini / "x"))[:4]
+    found = {}
+    for per_batch in (1, 4):
+        cfg = setup_inference(None, ["MODEL.DEVICE", device, "TEST.IMS_PER_BATCH", per_batch], score_threshold=0.5)
+        cell_class, _ = cell_and_nucleus_classes(model_metadata(cfg, None).thing_classes)
+        predictor = TiledPredictor(build_predictor(cfg, cell_class), cfg, cell_class)
+        images = [ArrayRegions(path, cv2.imread(path)) for path in paths]
+        found[per_batch] = predictor.predict_all([(regions, predictor.cell_scale(regions)) for regions in images])
+    for path, one, four in zip(paths, found[1], found[4]):
+        assert len(one) == len(four) > 2, path
+        assert np.allclose(one.scores, four.scores, atol=0.02), path
+        iou = mask_util.iou([m.rle(one.image_size) for m in four.masks], [m.rle(one.image_size) for m in one.masks],
+                            [0] * len(one))
+        assert (np.diag(iou) >= 0.95).all(), (path, np.diag(iou))

@@ -73,3 +73,20 @@ def test_symmetric_views_turn_with_the_image():
         assert (a != b).float().mean() < 0.001, field  # pasting may round a border pixel differently
     # Averaging changed the masks: they are not the plain model's.
     assert len(plain) != len(upright) or not torch.equal(plain.pred_masks, upright.pred_masks)
+
+
+def test_views_of_one_shape_go_through_the_model_together():
+    """TEST.IMS_PER_BATCH 4: the 8 views in 2 forwards (each of views of one shape), merged as when
+    each view has a forward of its own."""
+    model, cfg = model_and_cfg(SYMMETRIES)
+    with torch.no_grad():
+        alone = CellTTA(model, cfg)(inputs())[0]["instances"]
+        cfg.TEST.IMS_PER_BATCH = 4
+        batches = []
+        detect = model.detect
+        model.detect = lambda batch: batches.append(len(batch)) or detect(batch)
+        together = CellTTA(model, cfg)(inputs())[0]["instances"]
+    assert batches == [4, 4] and len(alone) > 0
+    assert torch.allclose(together.scores, alone.scores, atol=1e-5)
+    for field in ("pred_masks", NUCLEUS_MASKS):
+        assert torch.allclose(together.get(field), alone.get(field), atol=1e-4), field
