@@ -3,10 +3,12 @@ seconds per full-size frame at steady state, this checkout beside a baseline com
 
 Each variant runs twice, as its own process: on one frame, then on that frame and ``FRAMES`` more. The
 difference over ``FRAMES`` is the steady-state cost of a frame, every output written, start-up (imports,
-model loading, the first call's kernel selection) excluded; the start-up is its own column. The baseline
-is the commit before issue 32 (``BASELINE_REV``), checked out in a temporary git worktree.
+model loading, the first call's kernel selection) excluded; the start-up is its own column. The pair is
+repeated ``REPEATS`` times, taking turns with the baseline: the commit before issue 32 (``BASELINE_REV``),
+checked out in a temporary git worktree.
 """
 import logging
+import statistics
 import shutil
 import subprocess
 import tempfile
@@ -21,6 +23,7 @@ logger = logging.getLogger("benchmark")
 
 BASELINE_REV = "3aab0a7"  # the last commit before issue 32's inference path
 FRAMES = 8  # timed frames per run, after the first
+REPEATS = 3  # runs of each command, interleaved with the baseline's: single runs on a shared CPU move 20-30%
 NO_CLASSIFIER = ["MODEL.POST_HOOKS", "[]"]
 AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}  # a CPU without native bfloat16
 # name -> (tool, flags, config overrides, environment)
@@ -92,11 +95,14 @@ def end_to_end_section(workdir: Path, frames: Sequence[str]) -> Tuple[str, Dict[
         variants += [(name, variant, trees[-1:]) for name, variant in CUDA_VARIANTS.items()]
     try:
         for name, (tool, flags, opts, env), variant_trees in variants:
-            rows = []
-            for label, tree in variant_trees:
-                logger.info("end-to-end: %s, %s", name, label)
-                frame, start_up = per_frame(tree, tool, flags, opts, env, one, many, workdir)
-                rows.append(Measurement(f"{name}, {label}", [frame], None, {"start-up (s)": f"{start_up:.1f}"}))
+            runs: Dict[str, List[Tuple[float, float]]] = {label: [] for label, _ in variant_trees}
+            for repeat in range(REPEATS):
+                for label, tree in variant_trees:
+                    logger.info("end-to-end: %s, %s (run %d of %d)", name, label, repeat + 1, REPEATS)
+                    runs[label].append(per_frame(tree, tool, flags, opts, env, one, many, workdir))
+            rows = [Measurement(f"{name}, {label}", [frame for frame, _ in runs[label]], None,
+                                {"start-up (s)": f"{statistics.median(s for _, s in runs[label]):.1f}"})
+                    for label, _ in variant_trees]
             measurements += rows
             if len(rows) == 2:
                 pairs.append((rows[0], rows[1]))
@@ -107,9 +113,9 @@ def end_to_end_section(workdir: Path, frames: Sequence[str]) -> Tuple[str, Dict[
                        for old, new in pairs)
     body = (f"Seconds per full-size 2040x1536 BMP frame at steady state, every output written (predict.py: "
             f"overlay, splash, GeoJSON, CSVs, report; make_submission.py: submission.txt), default shipped "
-            f"models: (time on {FRAMES + 1} frames - time on 1 frame) / {FRAMES}, each run its own process. "
-            f"Start-up: the 1-frame run less one frame. "
-            + (f"Each row beside the same command at commit {BASELINE_REV} (before issue 32), run just before "
-               f"it.\n\n" if baseline is not None else "No baseline: git could not check it out.\n\n")
+            f"models: (time on {FRAMES + 1} frames - time on 1 frame) / {FRAMES}, each run its own process, "
+            f"median of {REPEATS} runs. Start-up: the 1-frame run less one frame (median). "
+            + (f"Each row beside the same command at commit {BASELINE_REV} (before issue 32), their runs "
+               f"taking turns.\n\n" if baseline is not None else "No baseline: git could not check it out.\n\n")
             + results_table(measurements, "s/frame") + ("\n\n" + ratios if ratios else ""))
     return body, {"end_to_end": measurements}
