@@ -15,13 +15,16 @@ gets an estimated one, said in the log. No instance ever has an empty nucleus or
 official parser would zero the image): see detectron2_myeloma.evaluation.submission for the rule.
 Unreadable images are listed at the end and make the exit status 1; the others are still written.
 --masks-out must be a new or empty folder (--overwrite replaces an earlier run's whole). With the cell
-classifier on (MODEL.POST_HOOKS, see tools/predict.py), MODEL.CELL_CLASSIFIER.KEEP_NON_MYELOMA False
-submits the myeloma cells only.
+classifier configured (MODEL.POST_HOOKS, see tools/predict.py; the shipped one is), it runs only with
+MODEL.CELL_CLASSIFIER.KEEP_NON_MYELOMA False, which submits the myeloma cells only: a submission holds no
+labels.
 """
 import _quiet  # noqa: F401  first: silences third-party warnings that are not the user's business
 import argparse
 import logging
 from typing import List, Optional
+
+from detectron2.config import CfgNode
 
 from detectron2_myeloma.evaluation.submission import (
     SubmissionWriter,
@@ -44,6 +47,15 @@ logger = logging.getLogger("detectron2_myeloma.make_submission")
 # cell its best match: with test-time augmentation the rule costs 0.003 mIoU on segpc_lowres_val
 # (docs/RESULTS.md, "One inference path"). So a submission keeps them; the user's opts may change that.
 KEEP_FRAGMENTS = ["TEST.FRAGMENT_MAX_INSIDE", 0.0]
+
+
+def without_classifier(cfg: CfgNode) -> CfgNode:
+    """``cfg`` without the cell-classifier post-hook, whose labels a submission would not use."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.POST_HOOKS = [hook for hook in cfg.MODEL.POST_HOOKS if hook != "CellClassifierHook"]
+    cfg.freeze()
+    return cfg
 
 
 @reports_input_errors
@@ -91,6 +103,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                           max_cells=args.max_instances)
     if cfg.TEST.AUG.ENABLED:
         logger.info("test-time augmentation: each image predicted in its flips and turns (--no-tta: once)")
+    if "CellClassifierHook" in cfg.MODEL.POST_HOOKS and cfg.MODEL.CELL_CLASSIFIER.KEEP_NON_MYELOMA:
+        cfg = without_classifier(cfg)
+        logger.info("cell classifier not run: a submission holds no labels (MODEL.CELL_CLASSIFIER.KEEP_NON_MYELOMA "
+                    "False runs it and submits the myeloma cells only)")
     cell_class, nucleus_class = cell_and_nucleus_classes(model_metadata(cfg, args.classes).thing_classes)
     if nucleus_class is None and not cfg.MODEL.ROI_MASK_HEAD.NUCLEUS:
         logger.warning("this model predicts no nucleus: each cell's nucleus is estimated by a rule (its inner "

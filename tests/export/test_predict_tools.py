@@ -349,14 +349,16 @@ def test_classifier_fields_fill_the_myeloma_columns(tmp_path):
 @pytest.mark.parametrize("tool", [predict, make_submission])
 def test_a_damaged_weights_file_is_one_line_naming_it(tool, config_file, tmp_path, capsys):
     """Random bytes as MODEL.WEIGHTS or MODEL.CELL_CLASSIFIER.WEIGHTS (PyTorch raises an unpickling error
-    advising weights_only=False), or a detector checkpoint as the classifier's: one line, nothing written."""
+    advising weights_only=False), or a detector checkpoint as the classifier's: one line, nothing written.
+    (make_submission.py runs the classifier only where it drops non-myeloma cells.)"""
     bad = tmp_path / "bad.pth"
     bad.write_bytes(np.random.default_rng(0).bytes(4096))
     detector = Path(config_file).parent / "random.pth"
     out = tmp_path / "out"
     damaged = f"{bad}: not a readable PyTorch checkpoint (UnpicklingError)"
-    for opts, message in ((["MODEL.WEIGHTS", str(bad)], damaged), (classifier_opts(bad), damaged),
-                          (classifier_opts(detector), f"{detector}: not a cell classifier checkpoint")):
+    runs = [] if tool is predict else ["MODEL.CELL_CLASSIFIER.KEEP_NON_MYELOMA", "False"]
+    for opts, message in ((["MODEL.WEIGHTS", str(bad)], damaged), (classifier_opts(bad) + runs, damaged),
+                          (classifier_opts(detector) + runs, f"{detector}: not a cell classifier checkpoint")):
         assert tool(["--config-file", config_file, "--input", str(IMAGE), "--output", str(out), *opts]) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(f"error: {message}"), err
