@@ -7,7 +7,7 @@ from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
 from .model_zoo import SHIPPED_MODELS, resolve_weights
-from .utils.errors import InputError
+from .utils.errors import InputError, one_line
 
 
 def add_myeloma_config(cfg: CN) -> None:
@@ -171,16 +171,12 @@ def merge_config(cfg: CN, config_file: str, opts: Sequence[Any] = ()) -> CN:
     try:
         cfg.merge_from_file(config_file)
     except (AssertionError, KeyError, ValueError, TypeError, yaml.YAMLError) as err:
-        raise InputError(f"{config_file}: {_one_line(err)}") from None
+        raise InputError(f"{config_file}: {one_line(err, limit=None)}") from None
     try:
         cfg.merge_from_list(_ints_for_floats(cfg, list(opts)))
     except (AssertionError, KeyError, ValueError, TypeError) as err:
-        raise InputError(f"config override: {_one_line(err)}") from None
+        raise InputError(f"config override: {one_line(err, limit=None)}") from None
     return cfg
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).strip("'\"").split())
 
 
 def _ints_for_floats(cfg: CN, opts: List[Any]) -> List[Any]:

@@ -21,6 +21,7 @@ from detectron2.structures import Boxes, Instances
 # masks like pred_masks (before pasting: (1, M, M) probabilities), or MaskCrops like pred_mask_crops.
 NUCLEUS_MASKS = "pred_nucleus_masks"
 NUCLEUS_CROPS = "pred_nucleus_crops"
+MIN_NUCLEUS_OVERLAP = 0.5  # a nucleus detection belongs to a cell when at least this fraction of it lies inside
 
 
 class MaskCrop(NamedTuple):
@@ -74,9 +75,9 @@ class MaskCrop(NamedTuple):
         """The mask resized by ``scale`` (area-averaged, half-covered pixels set), for previews."""
         if self.mask.size == 0:
             return self
-        y0, x0 = _round(self.y * scale), _round(self.x * scale)
-        y1 = max(y0 + 1, _round((self.y + self.mask.shape[0]) * scale))
-        x1 = max(x0 + 1, _round((self.x + self.mask.shape[1]) * scale))
+        y0, x0 = round_half_up(self.y * scale), round_half_up(self.x * scale)
+        y1 = max(y0 + 1, round_half_up((self.y + self.mask.shape[0]) * scale))
+        x1 = max(x0 + 1, round_half_up((self.x + self.mask.shape[1]) * scale))
         small = cv2.resize(self.mask.astype(np.float32), (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
         return MaskCrop(y0, x0, small >= 0.5)
 
@@ -262,7 +263,7 @@ class CellDetections:
             self.masks[i].paste(canvas)
         return canvas
 
-    def cell_nuclei(self, cell_class: int, nucleus_class: Optional[int], min_overlap: float
+    def cell_nuclei(self, cell_class: int, nucleus_class: Optional[int], min_overlap: float = MIN_NUCLEUS_OVERLAP
                     ) -> List[Tuple[int, Optional[MaskCrop]]]:
         """(cell index, its nucleus inside the cell, or None) for every cell detection, in order: the
         cell's own predicted nucleus where the model predicts one (None where it is empty), else the
@@ -273,7 +274,7 @@ class CellDetections:
         return [(i, None if j is None else self.masks[j].clipped_to(self.masks[i]))
                 for i, j in self.match_nuclei(cell_class, nucleus_class, min_overlap)]
 
-    def match_nuclei(self, cell_class: int, nucleus_class: Optional[int], min_overlap: float
+    def match_nuclei(self, cell_class: int, nucleus_class: Optional[int], min_overlap: float = MIN_NUCLEUS_OVERLAP
                      ) -> List[Tuple[int, Optional[int]]]:
         """(cell index, nucleus index or None) for every cell detection, in order. A cell takes the
         nucleus with the largest overlap = |nucleus & cell| / |nucleus|, if that is at least
@@ -301,8 +302,9 @@ class CellDetections:
         return pairs
 
 
-def _round(value: float) -> int:
-    """Halves up (Python's round sends 12.5 and 37.5 to 12 and 38, widening a scaled mask)."""
+def round_half_up(value: float) -> int:
+    """``value`` rounded half up, for pixel positions and sizes (Python's round sends halves to the even
+    neighbour, 12.5 to 12 and 37.5 to 38, so a scaled mask or a crop would shift by a pixel at random)."""
     return int(np.floor(value + 0.5))
 
 

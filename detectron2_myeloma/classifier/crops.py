@@ -12,12 +12,12 @@ centre and give neighbouring cells one shared window (issue 30).
 Coordinates are Detectron2's: continuous XYXY where pixel ``i`` covers ``[i, i + 1)``. Integer boxes are
 half-open: ``[x0, x1) x [y0, y1)``.
 """
-import math
 from typing import Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
+from ..structures import round_half_up
 from ..utils.errors import InputError
 
 # How crops are placed and padded, written to a crop folder's crops.json and checked against the
@@ -28,16 +28,12 @@ CROP_PLACEMENT = "centred; outside the image: the median colour of the brighter 
 IntBox = Tuple[int, int, int, int]
 
 
-def _round_half_up(value: float) -> int:
-    return int(math.floor(value + 0.5))
-
-
 def _square_axis(lo: float, hi: float, side: int, length: int) -> int:
     """Start of a ``side``-long window centred on ``[lo, hi)`` (rounded half up). The centre is first
     held within ``[0.5, length - 0.5]``, which moves no real cell's centre but keeps at least the pixel
     under the centre inside ``[0, length)`` for a degenerate box on or beyond the border."""
     centre = min(max((lo + hi) / 2, 0.5), length - 0.5)
-    return _round_half_up(centre - side / 2)
+    return round_half_up(centre - side / 2)
 
 
 def square_crop_box(box_xyxy: Sequence[float], image_hw: Sequence[int], margin: float,
@@ -67,7 +63,7 @@ def square_crop_box(box_xyxy: Sequence[float], image_hw: Sequence[int], margin: 
     height, width = int(image_hw[0]), int(image_hw[1])
     if side is None:
         side = max(x1 - x0, y1 - y0, 0.0) * (1 + 2 * margin)
-    side = max(1, _round_half_up(side))
+    side = max(1, round_half_up(side))
     left = _square_axis(x0, x1, side, width)
     top = _square_axis(y0, y1, side, height)
     return left, top, left + side, top + side

@@ -34,7 +34,7 @@ import tifffile
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from ..utils.errors import InputError
+from ..utils.errors import InputError, one_line
 from .report import DatasetError
 
 logger = logging.getLogger(__name__)
@@ -138,18 +138,13 @@ def decode_image(path: str) -> np.ndarray:
     except DatasetError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise DatasetError(path, f"too many pixels to decode whole ({_one_line(err)})") from None
+        raise DatasetError(path, f"too many pixels to decode whole ({one_line(err)})") from None
     except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, EOFError, RuntimeError,
             Warning) as err:
-        raise DatasetError(path, f"unreadable, truncated or damaged image ({_one_line(err)})") from None
+        raise DatasetError(path, f"unreadable, truncated or damaged image ({one_line(err)})") from None
     if array.size == 0:
         raise DatasetError(path, "no pixels in it (truncated or damaged image)")
     return array
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def _decode_pil(path: str) -> np.ndarray:
@@ -201,7 +196,7 @@ def tifffile_warnings_raise(path: str) -> Iterator[None]:
         tiff_logger.removeHandler(handler)
         tiff_logger.propagate = propagate
     if records:
-        raise DatasetError(path, f"damaged TIFF ({_one_line(Exception(records[0].getMessage()))})")
+        raise DatasetError(path, f"damaged TIFF ({one_line(Exception(records[0].getMessage()))})")
 
 
 def _to_uint8(array: np.ndarray, path: str, bits: Optional[int] = None) -> np.ndarray:

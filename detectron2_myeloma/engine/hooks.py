@@ -1,5 +1,8 @@
 """Training hooks the project adds to Detectron2's."""
+from typing import Sequence
+
 from detectron2.engine import hooks
+from detectron2.utils.events import EventWriter
 
 
 class PeriodicWriterFromStart(hooks.PeriodicWriter):
@@ -8,10 +11,14 @@ class PeriodicWriterFromStart(hooks.PeriodicWriter):
 
     EARLY_ITERS = (1, 2, 5, 10)
 
+    def __init__(self, writers: Sequence[EventWriter], period: int = 20):
+        super().__init__(writers, period)
+        self.writers, self.period = list(writers), period  # its own: the parent's are private
+
     def after_step(self) -> None:
         super().after_step()
         done = self.trainer.iter + 1
-        written = done % self._period == 0 or done == self.trainer.max_iter
+        written = done % self.period == 0 or done == self.trainer.max_iter
         if done in self.EARLY_ITERS and not written:
-            for writer in self._writers:
+            for writer in self.writers:
                 writer.write()

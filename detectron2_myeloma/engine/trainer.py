@@ -76,10 +76,15 @@ class Trainer(DefaultTrainer):
                         trainable / 1e6, sum(p.numel() for p in model.parameters()) / 1e6, list(prefixes))
         return model
 
+    def build_writers(self):
+        """``DefaultTrainer``'s writers, kept for :meth:`build_hooks`."""
+        self.writers = super().build_writers()
+        return self.writers
+
     def build_hooks(self):
-        """``DefaultTrainer``'s hooks, with metrics also printed after the first iterations
-        (:class:`PeriodicWriterFromStart`)."""
-        return [PeriodicWriterFromStart(h._writers, h._period) if type(h) is hooks.PeriodicWriter else h
+        """``DefaultTrainer``'s hooks, its periodic writer (every 20 iterations, on the main process)
+        writing after the first iterations too (:class:`PeriodicWriterFromStart`)."""
+        return [PeriodicWriterFromStart(self.writers, period=20) if type(h) is hooks.PeriodicWriter else h
                 for h in super().build_hooks()]
 
     @classmethod

@@ -36,7 +36,7 @@ from ..data.segpc_format import (
     resize_to_submission,
 )
 from ..data.images import image_stem, list_images
-from ..structures import CellDetections
+from ..structures import MIN_NUCLEUS_OVERLAP, CellDetections
 from ..utils.atomic import OutputFolder, check_output_file
 from ..utils.errors import InputError
 
@@ -44,7 +44,6 @@ logger = logging.getLogger(__name__)
 
 NUCLEUS_AREA_FRACTION = 0.4  # estimated nucleus area / cell area (rule 2)
 MIN_CELL_PIXELS = 2  # a submitted cell needs a nucleus pixel and a cytoplasm pixel (rule 1)
-MIN_NUCLEUS_OVERLAP = 0.5  # a nucleus belongs to a cell when at least this fraction of it lies inside
 
 # Which rule produced a submitted instance (see the module docstring).
 PREDICTED = "predicted"

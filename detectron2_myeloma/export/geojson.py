@@ -24,7 +24,6 @@ CLASSIFICATION_NAMES = {1: "Myeloma", 0: "Other cell"}
 # Outlines are the masks' exact pixel edges simplified by at most this many pixels: far fewer vertices
 # (a file QuPath opens quickly for thousands of cells) for a boundary that moves under a pixel.
 SIMPLIFY_PX = 0.5
-MIN_NUCLEUS_OVERLAP = 0.5  # a nucleus belongs to the cell holding at least this fraction of it
 _ID_NAMESPACE = uuid.UUID("6f1c2d7e-5a7b-4c1e-9d0e-8a5f3c2b1d40")  # stable object ids across runs
 
 
@@ -59,7 +58,7 @@ def cell_features(detections: CellDetections, cell_class: int, nucleus_class: Op
         raise ValueError(f"object type must be one of {', '.join(OBJECT_TYPES)}, got {object_type!r}")
     features: List[Dict[str, Any]] = []
     if pairs is None:
-        pairs = detections.cell_nuclei(cell_class, nucleus_class, MIN_NUCLEUS_OVERLAP)
+        pairs = detections.cell_nuclei(cell_class, nucleus_class)
     for cell, nucleus in pairs:
         geometry = mask_geometry(detections.masks[cell])
         if geometry is None:

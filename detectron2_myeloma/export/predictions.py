@@ -17,7 +17,7 @@ from ..data.images import image_stem
 from ..data.regions import ImageRegions
 from ..structures import CellDetections, CellScale
 from ..utils.atomic import write_json_atomic
-from .geojson import MIN_NUCLEUS_OVERLAP, cell_features, feature_collection
+from .geojson import cell_features, feature_collection
 from .overlays import colour_splash, draw_overlay, preview_mask, preview_scale
 
 logger = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ class PredictionWriter:
         is_cell = detections.classes == self.cell_class
         cells = preview_mask(detections, np.flatnonzero(is_cell), preview.shape[:2])
         self._write_png(f"{stem}_splash.png", colour_splash(preview, cells))
-        pairs = detections.cell_nuclei(self.cell_class, self.nucleus_class, MIN_NUCLEUS_OVERLAP)
+        pairs = detections.cell_nuclei(self.cell_class, self.nucleus_class)
         if self.geojson is not None:
             features = cell_features(detections, self.cell_class, self.nucleus_class,
                                      **{"id_prefix": stem, "pairs": pairs, **self.geojson})
