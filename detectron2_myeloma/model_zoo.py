@@ -3,7 +3,8 @@
 
 A short name works wherever a checkpoint path does in a config (``MODEL.WEIGHTS segpc-rmask-lite2``,
 ``MODEL.CELL_CLASSIFIER.WEIGHTS segpc-cell-classifier``): :func:`~detectron2_myeloma.config.load_config`
-replaces it by the file. ``$DETECTRON2_MYELOMA_MODELS`` points elsewhere than ``<repo>/models``.
+replaces it by the file. ``$DETECTRON2_MYELOMA_MODELS`` points elsewhere than ``<repo>/models`` (in an
+installed package: the copy that ``setup.py`` packs with it).
 """
 import os
 from dataclasses import dataclass
@@ -11,13 +12,22 @@ from typing import Dict, List, Optional, Tuple
 
 from .utils.errors import InputError
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+_REPO = os.path.dirname(_PACKAGE)
+_PACKED = os.path.join(_PACKAGE, "_packaged")  # configs/ and models/ inside a built wheel (setup.py)
+
+
+def resource_root() -> str:
+    """The folder holding ``configs/`` and ``models/``: the repository of a checkout (or an editable
+    install), else their copy inside an installed package."""
+    in_repo = all(os.path.isdir(os.path.join(_REPO, name)) for name in ("configs", "models"))
+    return _REPO if in_repo else _PACKED
 
 
 @dataclass(frozen=True)
 class ShippedModel:
     weights: str  # file under the models folder
-    config_file: str = ""  # detector config, relative to the repository (the classifier's is in its checkpoint)
+    config_file: str = ""  # detector config, relative to resource_root() (the classifier's is in its checkpoint)
 
 
 SHIPPED_MODELS: Dict[str, ShippedModel] = {
@@ -34,7 +44,7 @@ DEFAULT_CLASSIFIER = "segpc-cell-classifier"  # and the cell classifier they run
 
 
 def models_dir() -> str:
-    return os.path.expanduser(os.getenv("DETECTRON2_MYELOMA_MODELS", os.path.join(_REPO, "models")))
+    return os.path.expanduser(os.getenv("DETECTRON2_MYELOMA_MODELS", os.path.join(resource_root(), "models")))
 
 
 def get(name: str) -> ShippedModel:
@@ -54,13 +64,13 @@ def get_weights(name: str) -> str:
 
 def get_config_file(name: str) -> str:
     """The config a shipped detector was trained with."""
-    return os.path.join(_REPO, get(name).config_file)
+    return os.path.join(resource_root(), get(name).config_file)
 
 
 def shipped_name(weights: str) -> Optional[str]:
     """The short name of the shipped detector whose file ``weights`` is (a name or a path), else None."""
     for name, model in SHIPPED_MODELS.items():
-        if model.config_file and (weights == name or os.path.abspath(weights) == os.path.abspath(
+        if model.config_file and (weights == name or os.path.realpath(weights) == os.path.realpath(
                 os.path.join(models_dir(), model.weights))):
             return name
     return None
