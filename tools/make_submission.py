@@ -24,8 +24,6 @@ import argparse
 import logging
 from typing import List, Optional
 
-from detectron2.config import CfgNode
-
 from detectron2_myeloma.evaluation.submission import (
     SubmissionWriter,
     submission_parts,
@@ -40,6 +38,7 @@ from detectron2_myeloma.engine.defaults import (add_model_arguments, report_fail
 from detectron2_myeloma.engine.predictor import build_predictor
 from detectron2_myeloma.engine.tiling import TiledPredictor, predict_cells
 from detectron2_myeloma.engine.tta import SYMMETRY_VIEWS
+from detectron2_myeloma.modeling.post_hooks import describe_post_hooks, without_label_only_hooks
 
 
 logger = logging.getLogger("detectron2_myeloma.make_submission")
@@ -47,15 +46,6 @@ logger = logging.getLogger("detectron2_myeloma.make_submission")
 # cell its best match: with test-time augmentation the rule costs 0.003 mIoU on segpc_lowres_val
 # (docs/RESULTS.md, "One inference path"). So a submission keeps them; the user's opts may change that.
 KEEP_FRAGMENTS = ["TEST.FRAGMENT_MAX_INSIDE", 0.0]
-
-
-def without_classifier(cfg: CfgNode) -> CfgNode:
-    """``cfg`` without the cell-classifier post-hook, whose labels a submission would not use."""
-    cfg = cfg.clone()
-    cfg.defrost()
-    cfg.MODEL.POST_HOOKS = [hook for hook in cfg.MODEL.POST_HOOKS if hook != "CellClassifierHook"]
-    cfg.freeze()
-    return cfg
 
 
 @reports_input_errors
@@ -103,10 +93,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                           max_cells=args.max_instances)
     if cfg.TEST.AUG.ENABLED:
         logger.info("test-time augmentation: each image predicted in its flips and turns (--no-tta: once)")
-    if "CellClassifierHook" in cfg.MODEL.POST_HOOKS and cfg.MODEL.CELL_CLASSIFIER.KEEP_NON_MYELOMA:
-        cfg = without_classifier(cfg)
-        logger.info("cell classifier not run: a submission holds no labels (MODEL.CELL_CLASSIFIER.KEEP_NON_MYELOMA "
-                    "False runs it and submits the myeloma cells only)")
+    submitted = without_label_only_hooks(cfg)
+    if list(submitted.MODEL.POST_HOOKS) != list(cfg.MODEL.POST_HOOKS):
+        logger.info("%s not run: a submission holds no labels (with MODEL.CELL_CLASSIFIER.KEEP_NON_MYELOMA False "
+                    "the classifier runs and the myeloma cells only are submitted)",
+                    ", ".join(set(describe_post_hooks(cfg)) - set(describe_post_hooks(submitted))))
+        cfg = submitted
     cell_class, nucleus_class = cell_and_nucleus_classes(model_metadata(cfg, args.classes).thing_classes)
     if nucleus_class is None and not cfg.MODEL.ROI_MASK_HEAD.NUCLEUS:
         logger.warning("this model predicts no nucleus: each cell's nucleus is estimated by a rule (its inner "

@@ -18,7 +18,7 @@ from detectron2.config import CfgNode, configurable
 from detectron2.structures import Instances
 
 from ..data.images import read_record_image
-from ..modeling.post_hooks import POST_HOOK_REGISTRY
+from ..modeling.post_hooks import POST_HOOK_REGISTRY, PostHookInfo
 from ..modeling.precision import autocast, body_precision, inference_precision
 from ..utils.errors import InputError
 from .crops import crop_and_resize, crop_side
@@ -46,7 +46,7 @@ def original_rgb_image(inputs: Dict[str, Any], input_format: str) -> np.ndarray:
 
 
 @POST_HOOK_REGISTRY.register()
-class CellClassifierHook:
+class CellClassifierHook(PostHookInfo):
     """Adds ``pred_cell_probs`` (float32 myeloma probability) and ``pred_cell_labels`` (int64: 1 myeloma,
     0 non-myeloma) to every result's ``Instances``; with ``keep_non_myeloma=False``, drops the cells
     labelled 0.
@@ -61,6 +61,22 @@ class CellClassifierHook:
     (:mod:`~detectron2_myeloma.modeling.precision`, ``inference_dtype`` from TEST.AMP.ENABLED): float32
     on the CPU, the autocast dtype on CUDA.
     """
+
+    adds_fields = ("pred_cell_probs", "pred_cell_labels")
+
+    @classmethod
+    def changes_detections(cls, cfg: CfgNode) -> bool:
+        return not cfg.MODEL.CELL_CLASSIFIER.KEEP_NON_MYELOMA  # it drops the non-myeloma cells
+
+    @classmethod
+    def describe(cls, cfg: CfgNode) -> str:
+        return f"cell classifier {cfg.MODEL.CELL_CLASSIFIER.WEIGHTS}"
+
+    @classmethod
+    def check_classes(cls, cfg: CfgNode, cell_class: int) -> None:
+        if cfg.MODEL.CELL_CLASSIFIER.CELL_CLASS != cell_class:
+            raise ValueError(f"MODEL.CELL_CLASSIFIER.CELL_CLASS is {cfg.MODEL.CELL_CLASSIFIER.CELL_CLASS} but the "
+                             f"cell class of the class names is {cell_class}")
 
     @configurable
     def __init__(self, *, classifier: CellClassifier, cell_class: int = 0, batch_size: int = 32,

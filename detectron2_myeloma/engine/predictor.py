@@ -13,6 +13,7 @@ from detectron2.modeling import build_model
 
 from ..checkpoint import MyelomaCheckpointer
 from ..data.transforms import CellAugInput, ResizeToCellDiameter
+from ..modeling.post_hooks import post_hook_infos
 from ..structures import CellDetections
 from .cell_scale import CellScaleFinder
 from .tta import CellTTA
@@ -93,12 +94,10 @@ class OriginalImagePredictor(DefaultPredictor):
 
 
 def build_predictor(cfg: CfgNode, cell_class: int) -> OriginalImagePredictor:
-    """The predictor of the tools. Raises ValueError when a cell classifier would classify another
-    class than the one the outputs count as cells (``cell_class``, from the class names)."""
-    classifier = cfg.MODEL.CELL_CLASSIFIER
-    if "CellClassifierHook" in cfg.MODEL.POST_HOOKS and classifier.CELL_CLASS != cell_class:
-        raise ValueError(f"MODEL.CELL_CLASSIFIER.CELL_CLASS is {classifier.CELL_CLASS} but the cell class "
-                         f"of the class names is {cell_class}")
+    """The predictor of the tools. Raises ValueError when a post-hook does not fit outputs whose cells are
+    ``cell_class`` (from the class names), e.g. a cell classifier of another class."""
+    for hook in post_hook_infos(cfg):
+        getattr(hook, "check_classes", lambda cfg, cell_class: None)(cfg, cell_class)
     return OriginalImagePredictor(cfg)
 
 

@@ -25,6 +25,7 @@ from tabulate import tabulate
 from ..data.images import Failure
 from ..data.regions import ImageRegions
 from ..data.statistics import area_diameter
+from ..modeling.post_hooks import describe_post_hooks
 from ..structures import CellDetections, CellScale
 from ..utils.atomic import write_atomic, write_json_atomic
 
@@ -225,11 +226,8 @@ def _diameter(row: Dict[str, Any]) -> str:
 
 
 def describe_model(cfg: CfgNode) -> str:
-    """The models behind a report: the detector's weights and, where it ran, the cell classifier's."""
-    text = f"detector {cfg.MODEL.WEIGHTS}"
-    if "CellClassifierHook" in cfg.MODEL.POST_HOOKS:
-        text += f", cell classifier {cfg.MODEL.CELL_CLASSIFIER.WEIGHTS}"
-    return text
+    """The models behind a report: the detector's weights and each post-hook, e.g. the cell classifier's."""
+    return ", ".join([f"detector {cfg.MODEL.WEIGHTS}", *describe_post_hooks(cfg)])
 
 
 def _fraction(row: Dict[str, Any]) -> str:

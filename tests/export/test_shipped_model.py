@@ -47,7 +47,8 @@ def test_predict_without_a_config_uses_the_shipped_model(tmp_path, caplog):
     assert make_submission(["--input", str(folder), "--output", str(tmp_path / "submission.txt")]) == 0
     assert "test-time augmentation" in caplog.text  # make_submission.py's default
     assert "predicts no nucleus" not in caplog.text  # the shipped model outlines each cell's nucleus
-    assert "cell classifier not run" in caplog.text  # its labels are no part of a submission
+    assert "not run: a submission holds no labels" in caplog.text  # the classifier's labels
+    assert "cell classifier" in caplog.text.split("not run: a submission")[0].splitlines()[-1]
     assert len(read_submission(str(tmp_path / "submission.txt"))["2011"]) >= 0.8 * len(truth)
 
 
