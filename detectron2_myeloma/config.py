@@ -2,16 +2,18 @@
 import os
 from typing import Any, Dict, List, Sequence
 
-import yaml
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
+from .classifier.config import add_cell_classifier_config
 from .model_zoo import SHIPPED_MODELS, resolve_weights
-from .utils.errors import InputError, one_line
+from .utils.config_merge import merge_config
+from .utils.errors import InputError
 
 
 def add_myeloma_config(cfg: CN) -> None:
-    """Add the project's keys to a Detectron2 config (call before merging a project YAML)."""
+    """Add the project's keys to a Detectron2 config (call before merging a project YAML): the detector's,
+    then each plugin's own (:func:`~detectron2_myeloma.classifier.config.add_cell_classifier_config`)."""
     _C = cfg
     # MODEL.DEVICE keeps Detectron2's default, "cuda"; the tools run on the CPU where CUDA is absent.
     _C.MODEL.CHANNELS_LAST = False  # model weights and inputs in channels-last format (faster convolutions)
@@ -105,17 +107,7 @@ def add_myeloma_config(cfg: CN) -> None:
     _C.INPUT.CELL_AUG.SATURATION = 0.1  # saturation factor drawn from [1 - x, 1 + x]; 0 = off
     _C.INPUT.CELL_AUG.HUE = 0.022  # hue (stain) shift up to +-x of the hue circle, <= 0.5 (~4/180); 0 = off
 
-    # Cell classifier post-hook ("CellClassifierHook" in MODEL.POST_HOOKS): labels each cell detection
-    # myeloma (probability above the checkpoint's TEST.THRESHOLD) or not, from a square crop of the
-    # full-resolution image. Detections of other classes (nuclei) get label -1 and probability NaN and
-    # are always kept (a submission pairs nuclei with the cells that remain).
-    _C.MODEL.CELL_CLASSIFIER = CN()
-    _C.register_renamed_key("MODEL.CELL_CLASSIFIER.ENABLED", "MODEL.POST_HOOKS",
-                            'ENABLED True is MODEL.POST_HOOKS "[\'CellClassifierHook\']"')
-    _C.MODEL.CELL_CLASSIFIER.WEIGHTS = ""  # checkpoint written by tools/train_classifier.py (model_best.pth)
-    _C.MODEL.CELL_CLASSIFIER.CELL_CLASS = 0  # class index of cells: "cell", or a one-class model's class
-    _C.MODEL.CELL_CLASSIFIER.KEEP_NON_MYELOMA = True  # True: keep and label them; False: drop them
-    _C.MODEL.CELL_CLASSIFIER.BATCH_SIZE = 32  # crops per classifier forward pass
+    add_cell_classifier_config(_C)  # the cell-classifier plugin owns its keys
 
 
 def load_config(config_file: str, opts: Sequence[Any] = ()) -> CN:
@@ -159,37 +151,6 @@ def result_differences(cfg: CN, reference: CN) -> List[str]:
         mine, theirs = leaves(node, key), leaves(reference_node, key)
         differences += [f"{k} {mine[k]} (model: {theirs[k]})" for k in mine if mine[k] != theirs.get(k)]
     return differences
-
-
-def merge_config(cfg: CN, config_file: str, opts: Sequence[Any] = ()) -> CN:
-    """``cfg`` with ``config_file`` and then ``opts`` merged in. A missing or malformed file, an unknown
-    key or a value of the wrong type is an InputError naming the file or the override (yacs raises bare
-    assertions); an integer given for a float key (``INPUT.CELL_DIAMETER.TEST 80``) is taken as that
-    float, as a user means it."""
-    if not os.path.isfile(config_file):
-        raise InputError(f"{config_file}: no such config file")
-    try:
-        cfg.merge_from_file(config_file)
-    except (AssertionError, KeyError, ValueError, TypeError, yaml.YAMLError) as err:
-        raise InputError(f"{config_file}: {one_line(err, limit=None)}") from None
-    try:
-        cfg.merge_from_list(_ints_for_floats(cfg, list(opts)))
-    except (AssertionError, KeyError, ValueError, TypeError) as err:
-        raise InputError(f"config override: {one_line(err, limit=None)}") from None
-    return cfg
-
-
-def _ints_for_floats(cfg: CN, opts: List[Any]) -> List[Any]:
-    """``opts`` with integer values of float keys written as floats."""
-    opts = list(opts)
-    for i in range(0, len(opts) - 1, 2):
-        node, *path = cfg, *str(opts[i]).split(".")
-        for part in path:
-            node = node.get(part) if isinstance(node, CN) else None
-        value = CN._decode_cfg_value(opts[i + 1]) if isinstance(opts[i + 1], str) else opts[i + 1]
-        if isinstance(node, float) and isinstance(value, int) and not isinstance(value, bool):
-            opts[i + 1] = float(value)
-    return opts
 
 
 def _checked_weights(value: str, key: str) -> str:

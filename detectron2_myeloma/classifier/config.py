@@ -8,7 +8,25 @@ from typing import Any, Sequence
 
 from fvcore.common.config import CfgNode as CN
 
-from ..config import merge_config
+from ..utils.config_merge import merge_config
+
+
+def add_cell_classifier_config(cfg: CN) -> None:
+    """Add the keys of the cell-classifier post-hook to a detector's config (as PointRend's
+    ``add_pointrend_config`` adds its head's); :func:`~detectron2_myeloma.config.add_myeloma_config`
+    calls it."""
+    _C = cfg
+    # Cell classifier post-hook ("CellClassifierHook" in MODEL.POST_HOOKS): labels each cell detection
+    # myeloma (probability above the checkpoint's TEST.THRESHOLD) or not, from a square crop of the
+    # full-resolution image. Detections of other classes (nuclei) get label -1 and probability NaN and
+    # are always kept (a submission pairs nuclei with the cells that remain).
+    _C.MODEL.CELL_CLASSIFIER = type(cfg)()  # a node of the config's own class (Detectron2's)
+    _C.register_renamed_key("MODEL.CELL_CLASSIFIER.ENABLED", "MODEL.POST_HOOKS",
+                            'ENABLED True is MODEL.POST_HOOKS "[\'CellClassifierHook\']"')
+    _C.MODEL.CELL_CLASSIFIER.WEIGHTS = ""  # checkpoint written by tools/train_classifier.py (model_best.pth)
+    _C.MODEL.CELL_CLASSIFIER.CELL_CLASS = 0  # class index of cells: "cell", or a one-class model's class
+    _C.MODEL.CELL_CLASSIFIER.KEEP_NON_MYELOMA = True  # True: keep and label them; False: drop them
+    _C.MODEL.CELL_CLASSIFIER.BATCH_SIZE = 32  # crops per classifier forward pass
 
 
 def get_classifier_cfg() -> CN:
