@@ -6,6 +6,7 @@ from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
 from .classifier.config import add_cell_classifier_config
+from .data.transforms import STAIN_HUE_SHIFT
 from .model_zoo import SHIPPED_MODELS, resolve_weights
 from .utils.config_merge import merge_config
 from .utils.errors import InputError
@@ -105,7 +106,7 @@ def add_myeloma_config(cfg: CN) -> None:
     _C.INPUT.CELL_AUG.BRIGHTNESS = 0.1  # brightness factor drawn from [1 - x, 1 + x]; 0 = off
     _C.INPUT.CELL_AUG.CONTRAST = 0.1  # contrast factor drawn from [1 - x, 1 + x]; 0 = off
     _C.INPUT.CELL_AUG.SATURATION = 0.1  # saturation factor drawn from [1 - x, 1 + x]; 0 = off
-    _C.INPUT.CELL_AUG.HUE = 0.022  # hue (stain) shift up to +-x of the hue circle, <= 0.5 (~4/180); 0 = off
+    _C.INPUT.CELL_AUG.HUE = STAIN_HUE_SHIFT  # hue (stain) shift up to +-x of the hue circle, <= 0.5; 0 = off
 
     add_cell_classifier_config(_C)  # the cell-classifier plugin owns its keys
 

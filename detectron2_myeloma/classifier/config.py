@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 from fvcore.common.config import CfgNode as CN
 
+from ..data.transforms import STAIN_HUE_SHIFT
 from ..utils.config_merge import merge_config
 
 
@@ -63,7 +64,7 @@ def get_classifier_cfg() -> CN:
     _C.AUG.BRIGHTNESS = 0.1  # brightness factor drawn from [1 - x, 1 + x]; 0 = off
     _C.AUG.CONTRAST = 0.1  # contrast factor drawn from [1 - x, 1 + x]; 0 = off
     _C.AUG.SATURATION = 0.1  # saturation factor drawn from [1 - x, 1 + x]; 0 = off
-    _C.AUG.HUE = 0.02  # hue (stain) shift up to +-x of the hue circle, <= 0.5; 0 = off
+    _C.AUG.HUE = STAIN_HUE_SHIFT  # hue (stain) shift up to +-x of the hue circle, <= 0.5; 0 = off
 
     _C.SOLVER = CN()
     _C.SOLVER.BASE_LR = 2e-4  # Adam learning rate (EfficientNet-B3 myeloma paper)

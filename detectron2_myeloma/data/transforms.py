@@ -81,6 +81,11 @@ class ResizeToCellDiameter(T.Augmentation):
         return T.ResizeTransform(height, width, max(1, round(height * scale)), max(1, round(width * scale)))
 
 
+# The one default hue (stain) jitter of the detector's and the classifier's cells: up to +-4/180 of the
+# hue circle (4 of OpenCV's 180 hue steps).
+STAIN_HUE_SHIFT = 0.022
+
+
 def build_color_jitter(aug: CfgNode, key: str) -> Optional[v2.ColorJitter]:
     """The photometric jitter of a config node with BRIGHTNESS, CONTRAST, SATURATION and HUE: one
     definition (torchvision's ``ColorJitter``), and so one meaning of the keys, for the detector's
