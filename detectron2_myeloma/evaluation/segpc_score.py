@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Hashable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+import pycocotools.mask as mask_util
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
@@ -43,7 +44,6 @@ logger = logging.getLogger(__name__)
 
 COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 _RECALL_POINTS = np.linspace(0.0, 1.0, 101)
-_PRED_CHUNK = 32  # predictions per matrix product: bounds memory to ~32 x (pixels of the GT cells)
 
 
 @dataclass
@@ -104,22 +104,16 @@ class SegPCScore:
         return OrderedDict((k, values[a]) for k, a in names.items() if values[a] is not None)
 
 
-def _pair_intersections(gt_cells: Sequence[np.ndarray], pred_cells: Sequence[np.ndarray]) -> np.ndarray:
-    """(gt, pred) intersection pixel counts as a matrix product of flattened masks.
-
-    Only pixels inside some GT cell can intersect, so the product runs over those alone. float32 is
-    exact here: every partial sum is an integer below 1080*1440 < 2**24.
-    """
-    inter = np.zeros((len(gt_cells), len(pred_cells)), dtype=np.int64)
+def _pair_ious(gt_cells: Sequence[np.ndarray], pred_cells: Sequence[np.ndarray]) -> np.ndarray:
+    """(gt, pred) IoU matrix of boolean masks, by pycocotools on their run-length encodings: integer
+    pixel counts and one float64 division each, as exact as counting pixels (one mask at a time is
+    expanded to bytes, so memory does not grow with the number of predictions)."""
     if not len(gt_cells) or not len(pred_cells):
-        return inter
-    support = np.flatnonzero(np.logical_or.reduce([m.ravel() for m in gt_cells]))
-    gt_flat = np.stack([m.ravel()[support] for m in gt_cells]).astype(np.float32)
-    for start in range(0, len(pred_cells), _PRED_CHUNK):
-        chunk = pred_cells[start:start + _PRED_CHUNK]
-        pred_flat = np.stack([m.ravel()[support] for m in chunk]).astype(np.float32)
-        inter[:, start:start + len(chunk)] = np.rint(gt_flat @ pred_flat.T)
-    return inter
+        return np.zeros((len(gt_cells), len(pred_cells)))
+    gt_rles, pred_rles = ([mask_util.encode(np.asfortranarray(m[:, :, None], dtype=np.uint8))[0] for m in masks]
+                          for masks in (gt_cells, pred_cells))
+    ious = np.asarray(mask_util.iou(gt_rles, pred_rles, [0] * len(pred_rles)), dtype=np.float64)
+    return np.nan_to_num(ious.reshape(len(gt_cells), len(pred_cells)))  # two empty masks: 0/0 -> 0
 
 
 def match_image(
@@ -131,11 +125,7 @@ def match_image(
             raise ValueError(f"masks must be boolean {SUBMISSION_SHAPE}; got {mask.dtype} {mask.shape}")
     if scores is not None and len(scores) != len(pred_cells):
         raise ValueError(f"{len(scores)} scores for {len(pred_cells)} predictions")
-    inter = _pair_intersections(gt_cells, pred_cells)
-    gt_area = np.array([np.count_nonzero(m) for m in gt_cells], dtype=np.int64)
-    pred_area = np.array([np.count_nonzero(m) for m in pred_cells], dtype=np.int64)
-    union = gt_area[:, None] + pred_area[None, :] - inter
-    ious = np.divide(inter, union, out=np.zeros(inter.shape), where=union > 0)
+    ious = _pair_ious(gt_cells, pred_cells)
 
     gt_union = np.logical_or.reduce(gt_cells) if len(gt_cells) else np.zeros(SUBMISSION_SHAPE, bool)
     pred_union = np.logical_or.reduce(pred_cells) if len(pred_cells) else np.zeros(SUBMISSION_SHAPE, bool)
