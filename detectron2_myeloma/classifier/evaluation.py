@@ -9,10 +9,10 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
-from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix,
-                             precision_recall_fscore_support, roc_auc_score, roc_curve)
+from sklearn.metrics import (ConfusionMatrixDisplay, RocCurveDisplay, accuracy_score, balanced_accuracy_score,
+                             confusion_matrix, precision_recall_fscore_support, roc_auc_score)
 
-from .labels import CLASS_NAMES
+from .labels import CLASS_NAMES, MYELOMA
 
 
 def classification_metrics(labels: Sequence[int], probs: Sequence[float], threshold: float = 0.5) -> dict:
@@ -49,36 +49,31 @@ def classification_metrics(labels: Sequence[int], probs: Sequence[float], thresh
 
 
 def plot_confusion_matrix(matrix: Sequence[Sequence[int]], path: str) -> None:
-    """Confusion matrix PNG: rows true class, columns predicted class, counts in the cells."""
-    matrix = np.asarray(matrix)
+    """Confusion matrix PNG (scikit-learn's display): rows true class, columns predicted class, counts in
+    the cells."""
     fig = Figure(figsize=(4.2, 3.6), dpi=120)
     ax = fig.add_subplot()
-    image = ax.imshow(matrix, cmap="Blues")
-    fig.colorbar(image, ax=ax)
-    ticks = range(len(CLASS_NAMES))
-    ax.set_xticks(ticks, CLASS_NAMES)
-    ax.set_yticks(ticks, CLASS_NAMES)
+    ConfusionMatrixDisplay(np.asarray(matrix), display_labels=list(CLASS_NAMES)).plot(ax=ax, cmap="Blues")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    for (i, j), count in np.ndenumerate(matrix):
-        ax.text(j, i, str(count), ha="center", va="center",
-                color="white" if count > matrix.max() / 2 else "black")
     fig.tight_layout()
     fig.savefig(path)
 
 
 def plot_roc_curve(labels: Sequence[int], probs: Sequence[float], auc: Optional[float], path: str) -> None:
-    """ROC curve PNG (myeloma as positive); only the chance diagonal when one class is missing."""
+    """ROC curve PNG (scikit-learn's display, myeloma as positive); only the chance diagonal when one
+    class is missing (``auc`` None)."""
     fig = Figure(figsize=(4, 4), dpi=120)
     ax = fig.add_subplot()
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
-    if auc is not None:
-        fpr, tpr, _ = roc_curve(labels, probs)
-        ax.plot(fpr, tpr, label=f"AUC = {auc:.3f}")
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
+    if auc is None:
+        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.legend(loc="lower right")
+    else:
+        RocCurveDisplay.from_predictions(labels, probs, pos_label=MYELOMA, name="classifier", ax=ax,
+                                         plot_chance_level=True)
     ax.set_title("myeloma vs non-myeloma")
-    ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path)
 
