@@ -19,7 +19,7 @@ import numpy as np
 from detectron2.config import CfgNode
 from matplotlib.figure import Figure
 from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
-from scipy.stats import binomtest
+from scipy.stats import binomtest, bootstrap
 from tabulate import tabulate
 
 from ..data.images import Failure
@@ -147,16 +147,16 @@ class CaseReport:
         return result
 
     def _bootstrap_interval(self) -> Optional[List[float]]:
-        """95% percentile interval of the pooled fraction, resampling images (None for one image)."""
-        myeloma = np.array([r["myeloma"] for r in self.rows])
-        classified = myeloma + np.array([r["other"] for r in self.rows])
-        if len(self.rows) < 2:
+        """95% percentile interval of the pooled fraction, resampling whole images (scipy's bootstrap,
+        paired: each image's myeloma and classified counts together); images without classified cells
+        weigh nothing in the fraction and are left out. None for fewer than two such images."""
+        counts = [(r["myeloma"], r["myeloma"] + r["other"]) for r in self.rows if r["myeloma"] + r["other"]]
+        if len(counts) < 2:
             return None
-        rng = np.random.default_rng(0)
-        picks = rng.integers(0, len(self.rows), (BOOTSTRAP_SAMPLES, len(self.rows)))
-        totals = classified[picks].sum(axis=1)
-        fractions = myeloma[picks].sum(axis=1)[totals > 0] / totals[totals > 0]
-        return [float(np.percentile(fractions, 2.5)), float(np.percentile(fractions, 97.5))]
+        myeloma, classified = (np.array(column, dtype=np.float64) for column in zip(*counts))
+        result = bootstrap((myeloma, classified), _pooled_fraction, paired=True, vectorized=True,
+                           n_resamples=BOOTSTRAP_SAMPLES, method="percentile", rng=np.random.default_rng(0))
+        return [float(result.confidence_interval.low), float(result.confidence_interval.high)]
 
     def write(self, folder: str, case: str, model: str, failures: Sequence[Failure] = ()) -> None:
         """``report.md``, ``report.json``, ``report.html`` and the gallery pictures into ``folder``;
@@ -223,6 +223,10 @@ def _diameter(row: Dict[str, Any]) -> str:
     """The cell diameter an image was predicted at, and whence (the details are in report.json)."""
     scale = row.get("cell_diameter")
     return f"{scale['px']:.0f} px ({scale['from']})" if scale else ""
+
+
+def _pooled_fraction(myeloma: np.ndarray, classified: np.ndarray, axis: int = -1) -> np.ndarray:
+    return myeloma.sum(axis=axis) / classified.sum(axis=axis)
 
 
 def describe_model(cfg: CfgNode) -> str:
