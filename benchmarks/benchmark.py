@@ -75,7 +75,7 @@ from detectron2_myeloma.data.builtin import CELL_DIAMETERS
 from detectron2_myeloma.data.classes import cell_and_nucleus_classes, model_metadata
 from detectron2_myeloma.data.images import read_image
 from detectron2_myeloma.data.regions import open_regions
-from detectron2_myeloma.engine.cpu import configure_cpu_math
+from detectron2_myeloma.utils.device import configure_cpu_math
 from detectron2_myeloma.engine.defaults import setup_inference
 from detectron2_myeloma.engine.predictor import build_predictor
 from detectron2_myeloma.engine.tiling import TiledPredictor

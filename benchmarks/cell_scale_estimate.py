@@ -35,7 +35,7 @@ from detectron2_myeloma.data.segpc import segpc_microscope
 from detectron2_myeloma.data.segpc_format import resize_to_submission
 from detectron2_myeloma.data.statistics import area_diameter
 from detectron2_myeloma.engine.cell_scale import AUTO, equivalent_diameters
-from detectron2_myeloma.engine.cpu import configure_cpu_math
+from detectron2_myeloma.utils.device import configure_cpu_math
 from detectron2_myeloma.engine.defaults import setup_inference
 from detectron2_myeloma.engine.predictor import build_predictor
 from detectron2_myeloma.engine.tiling import TiledPredictor

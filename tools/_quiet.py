@@ -10,7 +10,7 @@ import warnings
 warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
 # Detectron2's anchor generator calls torch.meshgrid without indexing= (it means "ij", the old default).
 warnings.filterwarnings("ignore", message=r"torch.meshgrid: in an upcoming release", category=UserWarning)
-# numpy's float limits once flush-to-zero is on (engine/cpu.py turns denormals off for speed).
+# numpy's float limits once flush-to-zero is on (utils/device.py turns denormals off for speed).
 warnings.filterwarnings("ignore", message=r"The value of the smallest subnormal", category=UserWarning)
 # torch.fx logs that is_fx_tracing's meaning changed, on Detectron2's first call of it.
 logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)

@@ -15,7 +15,7 @@ from typing import List, Optional
 
 from tabulate import tabulate
 
-from detectron2_myeloma.engine.curves import evaluation_table, plot_curves, read_metrics
+from detectron2_myeloma.export.curves import evaluation_table, plot_curves, read_metrics
 from detectron2_myeloma.engine.defaults import reports_input_errors
 from detectron2_myeloma.utils.atomic import write_atomic
 

@@ -38,7 +38,7 @@ from detectron2_myeloma.data.classes import cell_and_nucleus_classes, model_meta
 from detectron2_myeloma.data.images import Failure, list_images
 from detectron2_myeloma.data.colour import colour_warnings
 from detectron2_myeloma.engine.cell_scale import image_scale_warnings, parse_cell_diameter
-from detectron2_myeloma.engine.cpu import configure_cpu_math
+from detectron2_myeloma.utils.device import configure_cpu_math
 from detectron2_myeloma.engine.defaults import (add_model_arguments, report_failures, reports_input_errors,
                                                 setup_inference)
 from detectron2_myeloma.engine.predictor import build_predictor

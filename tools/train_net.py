@@ -21,7 +21,7 @@ from detectron2.utils.logger import setup_logger
 from detectron2_myeloma import load_config
 from detectron2_myeloma.checkpoint import MyelomaCheckpointer
 from detectron2_myeloma.data.catalog import check_dataset_names
-from detectron2_myeloma.engine.cpu import configure_cpu_math
+from detectron2_myeloma.utils.device import configure_cpu_math
 from detectron2_myeloma.engine.defaults import reports_input_errors
 from detectron2_myeloma.engine.trainer import Trainer
 from detectron2_myeloma.modeling.precision import log_precision_policy

@@ -1,31 +1,95 @@
 """The detector's trainer: Detectron2's ``DefaultTrainer`` with the project's data, evaluation and
-precision, and distributed training on CPU processes as well as GPUs."""
+precision, and distributed training on CPU processes as well as GPUs; the training step its precision
+policy picks, and the writer hook that prints the first iterations.
+
+Detectron2's ``AMPTrainer`` asserts CUDA and scales float16 gradients with CUDA's ``GradScaler``.
+bfloat16 keeps float32's exponent range, so gradients cannot underflow the way float16 ones do and the
+plain SGD step is correct (:class:`CPUAMPTrainer`). Whether bfloat16 is used at all is the precision
+policy's choice (:mod:`detectron2_myeloma.modeling.precision`).
+"""
 import logging
 import os
+import time
 import weakref
 from collections import OrderedDict
-from typing import Any, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 import torch
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
-from detectron2.engine import DefaultTrainer, TrainerBase, create_ddp_model, hooks
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model, hooks
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 from detectron2.utils import comm
+from detectron2.utils.events import EventWriter
 from detectron2.utils.logger import setup_logger
 
 from ..checkpoint import MyelomaCheckpointer
 from ..data.mapper import build_cell_mapper, original_image_mapper
 from ..evaluation import SegPCEvaluator
+from ..modeling.precision import autocast, training_precision
 from ..utils.atomic import write_json_atomic
 from ..utils.device import images_per_batch
-from .hooks import PeriodicWriterFromStart
 from .inference import DatasetPredictor
-from .train_step import build_train_step
 
 logger = logging.getLogger(__name__)
 
 EVALUATION_JSON = "evaluation.json"  # in OUTPUT_DIR/inference: the latest evaluation's results
+
+
+class CPUAMPTrainer(SimpleTrainer):
+    """``SimpleTrainer`` whose forward pass runs under CPU bfloat16 autocast.
+
+    Only the forward pass is autocast (PyTorch's guidance): backward ops run in the dtype their forward
+    op used, and the optimizer updates the float32 master weights.
+    """
+
+    def run_step(self) -> None:
+        assert self.model.training, "[CPUAMPTrainer] model was changed to eval mode!"
+        start = time.perf_counter()
+        data = next(self._data_loader_iter)
+        data_time = time.perf_counter() - start
+        if self.zero_grad_before_forward:
+            self.optimizer.zero_grad()
+        with autocast("cpu", torch.bfloat16):
+            loss_dict = self.model(data)
+        losses = sum(loss.float() for loss in loss_dict.values())
+        if not self.zero_grad_before_forward:
+            self.optimizer.zero_grad()
+        losses.backward()
+        self.after_backward()
+        self._write_metrics(loss_dict, data_time)
+        self.optimizer.step()
+
+
+def build_train_step(cfg: CfgNode, model: torch.nn.Module, data_loader: Iterable,
+                     optimizer: torch.optim.Optimizer) -> SimpleTrainer:
+    """``SimpleTrainer`` in float32, ``CPUAMPTrainer`` for bfloat16 on the CPU, Detectron2's
+    ``AMPTrainer`` (gradient scaler) on CUDA, as ``SOLVER.AMP.ENABLED`` resolves on ``MODEL.DEVICE``."""
+    precision = training_precision(cfg)
+    if not precision.enabled:
+        return SimpleTrainer(model, data_loader, optimizer)
+    if precision.device_type == "cpu":
+        return CPUAMPTrainer(model, data_loader, optimizer)
+    return AMPTrainer(model, data_loader, optimizer, precision=precision.dtype)
+
+
+class PeriodicWriterFromStart(hooks.PeriodicWriter):
+    """Detectron2's ``PeriodicWriter`` that also writes after iterations 1, 2, 5 and 10: a CPU run at
+    about 2 s per iteration would otherwise print nothing (no loss, no ETA) for its first 20."""
+
+    EARLY_ITERS = (1, 2, 5, 10)
+
+    def __init__(self, writers: Sequence[EventWriter], period: int = 20):
+        super().__init__(writers, period)
+        self.writers, self.period = list(writers), period  # its own: the parent's are private
+
+    def after_step(self) -> None:
+        super().after_step()
+        done = self.trainer.iter + 1
+        written = done % self.period == 0 or done == self.trainer.max_iter
+        if done in self.EARLY_ITERS and not written:
+            for writer in self.writers:
+                writer.write()
 
 
 class Trainer(DefaultTrainer):

@@ -1,1 +1,2 @@
-"""What the tools write about predictions besides submissions: preview pictures, tables, results json."""
+"""What the tools write besides submissions: preview pictures, tables, results json, GeoJSON, the case
+report, training curves."""

@@ -5,7 +5,7 @@ import torch
 from detectron2.utils.events import EventStorage
 from torch import nn
 
-from detectron2_myeloma.engine.cpu import CPUAMPTrainer
+from detectron2_myeloma.engine.trainer import CPUAMPTrainer
 from detectron2_myeloma.modeling.precision import autocast
 
 

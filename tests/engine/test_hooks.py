@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 from detectron2.utils.events import EventWriter
 
-from detectron2_myeloma.engine.hooks import PeriodicWriterFromStart
+from detectron2_myeloma.engine.trainer import PeriodicWriterFromStart
 
 
 class CountingWriter(EventWriter):

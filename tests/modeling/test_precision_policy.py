@@ -9,8 +9,8 @@ from detectron2.engine import AMPTrainer, SimpleTrainer
 from detectron2.modeling import build_model
 
 from detectron2_myeloma import load_config
-from detectron2_myeloma.engine.cpu import CPUAMPTrainer
-from detectron2_myeloma.engine.train_step import build_train_step
+from detectron2_myeloma.engine.trainer import CPUAMPTrainer
+from detectron2_myeloma.engine.trainer import build_train_step
 from detectron2_myeloma.modeling import precision
 from detectron2_myeloma.modeling.precision import (
     CPUFeatures,

@@ -4,7 +4,7 @@ import json
 
 from cli import tool_main
 
-from detectron2_myeloma.engine.curves import evaluation_table, read_metrics
+from detectron2_myeloma.export.curves import evaluation_table, read_metrics
 
 plot_training = tool_main("plot_training")
 
