@@ -71,7 +71,7 @@ from benchmarks.benchmarking import (
 from benchmarks.end_to_end import FRAMES as END_TO_END_FRAMES, end_to_end_section
 from detectron2_myeloma import load_config
 from detectron2_myeloma.checkpoint import load_checkpoint, save_weights
-from detectron2_myeloma.data.builtin import CELL_DIAMETERS
+from detectron2_myeloma.data.datasets.builtin import CELL_DIAMETERS
 from detectron2_myeloma.data.classes import cell_and_nucleus_classes, model_metadata
 from detectron2_myeloma.data.images import read_image
 from detectron2_myeloma.data.regions import open_regions
@@ -273,7 +273,7 @@ def scorer_section(args: argparse.Namespace, workdir: Path) -> SectionResult:
 def converter_worker(fmt: str, workdir: str, repeats: int, warmup: int, desc: str) -> Dict[str, Any]:
     """Time ``convert_to_coco`` (what tools/convert_to_coco.py runs) on the bundled SegPC sample, or on
     the tests' main PowerPoint deck holding a full-size picture."""
-    from detectron2_myeloma.data.convert import convert_to_coco
+    from detectron2_myeloma.data.datasets.convert import convert_to_coco
 
     folder = Path(workdir) / fmt
     folder.mkdir()

@@ -27,11 +27,11 @@ from tqdm import tqdm
 from benchmarks.benchmarking import REPO, machine_info, markdown_table
 from benchmarks.comparison import replace_section
 from benchmarks.provenance import git_commit
-from detectron2_myeloma.data.builtin import (CELL_DIAMETERS, LOWRES_CELL_DIAMETERS, SEGPC_MINI_VAL_IDS,
+from detectron2_myeloma.data.datasets.builtin import (CELL_DIAMETERS, LOWRES_CELL_DIAMETERS, SEGPC_MINI_VAL_IDS,
                                              SEGPC_NIKON_VAL_IDS)
 from detectron2_myeloma.data.images import read_image, read_mask, read_record_image
 from detectron2_myeloma.data.regions import ArrayRegions
-from detectron2_myeloma.data.segpc import segpc_microscope
+from detectron2_myeloma.data.datasets.segpc import segpc_microscope
 from detectron2_myeloma.data.segpc_format import resize_to_submission
 from detectron2_myeloma.data.statistics import area_diameter
 from detectron2_myeloma.engine.cell_scale import AUTO, equivalent_diameters

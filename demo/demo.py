@@ -32,7 +32,7 @@ import tifffile  # noqa: E402
 from detectron2.data import DatasetCatalog  # noqa: E402
 
 from detectron2_myeloma import model_zoo  # noqa: E402
-from detectron2_myeloma.data.builtin import CELL_DIAMETERS, SEGPC_MINI_VAL_IDS  # noqa: E402
+from detectron2_myeloma.data.datasets.builtin import CELL_DIAMETERS, SEGPC_MINI_VAL_IDS  # noqa: E402
 from detectron2_myeloma.data.images import image_files, read_image  # noqa: E402
 from detectron2_myeloma.engine.trainer import EVALUATION_JSON  # noqa: E402
 

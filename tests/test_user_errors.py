@@ -15,7 +15,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import default_argument_parser
 
 from cli import TOOLS, tool_main
-from detectron2_myeloma.data.builtin import register_segpc
+from detectron2_myeloma.data.datasets.builtin import register_segpc
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_IMAGE = REPO / "datasets" / "segpc_mini" / "train" / "x" / "2009.jpg"

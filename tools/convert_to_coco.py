@@ -7,8 +7,8 @@ from typing import List, Optional
 
 from detectron2.utils.logger import setup_logger
 
-from detectron2_myeloma.data.convert import FORMATS, convert_to_coco
-from detectron2_myeloma.data.segpc import CATEGORY_SETS
+from detectron2_myeloma.data.datasets.convert import FORMATS, convert_to_coco
+from detectron2_myeloma.data.datasets.segpc import CATEGORY_SETS
 from detectron2_myeloma.engine.defaults import reports_input_errors
 from detectron2_myeloma.utils.errors import InputError
 

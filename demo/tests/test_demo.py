@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from detectron2_myeloma.data.builtin import SEGPC_MINI_VAL_IDS
+from detectron2_myeloma.data.datasets.builtin import SEGPC_MINI_VAL_IDS
 from detectron2_myeloma.data.segpc_format import read_submission
 
 

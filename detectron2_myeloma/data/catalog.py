@@ -21,7 +21,7 @@ def check_dataset_names(names: Sequence[str], where: str) -> None:
             hint = f"did you mean {', '.join(close)}?" if close else \
                 f"{len(registered)} are registered, e.g. {', '.join(sorted(registered)[:3])}."
             raise InputError(f"{where}: no dataset named {name!r} ({hint} The names are in "
-                             "detectron2_myeloma/data/builtin.py; register your own with register_segpc or "
+                             "detectron2_myeloma/data/datasets/builtin.py; register your own with register_segpc or "
                              "register_coco)")
 
 

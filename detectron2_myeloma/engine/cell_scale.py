@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..data.builtin import FRAME_CELL_DIAMETERS
+from ..data.datasets.builtin import FRAME_CELL_DIAMETERS
 from ..data.images import header_size
 from ..data.regions import ImageRegions, open_regions
 from ..data.report import DatasetError

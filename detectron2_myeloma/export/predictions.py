@@ -42,7 +42,7 @@ class PredictionWriter:
     ``geojson`` is None; a row in ``summary.csv`` and one row per detection in ``cells.csv``; and on exit
     every detection in ``instances_predictions.json``, a COCO results list (pycocotools ``loadRes``)
     whose ``image_id`` is the image's 1-based position in its listing and whose ``category_id`` is the
-    class index + 1, the numbering of :func:`detectron2_myeloma.data.coco_io.dicts_to_coco`.
+    class index + 1, the numbering of :func:`detectron2_myeloma.data.datasets.coco_io.dicts_to_coco`.
 
     The myeloma columns are filled when the cell classifier labelled the cells (``labels`` and
     ``probs`` of the detections); they are left empty otherwise, and so are the ``myeloma_label`` /

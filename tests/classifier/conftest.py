@@ -7,7 +7,7 @@ from classifier_testutils import SEGPC_MINI, make_crops
 from testutils import single_torch_thread
 
 from detectron2_myeloma.classifier.negatives import CellSizePrior
-from detectron2_myeloma.data.segpc import load_segpc
+from detectron2_myeloma.data.datasets.segpc import load_segpc
 
 
 @pytest.fixture(scope="session")

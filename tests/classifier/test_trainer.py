@@ -11,8 +11,8 @@ from testutils import write_tiny_classifier
 from detectron2_myeloma.classifier.dataset import CropDataset, read_manifest
 from detectron2_myeloma.classifier.model import build_classifier, load_classifier
 from detectron2_myeloma.classifier.trainer import build_criterion, train_steps
-from detectron2_myeloma.data.builtin import SEGPC_MINI_TRAIN_IDS, SEGPC_MINI_VAL_IDS
-from detectron2_myeloma.data.segpc import load_segpc
+from detectron2_myeloma.data.datasets.builtin import SEGPC_MINI_TRAIN_IDS, SEGPC_MINI_VAL_IDS
+from detectron2_myeloma.data.datasets.segpc import load_segpc
 from cli import tool_main
 
 train_main = tool_main("train_classifier")

@@ -9,7 +9,7 @@ from torchvision.transforms import v2
 
 from detectron2_myeloma import add_myeloma_config, load_config
 from detectron2_myeloma.data.mapper import build_cell_augmentations, build_cell_mapper
-from detectron2_myeloma.data.segpc import load_segpc
+from detectron2_myeloma.data.datasets.segpc import load_segpc
 from detectron2_myeloma.data.transforms import RandomColorJitter, Rot90Transform
 
 

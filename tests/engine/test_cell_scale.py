@@ -12,7 +12,7 @@ import torch
 from cli import tool_main
 from detectron2.structures import Boxes, Instances
 
-from detectron2_myeloma.data.builtin import CELL_DIAMETERS
+from detectron2_myeloma.data.datasets.builtin import CELL_DIAMETERS
 from detectron2_myeloma.data.images import image_files
 from detectron2_myeloma.data.regions import ArrayRegions, open_regions
 from detectron2_myeloma.engine import cell_scale

@@ -6,7 +6,7 @@ from detectron2.engine import HookBase
 from detectron2.utils.env import seed_all_rng
 
 from detectron2_myeloma import load_config
-from detectron2_myeloma.data.builtin import register_segpc
+from detectron2_myeloma.data.datasets.builtin import register_segpc
 from detectron2_myeloma.engine.trainer import Trainer
 
 ONE_IMAGE = "test_segpc_one_image"

@@ -6,10 +6,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
-from .masks import annotation_from_mask, size_mismatch, mask_to_rle
-from .report import ConversionReport, DatasetError
-from .images import image_files, image_size, image_stem
-from .segpc_format import cell_and_nucleus, read_segpc_mask, split_mask_name
+from ..masks import annotation_from_mask, size_mismatch, mask_to_rle
+from ..report import ConversionReport, DatasetError
+from ..images import image_files, image_size, image_stem
+from ..segpc_format import cell_and_nucleus, read_segpc_mask, split_mask_name
 
 logger = logging.getLogger(__name__)
 

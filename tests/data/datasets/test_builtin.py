@@ -5,11 +5,11 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 import detectron2_myeloma  # noqa: F401
-from detectron2_myeloma.data.builtin import (FULL_SIZE_VAL_IDS, LOWRES_CELL_DIAMETERS, SEGPC_MINI_TRAIN_IDS,
+from detectron2_myeloma.data.datasets.builtin import (FULL_SIZE_VAL_IDS, LOWRES_CELL_DIAMETERS, SEGPC_MINI_TRAIN_IDS,
                                              SEGPC_MINI_VAL_IDS, SEGPC_NIKON_VAL_IDS, register_segpc)
 from detectron2_myeloma.data.images import read_record_image
 from detectron2_myeloma.data.report import DatasetError
-from detectron2_myeloma.data.segpc import segpc_microscope
+from detectron2_myeloma.data.datasets.segpc import segpc_microscope
 from detectron2_myeloma.data.statistics import median_cell_diameter
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from detectron2_myeloma.data.coco_io import load_coco_rle
-from detectron2_myeloma.data.mask_folders import load_mask_folders
+from detectron2_myeloma.data.datasets.coco_io import load_coco_rle
+from detectron2_myeloma.data.datasets.mask_folders import load_mask_folders
 from detectron2_myeloma.data.masks import rle_to_mask
 from detectron2_myeloma.data.report import MASK_OF_SKIPPED_IMAGE, ConversionReport, DatasetError
 from detectron2_myeloma.data.segpc_format import read_segpc_mask

@@ -5,7 +5,7 @@ import pytest
 
 from detectron2_myeloma.data.masks import rle_to_mask
 from detectron2_myeloma.data.report import MASK_OF_SKIPPED_IMAGE, ConversionReport, DatasetError
-from detectron2_myeloma.data.segpc import load_segpc
+from detectron2_myeloma.data.datasets.segpc import load_segpc
 from detectron2_myeloma.data.segpc_format import read_segpc_mask
 
 from testutils import write_segpc_cell

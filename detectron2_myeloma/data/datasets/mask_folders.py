@@ -8,9 +8,9 @@ from typing import List, Optional
 
 from tqdm import tqdm
 
-from .masks import annotation_from_mask, size_mismatch
-from .report import ConversionReport, DatasetError
-from .images import IMAGE_EXTENSIONS, image_files, image_size, read_mask
+from ..masks import annotation_from_mask, size_mismatch
+from ..report import ConversionReport, DatasetError
+from ..images import IMAGE_EXTENSIONS, image_files, image_size, read_mask
 
 
 def load_mask_folders(root: str, category_id: int = 0, strict: bool = True,

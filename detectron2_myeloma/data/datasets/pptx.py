@@ -27,10 +27,10 @@ from shapely.ops import unary_union
 from shapely.validation import make_valid
 from tqdm import tqdm
 
-from ..utils.atomic import write_atomic
-from .masks import annotation_from_mask
-from .report import ConversionReport, DatasetError
-from .images import image_files, image_size, image_stem, read_image
+from ...utils.atomic import write_atomic
+from ..masks import annotation_from_mask
+from ..report import ConversionReport, DatasetError
+from ..images import image_files, image_size, image_stem, read_image
 
 logger = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from detectron2.structures import BoxMode
 from pycocotools.coco import COCO
 from tqdm import tqdm
 
-from .masks import rle_area
-from .images import image_size
-from .report import ConversionReport, DatasetError
+from ..masks import rle_area
+from ..images import image_size
+from ..report import ConversionReport, DatasetError
 
 # Annotation keys this project adds (links between a cell and its nucleus, provenance); kept in COCO json.
 EXTRA_ANNOTATION_KEYS = ("segpc_instance", "nucleus", "source_shape", "source_mask")

@@ -4,12 +4,12 @@ from typing import List, Optional, Tuple
 
 from detectron2.data import MetadataCatalog
 
-from ..utils.atomic import check_output_file, write_json_atomic
-from ..utils.errors import InputError
+from ...utils.atomic import check_output_file, write_json_atomic
+from ...utils.errors import InputError
 from .coco_io import dicts_to_coco, load_coco_rle, validate_coco
-from .images import IMAGE_EXTENSIONS
+from ..images import IMAGE_EXTENSIONS
 from .mask_folders import load_mask_folders
-from .report import ConversionReport, DatasetError
+from ..report import ConversionReport, DatasetError
 from .segpc import load_segpc, segpc_thing_classes
 
 FORMATS = ("segpc", "pptx", "coco", "masks")

@@ -13,7 +13,7 @@ import pytest
 from pptx import Presentation
 
 from detectron2_myeloma.data.masks import rle_to_mask
-from detectron2_myeloma.data.pptx import load_pptx_dataset
+from detectron2_myeloma.data.datasets.pptx import load_pptx_dataset
 from detectron2_myeloma.data.report import ConversionReport, DatasetError
 from cli import tool_main
 from testing.pptx_decks import (
@@ -72,7 +72,7 @@ def test_skips_are_reported_with_reasons(main, caplog):
     assert where["slide has no picture"].endswith("deck.pptx slide 3")
     assert (report.images, report.instances) == (4, 18)
     assert report.instances == sum(len(d["annotations"]) for d in main["dataset"])
-    with caplog.at_level(logging.INFO, logger="detectron2_myeloma.data.pptx"):
+    with caplog.at_level(logging.INFO, logger="detectron2_myeloma.data.datasets.pptx"):
         load_pptx_dataset(str(main["decks"] / "deck.pptx"), None, str(main["root"] / "again"))
     assert any("deck.pptx slide 1: kept 11 marks" in m and "'too small to be a cell': 1" in m
                for m in caplog.messages)

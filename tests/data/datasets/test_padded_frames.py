@@ -10,7 +10,7 @@ from detectron2_myeloma.data.images import read_record_image
 from detectron2_myeloma.data.mapper import build_cell_mapper, original_image_mapper
 from detectron2_myeloma.data.masks import rle_to_mask
 from detectron2_myeloma.data.report import DatasetError
-from detectron2_myeloma.data.segpc import frame_box, load_segpc
+from detectron2_myeloma.data.datasets.segpc import frame_box, load_segpc
 from testutils import write_segpc_cell
 
 PAD = (208, 196, 207)  # BGR of the segpc_lowres canvas
