@@ -241,7 +241,8 @@ def scorer_worker(scorer: str, repeats: int, warmup: int, desc: str) -> Dict[str
     """Time one scorer on the bundled ground truth with predictions that find every cell 9x13 px off,
     plus the three false positives per image of the tests' "extra" predictions."""
     from detectron2_myeloma.data.segpc_format import resize_to_submission
-    from detectron2_myeloma.evaluation.segpc_score import load_gt_dir, score_segpc
+    from detectron2_myeloma.evaluation.segpc_metrics import score_segpc
+    from detectron2_myeloma.evaluation.submission_score import load_gt_dir
 
     gt = load_gt_dir(str(SEGPC_MINI / "y"))
     cells = {image_id: [resize_to_submission(m) for m in masks] for image_id, masks in gt.items()}

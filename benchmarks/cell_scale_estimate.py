@@ -39,7 +39,7 @@ from detectron2_myeloma.utils.device import configure_cpu_math
 from detectron2_myeloma.engine.defaults import setup_inference
 from detectron2_myeloma.engine.predictor import build_predictor
 from detectron2_myeloma.engine.tiling import TiledPredictor
-from detectron2_myeloma.evaluation.segpc_score import score_segpc
+from detectron2_myeloma.evaluation.segpc_metrics import score_segpc
 from detectron2_myeloma.structures import CellDetections, CellScale
 from detectron2_myeloma.utils.atomic import write_atomic, write_json_atomic
 

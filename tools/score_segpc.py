@@ -16,7 +16,7 @@ from typing import List, Optional
 from tabulate import tabulate
 
 from detectron2_myeloma.engine.defaults import reports_input_errors
-from detectron2_myeloma.evaluation.segpc_score import score_submission
+from detectron2_myeloma.evaluation.submission_score import score_submission
 from detectron2_myeloma.utils.atomic import check_output_file, write_json_atomic
 
 

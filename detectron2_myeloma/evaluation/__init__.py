@@ -1,4 +1,5 @@
 """COCO and SegPC-2021 evaluation of the project's models."""
-from .segpc_score import SegPCEvaluator, score_segpc
+from .segpc_evaluator import SegPCEvaluator
+from .segpc_metrics import score_segpc
 
 __all__ = ["SegPCEvaluator", "score_segpc"]

@@ -33,8 +33,9 @@ from detectron2_myeloma.data.segpc_format import (
     read_submission,
     resize_to_submission,
 )
-from detectron2_myeloma.evaluation.segpc_score import (ImageMatch, SegPCEvaluator, aggregate, load_gt_dir,
-                                                      score_segpc, score_submission)
+from detectron2_myeloma.evaluation.segpc_evaluator import SegPCEvaluator
+from detectron2_myeloma.evaluation.segpc_metrics import ImageMatch, aggregate, score_segpc
+from detectron2_myeloma.evaluation.submission_score import load_gt_dir, score_submission
 from detectron2_myeloma.structures import NUCLEUS_MASKS
 from testing.segpc_reference import official_miou, perturbations
 

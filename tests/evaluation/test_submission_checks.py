@@ -21,7 +21,7 @@ from detectron2_myeloma.data.segpc_format import (
     read_segpc_mask,
     resize_to_submission,
 )
-from detectron2_myeloma.evaluation.segpc_score import score_submission
+from detectron2_myeloma.evaluation.submission_score import score_submission
 from detectron2_myeloma.evaluation.submission import write_masks_submission
 from detectron2_myeloma.utils.errors import InputError
 from cli import tool_main
@@ -80,7 +80,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, expected_start: s
 
 
 def test_report_counts_each_kind_and_warns(y_dir, mixed, caplog):
-    with caplog.at_level(logging.WARNING, logger="detectron2_myeloma.evaluation.segpc_score"):
+    with caplog.at_level(logging.WARNING, logger="detectron2_myeloma.evaluation.submission_score"):
         score, report = score_submission(str(y_dir), str(mixed))
     assert score.miou == pytest.approx(3 / 9)  # the malformed 2009 and the missing 2032 score 0
     assert score.per_image["2009"]["mIoU"] == 0.0 and score.per_image["2032"]["mIoU"] == 0.0
