@@ -1,4 +1,5 @@
 """Shared fixtures: the bundled real SegPC sample, and small generated SegPC folders for bad input."""
+import logging
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,26 @@ from testutils import write_segpc_cell
 REPO = Path(__file__).resolve().parents[1]
 SEGPC_MINI = REPO / "datasets" / "segpc_mini" / "train"
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def logging_restored():
+    """Every logger's handlers, level and propagation as they were before the test. A tool's
+    ``logging.basicConfig`` or Detectron2's ``setup_logger`` binds a handler to the stream the test
+    captured, which is closed once the test ends: a later test's log line would print a logging error
+    into its own captured output."""
+    def state():
+        names = [None, *logging.root.manager.loggerDict]
+        return {name: logging.getLogger(name) for name in names}
+
+    before = {name: (list(logger.handlers), logger.level, logger.propagate) for name, logger in state().items()}
+    yield
+    for name, logger in state().items():
+        handlers, level, propagate = before.get(name, ([], logging.NOTSET, True))
+        for handler in [h for h in logger.handlers if h not in handlers]:
+            logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 @pytest.fixture(scope="session")
