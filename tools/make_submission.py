@@ -38,7 +38,7 @@ from detectron2_myeloma.engine.defaults import (add_model_arguments, report_fail
 from detectron2_myeloma.engine.predictor import build_predictor
 from detectron2_myeloma.engine.tiling import TiledPredictor, predict_cells
 from detectron2_myeloma.engine.tta import SYMMETRY_VIEWS
-from detectron2_myeloma.modeling.post_hooks import describe_post_hooks, without_label_only_hooks
+from detectron2_myeloma.modeling.post_hooks import post_hook_infos, without_label_only_hooks
 
 
 logger = logging.getLogger("detectron2_myeloma.make_submission")
@@ -93,12 +93,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                           max_cells=args.max_instances)
     if cfg.TEST.AUG.ENABLED:
         logger.info("test-time augmentation: each image predicted in its flips and turns (--no-tta: once)")
-    submitted = without_label_only_hooks(cfg)
-    if list(submitted.MODEL.POST_HOOKS) != list(cfg.MODEL.POST_HOOKS):
+    labels_only = [info.describe(cfg) for info in post_hook_infos(cfg) if not info.changes_detections(cfg)]
+    if labels_only:
         logger.info("%s not run: a submission holds no labels (with MODEL.CELL_CLASSIFIER.KEEP_NON_MYELOMA False "
-                    "the classifier runs and the myeloma cells only are submitted)",
-                    ", ".join(set(describe_post_hooks(cfg)) - set(describe_post_hooks(submitted))))
-        cfg = submitted
+                    "the classifier runs and the myeloma cells only are submitted)", ", ".join(labels_only))
+        cfg = without_label_only_hooks(cfg)
     cell_class, nucleus_class = cell_and_nucleus_classes(model_metadata(cfg, args.classes).thing_classes)
     if nucleus_class is None and not cfg.MODEL.ROI_MASK_HEAD.NUCLEUS:
         logger.warning("this model predicts no nucleus: each cell's nucleus is estimated by a rule (its inner "

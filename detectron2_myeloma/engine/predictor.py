@@ -96,8 +96,8 @@ class OriginalImagePredictor(DefaultPredictor):
 def build_predictor(cfg: CfgNode, cell_class: int) -> OriginalImagePredictor:
     """The predictor of the tools. Raises ValueError when a post-hook does not fit outputs whose cells are
     ``cell_class`` (from the class names), e.g. a cell classifier of another class."""
-    for hook in post_hook_infos(cfg):
-        getattr(hook, "check_classes", lambda cfg, cell_class: None)(cfg, cell_class)
+    for info in post_hook_infos(cfg):
+        info.check_classes(cfg, cell_class)
     return OriginalImagePredictor(cfg)
 
 

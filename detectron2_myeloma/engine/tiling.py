@@ -11,7 +11,7 @@ mask as a crop of its box, from the model on (:class:`~detectron2_myeloma.struct
 import logging
 import math
 import os
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from detectron2.config import CfgNode
@@ -21,7 +21,7 @@ from ..data.images import Failure, iter_images
 from ..data.regions import ImageRegions, open_regions
 from ..data.report import DatasetError
 from ..structures import CellDetections, CellScale
-from ..utils.device import images_per_batch
+from ..utils.device import batches, images_per_batch
 from ..utils.errors import InputError
 from ..utils.memory import release_free_memory
 from ..utils.read_ahead import read_ahead
@@ -120,27 +120,24 @@ class TiledPredictor:
         go through the model :attr:`per_batch` at a time, those of one size and scale together (a batch
         never pads one image to another's size); a large image's tiles, all of one size, too. Each image's
         grid is checked before anything is predicted."""
+        regions = [image for image, _ in images]
         diameters = [scale.diameter if scale is not None else None for _, scale in images]
-        grids = [self.grid(regions.path, regions.shape, diameter) for (regions, _), diameter in zip(images, diameters)]
+        grids = [self.grid(image.path, image.shape, diameter) for image, diameter in zip(regions, diameters)]
         found: List[Optional[CellDetections]] = [None] * len(images)
-        whole: Dict[Tuple[Tuple[int, int], Optional[float]], List[int]] = {}
-        for index, ((regions, _), diameter, grid) in enumerate(zip(images, diameters, grids)):
-            if grid is None:
-                whole.setdefault((tuple(regions.shape), diameter), []).append(index)
-            else:
-                found[index] = self._predict_tiles(images[index][0], diameter, *grid)
-        for (_, diameter), indices in whole.items():
-            for start in range(0, len(indices), self.per_batch):
-                batch = indices[start:start + self.per_batch]
-                regions = [images[i][0] for i in batch]
-                for region in regions:
-                    if self.target <= 0 and region.height * region.width > WHOLE_IMAGE_WARNING_PIXELS:
-                        logger.warning("%s: %dx%d px predicted whole, resized to a %d px short edge; a model with "
-                                       "INPUT.CELL_DIAMETER.TEST would predict it tile by tile at its cells' "
-                                       "scale", region.path, region.width, region.height, self.min_size)
-                parts = self._predict([r.read(0, r.height, 0, r.width) for r in regions], diameter)
-                for i, part in zip(batch, parts):
-                    found[i] = part
+        for index, grid in enumerate(grids):
+            if grid is not None:
+                found[index] = self._predict_tiles(regions[index], diameters[index], *grid)
+        whole = [index for index, grid in enumerate(grids) if grid is None]
+        for batch in batches(whole, self.per_batch, key=lambda i: (tuple(regions[i].shape), diameters[i])):
+            for image in (regions[i] for i in batch):
+                if self.target <= 0 and image.height * image.width > WHOLE_IMAGE_WARNING_PIXELS:
+                    logger.warning("%s: %dx%d px predicted whole, resized to a %d px short edge; a model with "
+                                   "INPUT.CELL_DIAMETER.TEST would predict it tile by tile at its cells' scale",
+                                   image.path, image.width, image.height, self.min_size)
+            parts = self._predict([regions[i].read(0, regions[i].height, 0, regions[i].width) for i in batch],
+                                  diameters[batch[0]])
+            for i, part in zip(batch, parts):
+                found[i] = part
         if self.fragment_max_inside > 0:
             found = [part.without_fragments(self.fragment_max_inside) for part in found]
         return found
@@ -152,8 +149,7 @@ class TiledPredictor:
         tiles = [(y0, x0, (*row, *col)) for y0, row in zip(rows, row_bounds) for x0, col in zip(cols, col_bounds)]
         kept: List[CellDetections] = []
         with tqdm(total=len(tiles), desc=os.path.basename(regions.path), unit="tile", leave=False) as progress:
-            for start in range(0, len(tiles), self.per_batch):
-                batch = tiles[start:start + self.per_batch]
+            for batch in batches(tiles, self.per_batch):
                 parts = self._predict([regions.read(y0, y0 + tile, x0, x0 + tile) for y0, x0, _ in batch], diameter)
                 for (y0, x0, (top, bottom, left, right)), found in zip(batch, parts):
                     found = found.shifted(y0, x0, regions.shape)

@@ -12,7 +12,7 @@ cells, exactly as without augmentation.
 """
 import contextlib
 import itertools
-from typing import Any, Dict, Iterator, List, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Sequence
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from torch import nn
 from ..data.transforms import Rot90Transform
 from ..modeling.meta_arch import GeneralizedRCNNWithPostHooks
 from ..structures import NUCLEUS_MASKS
-from ..utils.device import images_per_batch
+from ..utils.device import batches, images_per_batch
 
 
 # Config overrides for the 8 symmetries of the square at the model's own scale: make_submission.py's default
@@ -112,13 +112,13 @@ class CellTTA(nn.Module):
         height, width = image.shape[-2:]
         views = [(transform, {**inputs, "image": self._view_image(image, transform)})
                  for transform in view_transforms(height, width, **self.options)]
-        batches = []  # (transforms, input batch, feature maps, detections) of views of one shape
+        forwards = []  # (transforms, input batch, feature maps, detections) of views of one shape
         with _masks_off(self.model):
-            for batch in self._batches(views):
+            for batch in batches(views, self.per_batch, key=lambda view: tuple(view[1]["image"].shape)):
                 images, features, found = self.model.detect([view for _, view in batch])
-                batches.append(([transform for transform, _ in batch], images, features, found))
-        transforms = [transform for batch in batches for transform in batch[0]]
-        detected = [found for batch in batches for found in batch[3]]
+                forwards.append(([transform for transform, _ in batch], images, features, found))
+        transforms = [transform for forward in forwards for transform in forward[0]]
+        detected = [found for forward in forwards for found in forward[3]]
         boxes = torch.cat([_apply_box(transform.inverse(), found.pred_boxes.tensor)
                            for transform, found in zip(transforms, detected)])
         scores = torch.zeros(len(boxes), self.num_classes + 1, device=boxes.device)
@@ -129,7 +129,7 @@ class CellTTA(nn.Module):
         if not self.model.roi_heads.mask_on:
             return merged
         cell, nucleus = [], []
-        for batch_transforms, images, features, found in batches:
+        for batch_transforms, images, features, found in forwards:
             in_views = [Instances(view.image_size, pred_classes=merged.pred_classes, scores=merged.scores,
                                   pred_boxes=Boxes(_apply_box(transform, merged.pred_boxes.tensor)))
                         for transform, view in zip(batch_transforms, found)]
@@ -141,16 +141,6 @@ class CellTTA(nn.Module):
         if nucleus:
             merged.set(NUCLEUS_MASKS, torch.stack(nucleus).mean(dim=0))
         return merged
-
-    def _batches(self, views: List[Tuple[T.TransformList, Dict[str, Any]]]
-                 ) -> Iterator[List[Tuple[T.TransformList, Dict[str, Any]]]]:
-        """The views in batches of ``per_batch`` views of one image shape (a batch pads none)."""
-        shapes: Dict[Tuple[int, ...], list] = {}
-        for view in views:
-            shapes.setdefault(tuple(view[1]["image"].shape), []).append(view)
-        for same in shapes.values():
-            for start in range(0, len(same), self.per_batch):
-                yield same[start:start + self.per_batch]
 
     @staticmethod
     def _view_image(image: torch.Tensor, transform: T.TransformList) -> torch.Tensor:

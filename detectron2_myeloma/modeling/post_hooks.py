@@ -9,7 +9,7 @@ A hook class says what it does through :class:`PostHookInfo`'s class methods, wh
 before building it (building may load weights): the fields it adds, whether it can drop or change
 detections, how to name it in a report, and whether it fits the class names of the outputs.
 """
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple, Type
 
 from detectron2.config import CfgNode
 from detectron2.utils.registry import Registry
@@ -43,21 +43,27 @@ class PostHookInfo:
         """ValueError where it would not fit outputs whose cells are class ``cell_class``."""
 
 
-def post_hook_infos(cfg: CfgNode) -> List[type]:
-    """The classes (or builders) of the hooks ``MODEL.POST_HOOKS`` names, in order, not built."""
-    return [POST_HOOK_REGISTRY.get(name) for name in cfg.MODEL.POST_HOOKS]
+def post_hook_infos(cfg: CfgNode) -> List[Type[PostHookInfo]]:
+    """What each hook ``MODEL.POST_HOOKS`` names says about itself, in order, without building it; a hook
+    registered without :class:`PostHookInfo` gets its defaults, under the hook's own name."""
+    infos = []
+    for name in cfg.MODEL.POST_HOOKS:
+        hook = POST_HOOK_REGISTRY.get(name)
+        infos.append(hook if isinstance(hook, type) and issubclass(hook, PostHookInfo)
+                     else type(name, (PostHookInfo,), {}))
+    return infos
 
 
 def describe_post_hooks(cfg: CfgNode) -> List[str]:
-    return [getattr(hook, "describe", lambda cfg: hook.__name__)(cfg) for hook in post_hook_infos(cfg)]
+    return [info.describe(cfg) for info in post_hook_infos(cfg)]
 
 
 def without_label_only_hooks(cfg: CfgNode) -> CfgNode:
     """``cfg`` less the hooks that only add fields (their labels unused where only detections count)."""
     cfg = cfg.clone()
     cfg.defrost()
-    cfg.MODEL.POST_HOOKS = [name for name in cfg.MODEL.POST_HOOKS
-                            if getattr(POST_HOOK_REGISTRY.get(name), "changes_detections", lambda cfg: True)(cfg)]
+    cfg.MODEL.POST_HOOKS = [name for name, info in zip(cfg.MODEL.POST_HOOKS, post_hook_infos(cfg))
+                            if info.changes_detections(cfg)]
     cfg.freeze()
     return cfg
 

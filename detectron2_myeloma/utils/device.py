@@ -2,8 +2,11 @@
 the device a config asks for, so a config written for a GPU still runs on a machine without one; and
 what follows from the device: images per forward, the CPU's float handling."""
 import logging
+from typing import Callable, Dict, Hashable, Iterator, List, Optional, Sequence, TypeVar
 
 import torch
+
+Item = TypeVar("Item")
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +29,19 @@ def images_per_batch(test_ims_per_batch: int, device: str) -> int:
     if test_ims_per_batch < 0:
         raise ValueError(f"TEST.IMS_PER_BATCH must be 0 (by device) or positive, got {test_ims_per_batch}")
     return test_ims_per_batch or (4 if torch.device(device).type == "cuda" else 1)
+
+
+def batches(items: Sequence[Item], size: int, key: Optional[Callable[[Item], Hashable]] = None
+            ) -> Iterator[List[Item]]:
+    """``items`` in lists of at most ``size``, each of one ``key`` (groups in the order they first appear,
+    items in their order): inputs that go through the model in one forward without one being padded to
+    another's size."""
+    groups: Dict[Hashable, List[Item]] = {}
+    for item in items:
+        groups.setdefault(None if key is None else key(item), []).append(item)
+    for group in groups.values():
+        for start in range(0, len(group), size):
+            yield group[start:start + size]
 
 
 def configure_cpu_math() -> None:
