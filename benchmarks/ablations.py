@@ -26,6 +26,8 @@ VARIANTS: Dict[str, Variant] = {
         "+ bottom-up path + attention", BASELINE_CONFIG,
         ["MODEL.RMASK.BOTTOM_UP_PATH", True, "MODEL.RMASK.FPN_ATTENTION", "CA-SA",
          "MODEL.RMASK.BU_ATTENTION", "CA-SA"]),
-    "adaptive_pooling": Variant("+ adaptive pooling", BASELINE_CONFIG, ["MODEL.ROI_MASK_HEAD.NAME", "AdaptiveFusionMaskHead"]),
+    "adaptive_pooling": Variant("+ adaptive pooling", BASELINE_CONFIG,
+                                ["MODEL.ROI_MASK_HEAD.NAME", "AdaptiveFusionMaskHead",
+                                 "MODEL.ROI_MASK_HEAD.POOLER_TYPE", ""]),
     "rmask": Variant("R-Mask R-CNN", RMASK_CONFIG, []),
 }

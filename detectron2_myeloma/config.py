@@ -69,10 +69,13 @@ def add_myeloma_config(cfg: CN) -> None:
     _C.MODEL.RMASK.CA_REDUCTION = 16  # channel attention MLP reduction ratio
     _C.MODEL.RMASK.CA_USE_MAX_POOL = False  # channel attention also uses global max pooling (CBAM)
     _C.MODEL.RMASK.SA_KERNEL_SIZE = 7  # spatial attention conv kernel size (odd)
-    # Adaptive mask pooling is a mask head: ROI_MASK_HEAD.NAME "AdaptiveFusionMaskHead".
+    # Adaptive mask pooling is a mask head that pools for itself: ROI_MASK_HEAD.NAME
+    # "AdaptiveFusionMaskHead" with Detectron2's ROI_MASK_HEAD.POOLER_TYPE "" (no pooling before the head).
     _C.MODEL.RMASK.ADAPTIVE_FUSION = "max"  # its fusion of the levels: "max" or "sum"
+    _C.MODEL.RMASK.ADAPTIVE_POOLER_TYPE = "ROIAlignV2"  # its own pooler's op, as ROI_MASK_HEAD.POOLER_TYPE
     _C.register_renamed_key("MODEL.RMASK.MASK_POOLING", "MODEL.ROI_MASK_HEAD.NAME",
-                            'MASK_POOLING "adaptive" is ROI_MASK_HEAD.NAME "AdaptiveFusionMaskHead"')
+                            'MASK_POOLING "adaptive" is ROI_MASK_HEAD.NAME "AdaptiveFusionMaskHead" with '
+                            'ROI_MASK_HEAD.POOLER_TYPE ""')
 
     # Each cell instance's nucleus as a second mask (heads AdaptiveFusionMaskHead, PointRefinedMaskHead),
     # trained on the nuclei the dataset records carry (SegPC's value 40; "nucleus" in each cell annotation).

@@ -11,6 +11,9 @@ from torch import nn
 from detectron2_myeloma.config import add_myeloma_config  # importing the package registers the components
 
 HEIGHT, WIDTH = 128, 160
+# The project's mask heads pool for themselves: Detectron2's POOLER_TYPE "" goes with their names.
+ADAPTIVE_HEAD = {"MODEL.ROI_MASK_HEAD.NAME": "AdaptiveFusionMaskHead", "MODEL.ROI_MASK_HEAD.POOLER_TYPE": ""}
+POINT_HEAD = {"MODEL.ROI_MASK_HEAD.NAME": "PointRefinedMaskHead", "MODEL.ROI_MASK_HEAD.POOLER_TYPE": ""}
 
 
 def tiny_cfg(overrides: Optional[Dict[str, Any]] = None) -> CfgNode:

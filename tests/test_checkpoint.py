@@ -9,7 +9,7 @@ import torch
 from cli import tool_main
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
-from detector_testutils import tiny_cfg
+from detector_testutils import ADAPTIVE_HEAD, tiny_cfg
 
 from detectron2_myeloma.checkpoint import MyelomaCheckpointer, load_checkpoint
 from detectron2_myeloma.engine.trainer import Trainer
@@ -77,7 +77,7 @@ def test_what_is_not_a_weights_only_checkpoint_is_named(tmp_path):
 def test_a_mask_head_trained_on_a_frozen_detector_ships_alone_and_loads_on_its_base(tmp_path, capsys):
     """SOLVER.TRAINABLE_PREFIXES freezes all but the mask head; export_weights --only --base keeps the
     head; loading the small file gives the base's weights with the head's on top."""
-    cfg = tiny_cfg({"MODEL.ROI_MASK_HEAD.NAME": "AdaptiveFusionMaskHead",
+    cfg = tiny_cfg({**ADAPTIVE_HEAD,
                     "SOLVER.TRAINABLE_PREFIXES": ["roi_heads.mask_head."]})
     torch.manual_seed(0)
     base = build_model(cfg)
@@ -96,7 +96,7 @@ def test_a_mask_head_trained_on_a_frozen_detector_ships_alone_and_loads_on_its_b
     saved = torch.load(head, weights_only=True)
     assert saved["base"] == str(tmp_path / "base.pth") and set(saved["model"]) == {
         k for k in trained.state_dict() if k.startswith("roi_heads.mask_head.")}
-    fresh = build_model(tiny_cfg({"MODEL.ROI_MASK_HEAD.NAME": "AdaptiveFusionMaskHead"}))
+    fresh = build_model(tiny_cfg(ADAPTIVE_HEAD))
     MyelomaCheckpointer(fresh).load(str(head))
     for key, value in fresh.state_dict().items():
         torch.testing.assert_close(value, trained.state_dict()[key], rtol=0, atol=0, msg=key)

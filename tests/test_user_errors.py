@@ -84,6 +84,9 @@ def train_net_run():
     (["--eval-only"], "--eval-only needs MODEL.WEIGHTS"),
     (["--config-file", "configs/SegPC/nope.yaml"], "configs/SegPC/nope.yaml: no such config file"),
     (["SOLVER.MAX_ITER", "many"], "config override: Type mismatch"),
+    (["MODEL.ROI_MASK_HEAD.POOLER_TYPE", ""], "MaskRCNNConvUpsampleHead reads pooled features"),
+    (["--config-file", "configs/SegPC/rmask_rcnn_lite2_fpn.yaml", "MODEL.ROI_MASK_HEAD.POOLER_TYPE", "ROIAlignV2"],
+     'POOLER_TYPE "ROIAlignV2": AdaptiveFusionMaskHead pools for itself'),
 ])
 def test_train_net_config_mistakes(tmp_path, capsys, opts, message):
     args = default_argument_parser().parse_args(

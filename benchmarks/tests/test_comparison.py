@@ -16,6 +16,8 @@ from benchmarks.parallel_jobs import Job, run_jobs
 from benchmarks.compare import jobs_for, main
 from testing.markdown import markdown_rows
 
+MASK_HEAD_KEYS = ("MODEL.ROI_MASK_HEAD.NAME", "MODEL.ROI_MASK_HEAD.POOLER_TYPE")  # a head and how it pools
+
 
 def flat_cfg(run: Run) -> dict:
     return flat_cfg_of(run.config_file, run.opts("out"))
@@ -44,7 +46,7 @@ def test_variants_differ_from_baseline_only_in_rmask_switches(dataset):
             continue
         other = flat_cfg(Run(dataset, variant, 1))
         changed = {k for k in base if base[k] != other[k]} - {"OUTPUT_DIR"}
-        rmask_switch = [k.startswith("MODEL.RMASK.") or k == "MODEL.ROI_MASK_HEAD.NAME" for k in changed]
+        rmask_switch = [k.startswith("MODEL.RMASK.") or k in MASK_HEAD_KEYS for k in changed]
         assert changed and all(rmask_switch), (variant, changed)
     assert base["OUTPUT_DIR"] == os.path.join("out", dataset, "baseline", "seed1")
 

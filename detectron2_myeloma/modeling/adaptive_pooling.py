@@ -5,7 +5,8 @@ every level, passes each level through its own first conv layer (same structure,
 and fuses the levels element-wise (max or sum), so each mask sees both fine and coarse features.
 
 The head is ``ROI_MASK_HEAD.NAME "AdaptiveFusionMaskHead"`` and pools for itself (as PointRend's mask
-head does): :class:`~.roi_heads.RMaskROIHeads` hands it the feature maps instead of pooled features.
+head does), so it goes with Detectron2's ``ROI_MASK_HEAD.POOLER_TYPE ""``: the ROI heads hand it the
+feature maps instead of pooled features. Its own pooler's type is ``MODEL.RMASK.ADAPTIVE_POOLER_TYPE``.
 """
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -23,6 +24,7 @@ from detectron2.modeling.roi_heads.mask_head import (
 from detectron2.structures import Boxes, Instances
 from torch import nn
 
+from ..utils.errors import InputError
 from .nucleus import nucleus_inference, nucleus_mask_loss
 
 FUSIONS = ("max", "sum")
@@ -75,9 +77,10 @@ class LevelFusionConv(nn.Module):
 
 @ROI_MASK_HEAD_REGISTRY.register()
 class AdaptiveFusionMaskHead(MaskRCNNConvUpsampleHead):
-    """Detectron2's mask head that pools every RoI from every level (:class:`AllLevelsROIPooler`, with
-    the ``ROI_MASK_HEAD.POOLER_*`` settings) and whose first conv (``mask_fcn1``) is a
-    :class:`LevelFusionConv`; the rest (further convs, deconv, predictor, loss) is unchanged.
+    """Detectron2's mask head that pools every RoI from every level (:class:`AllLevelsROIPooler`: an
+    ``RMASK.ADAPTIVE_POOLER_TYPE`` op at ``ROI_MASK_HEAD.POOLER_RESOLUTION`` and ``POOLER_SAMPLING_RATIO``)
+    and whose first conv (``mask_fcn1``) is a :class:`LevelFusionConv`; the rest (further convs, deconv,
+    predictor, loss) is unchanged.
 
     ``forward`` takes the feature maps ``{name: (N, C, H, W)}`` of ``ROI_HEADS.IN_FEATURES`` and the
     instances (proposals in training, detections at inference) rather than pooled features.
@@ -86,7 +89,6 @@ class AdaptiveFusionMaskHead(MaskRCNNConvUpsampleHead):
     instance its nucleus (:mod:`.nucleus`); without it the head is exactly the one described above.
     """
 
-    pools_features = True  # RMaskROIHeads gives it feature maps, not pooled features
     predicts_nucleus = True  # honours ROI_MASK_HEAD.NUCLEUS
 
     @configurable
@@ -125,8 +127,9 @@ class AdaptiveFusionMaskHead(MaskRCNNConvUpsampleHead):
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: Mapping[str, ShapeSpec]) -> Dict[str, Any]:
         if not isinstance(input_shape, Mapping):
-            raise ValueError("AdaptiveFusionMaskHead pools for itself: use it with ROI_HEADS.NAME "
-                             '"RMaskROIHeads", which hands it the feature maps')
+            raise InputError(f'MODEL.ROI_MASK_HEAD.POOLER_TYPE "{cfg.MODEL.ROI_MASK_HEAD.POOLER_TYPE}": '
+                             f"{cfg.MODEL.ROI_MASK_HEAD.NAME} pools for itself and needs the feature maps: set "
+                             'it to "" (its own pooler is MODEL.RMASK.ADAPTIVE_POOLER_TYPE)')
         in_features = cfg.MODEL.ROI_HEADS.IN_FEATURES
         resolution = cfg.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION
         channels = input_shape[in_features[0]].channels
@@ -136,7 +139,7 @@ class AdaptiveFusionMaskHead(MaskRCNNConvUpsampleHead):
                 output_size=resolution,
                 scales=tuple(1.0 / input_shape[f].stride for f in in_features),
                 sampling_ratio=cfg.MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO,
-                pooler_type=cfg.MODEL.ROI_MASK_HEAD.POOLER_TYPE,
+                pooler_type=cfg.MODEL.RMASK.ADAPTIVE_POOLER_TYPE,
             ),
             in_features=in_features,
             fusion=cfg.MODEL.RMASK.ADAPTIVE_FUSION,

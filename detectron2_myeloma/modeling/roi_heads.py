@@ -1,5 +1,5 @@
 """ROI heads of every detector here: Detectron2's standard heads under the precision policy, and the
-hand-over of feature maps to a mask head that pools for itself."""
+hand-over of feature maps (and the input pixels) to a mask head that pools for itself."""
 import bisect
 from typing import Any, Dict, List, Sequence
 
@@ -8,9 +8,10 @@ import torch
 from detectron2.config import CfgNode, configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_HEADS_REGISTRY, StandardROIHeads
-from detectron2.modeling.roi_heads.mask_head import ROI_MASK_HEAD_REGISTRY, build_mask_head
+from detectron2.modeling.roi_heads.mask_head import ROI_MASK_HEAD_REGISTRY, BaseMaskRCNNHead, build_mask_head
 from detectron2.structures import ImageList, Instances
 
+from ..utils.errors import InputError
 from .precision import pooled_features, roi_heads_precision
 
 IMAGE_FEATURE = "image"  # the input batch as a feature map, for heads that read the pixels themselves
@@ -19,13 +20,13 @@ IMAGE_SHAPE = ShapeSpec(channels=3, stride=1)
 
 @ROI_HEADS_REGISTRY.register()
 class RMaskROIHeads(StandardROIHeads):
-    """``StandardROIHeads`` with two differences:
+    """``StandardROIHeads`` with these differences:
 
-    - a mask head whose class sets ``pools_features = True`` (the adaptive pooling head,
-      :mod:`.adaptive_pooling`, and the point refinement head, :mod:`.point_refinement`) gets the
-      feature maps its ``input_features(cfg)`` names and no pooler, so ``ROI_MASK_HEAD.NAME`` alone picks
-      it; among them ``"image"`` is the model's normalised input batch (stride 1). Any other head is
-      built exactly as ``StandardROIHeads`` builds it;
+    - with ``ROI_MASK_HEAD.POOLER_TYPE ""`` (Detectron2's convention for a mask head that pools for
+      itself, as PointRend's) the head gets the feature maps its ``input_features(cfg)`` classmethod
+      names, ``ROI_HEADS.IN_FEATURES`` where it has none; among them ``"image"`` is the model's
+      normalised input batch (stride 1), which ``StandardROIHeads`` cannot hand over. With a pooler type
+      the head is built exactly as ``StandardROIHeads`` builds it;
     - features are pooled in float32, and the heads run as :mod:`.precision` says;
     - at inference on CUDA, each image's detections reach the mask head padded to one of a few counts
       (``TEST.DETECTION_BUCKETS``), so that its kernels see few batch shapes.
@@ -77,13 +78,20 @@ class RMaskROIHeads(StandardROIHeads):
 
     @classmethod
     def _init_mask_head(cls, cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> Dict[str, Any]:
-        head = ROI_MASK_HEAD_REGISTRY.get(cfg.MODEL.ROI_MASK_HEAD.NAME) if cfg.MODEL.MASK_ON else None
-        if head is not None and cfg.MODEL.ROI_MASK_HEAD.NUCLEUS and not getattr(head, "predicts_nucleus", False):
-            raise ValueError(f"MODEL.ROI_MASK_HEAD.NUCLEUS needs a mask head that predicts it "
-                             f"(AdaptiveFusionMaskHead, PointRefinedMaskHead), not {cfg.MODEL.ROI_MASK_HEAD.NAME}")
-        if not getattr(head, "pools_features", False):
+        if not cfg.MODEL.MASK_ON:
+            return {}
+        mask = cfg.MODEL.ROI_MASK_HEAD
+        head = ROI_MASK_HEAD_REGISTRY.get(mask.NAME)
+        if mask.NUCLEUS and not getattr(head, "predicts_nucleus", False):
+            raise InputError(f"MODEL.ROI_MASK_HEAD.NUCLEUS needs a mask head that predicts it "
+                             f"(AdaptiveFusionMaskHead, PointRefinedMaskHead), not {mask.NAME}")
+        if mask.POOLER_TYPE:
             return super()._init_mask_head(cfg, input_shape)
-        in_features = head.input_features(cfg)
+        if issubclass(head, BaseMaskRCNNHead) and not hasattr(head, "input_features"):
+            raise InputError(f'MODEL.ROI_MASK_HEAD.POOLER_TYPE "": {mask.NAME} reads pooled features and '
+                             'does not pool for itself; give it a pooler type ("ROIAlignV2")')
+        in_features = (head.input_features(cfg) if hasattr(head, "input_features")
+                       else list(cfg.MODEL.ROI_HEADS.IN_FEATURES))
         shapes = {f: IMAGE_SHAPE if f == IMAGE_FEATURE else input_shape[f] for f in in_features
                   if f == IMAGE_FEATURE or f in input_shape}  # the head names any that is missing
         return {"mask_in_features": in_features, "mask_pooler": None, "mask_head": build_mask_head(cfg, shapes)}

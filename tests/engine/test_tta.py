@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 from detectron2.modeling import build_model
-from detector_testutils import synthetic_batch, tiny_cfg
+from detector_testutils import ADAPTIVE_HEAD, synthetic_batch, tiny_cfg
 from testutils import single_torch_thread
 
 from detectron2_myeloma.engine.tta import CellTTA, unview_grids, view_transforms
@@ -15,7 +15,7 @@ SYMMETRIES = {"TEST.AUG.ENABLED": True, "TEST.AUG.FLIP": True, "TEST.AUG.VFLIP":
 
 
 def model_and_cfg(overrides):
-    cfg = tiny_cfg({"MODEL.ROI_MASK_HEAD.NAME": "AdaptiveFusionMaskHead", "MODEL.ROI_MASK_HEAD.NUCLEUS": True,
+    cfg = tiny_cfg({**ADAPTIVE_HEAD, "MODEL.ROI_MASK_HEAD.NUCLEUS": True,
                     "MODEL.ROI_HEADS.SCORE_THRESH_TEST": 0.3, **overrides})
     torch.manual_seed(0)
     return build_model(cfg).eval(), cfg

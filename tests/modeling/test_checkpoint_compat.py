@@ -12,10 +12,11 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 
 from detectron2_myeloma.modeling import AdaptiveFusionMaskHead
+from detector_testutils import ADAPTIVE_HEAD
 
 OLD_CHECKPOINT = os.path.join(os.path.dirname(__file__), "data", "rmask_tiny_ad4a39f.pth")
 EVERYTHING_ON = {"MODEL.RMASK.BOTTOM_UP_PATH": True, "MODEL.RMASK.FPN_ATTENTION": "CA-SA",
-                 "MODEL.RMASK.BU_ATTENTION": "CA-SA", "MODEL.ROI_MASK_HEAD.NAME": "AdaptiveFusionMaskHead",
+                 "MODEL.RMASK.BU_ATTENTION": "CA-SA", **ADAPTIVE_HEAD,
                  "MODEL.FPN.OUT_CHANNELS": 16, "MODEL.ROI_BOX_HEAD.FC_DIM": 16, "MODEL.ROI_MASK_HEAD.CONV_DIM": 8}
 
 

@@ -6,8 +6,9 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 
 from detectron2_myeloma.modeling.roi_heads import padded_to_bucket
+from detector_testutils import POINT_HEAD
 
-POINT_NUCLEUS = {"MODEL.ROI_MASK_HEAD.NAME": "PointRefinedMaskHead", "MODEL.ROI_MASK_HEAD.NUCLEUS": True,
+POINT_NUCLEUS = {**POINT_HEAD, "MODEL.ROI_MASK_HEAD.NUCLEUS": True,
                  "MODEL.ROI_MASK_HEAD.POINT_REFINE.FC_DIM": 16,
                  "MODEL.ROI_MASK_HEAD.POINT_REFINE.SUBDIVISION_NUM_POINTS": 200}
 

@@ -8,9 +8,9 @@ from detectron2.utils.events import EventStorage
 
 from detectron2_myeloma.modeling import AdaptiveFusionMaskHead, PointRefinedMaskHead
 from detectron2_myeloma.structures import NUCLEUS_CROPS, NUCLEUS_MASKS
+from detector_testutils import ADAPTIVE_HEAD, POINT_HEAD
 
-ADAPTIVE = {"MODEL.ROI_MASK_HEAD.NAME": "AdaptiveFusionMaskHead"}
-POINT = {"MODEL.ROI_MASK_HEAD.NAME": "PointRefinedMaskHead", "MODEL.ROI_MASK_HEAD.POINT_REFINE.FC_DIM": 16,
+POINT = {**POINT_HEAD, "MODEL.ROI_MASK_HEAD.POINT_REFINE.FC_DIM": 16,
          "MODEL.ROI_MASK_HEAD.POINT_REFINE.SUBDIVISION_NUM_POINTS": 200}
 NUCLEUS = {"MODEL.ROI_MASK_HEAD.NUCLEUS": True}
 
@@ -36,10 +36,10 @@ def seeded_model(cfg, seed=0):
 def test_switches_off_build_the_adaptive_head_as_it_was(make_cfg):
     """No new parameter without the nucleus (so a checkpoint of before loads strictly), and the same
     weights for the same seed."""
-    model = seeded_model(make_cfg(ADAPTIVE))
+    model = seeded_model(make_cfg(ADAPTIVE_HEAD))
     names = [name for name, _ in model.roi_heads.mask_head.named_children()]
     assert names == ["mask_fcn1", "mask_fcn2", "deconv", "deconv_relu", "predictor", "pooler"]
-    with_nucleus = seeded_model(make_cfg({**ADAPTIVE, **NUCLEUS}))
+    with_nucleus = seeded_model(make_cfg({**ADAPTIVE_HEAD, **NUCLEUS}))
     extra = set(with_nucleus.state_dict()) - set(model.state_dict())
     assert extra == {"roi_heads.mask_head.nucleus_predictor.weight", "roi_heads.mask_head.nucleus_predictor.bias"}
     for name, value in model.state_dict().items():  # the nucleus predictor is drawn after the rest
@@ -47,7 +47,7 @@ def test_switches_off_build_the_adaptive_head_as_it_was(make_cfg):
 
 
 def test_point_head_without_subdivision_predicts_what_the_adaptive_head_predicts(make_cfg, batch):
-    adaptive = seeded_model(make_cfg(ADAPTIVE)).eval()
+    adaptive = seeded_model(make_cfg(ADAPTIVE_HEAD)).eval()
     point = build_model(make_cfg({**POINT, "MODEL.ROI_MASK_HEAD.POINT_REFINE.SUBDIVISION_STEPS": 0})).eval()
     missing = point.load_state_dict(adaptive.state_dict(), strict=False).missing_keys
     assert missing and all(k.startswith("roi_heads.mask_head.point_head.") for k in missing)
@@ -64,7 +64,7 @@ def test_point_head_without_subdivision_predicts_what_the_adaptive_head_predicts
     assert not torch.equal(refined.pred_masks, expected.pred_masks)
 
 
-@pytest.mark.parametrize("head", [ADAPTIVE, POINT])
+@pytest.mark.parametrize("head", [ADAPTIVE_HEAD, POINT])
 def test_nucleus_and_point_losses_train_their_own_parameters(make_cfg, batch, head):
     model = seeded_model(make_cfg({**head, **NUCLEUS}))
     with torch.no_grad():  # away from the start's logits of 0, where every target costs log 2
@@ -88,7 +88,7 @@ def test_nucleus_and_point_losses_train_their_own_parameters(make_cfg, batch, he
     assert not torch.isclose(other, losses["loss_nucleus"])
 
 
-@pytest.mark.parametrize("head", [ADAPTIVE, POINT])
+@pytest.mark.parametrize("head", [ADAPTIVE_HEAD, POINT])
 def test_predicted_nuclei_lie_inside_their_cells(make_cfg, batch, head):
     model = seeded_model(make_cfg({**head, **NUCLEUS}))
     mask_head = model.roi_heads.mask_head

@@ -11,8 +11,8 @@ from detectron2_myeloma.modeling.adaptive_pooling import (
     AllLevelsROIPooler,
     LevelFusionConv,
 )
+from detector_testutils import ADAPTIVE_HEAD
 
-ADAPTIVE = {"MODEL.ROI_MASK_HEAD.NAME": "AdaptiveFusionMaskHead"}
 
 
 def test_every_box_is_pooled_from_every_level():
@@ -43,7 +43,7 @@ def test_levels_are_fused_after_one_conv_each(fusion):
 
 @pytest.mark.parametrize("fusion", ["max", "sum"])
 def test_adaptive_mask_head_predicts_masks(make_cfg, batch, fusion):
-    model = build_model(make_cfg({**ADAPTIVE, "MODEL.RMASK.ADAPTIVE_FUSION": fusion}))
+    model = build_model(make_cfg({**ADAPTIVE_HEAD, "MODEL.RMASK.ADAPTIVE_FUSION": fusion}))
     head = model.roi_heads.mask_head
     assert isinstance(head, AdaptiveFusionMaskHead)
     layers = [name for name, _ in head.named_children()]
@@ -58,7 +58,7 @@ def test_adaptive_mask_head_predicts_masks(make_cfg, batch, fusion):
 
 
 def test_adaptive_mask_head_handles_images_without_detections_or_objects(make_cfg, batch):
-    model = build_model(make_cfg({**ADAPTIVE, "MODEL.ROI_HEADS.SCORE_THRESH_TEST": 1.0}))
+    model = build_model(make_cfg({**ADAPTIVE_HEAD, "MODEL.ROI_HEADS.SCORE_THRESH_TEST": 1.0}))
     model.eval()
     with torch.no_grad():
         assert len(model(batch)[0]["instances"]) == 0
@@ -69,3 +69,12 @@ def test_adaptive_mask_head_handles_images_without_detections_or_objects(make_cf
         losses = model(batch)
     assert losses["loss_mask"] == 0
     sum(losses.values()).backward()
+
+
+@pytest.mark.parametrize("pooler_type, aligned", [("ROIAlignV2", True), ("ROIAlign", False)])
+def test_the_head_pools_with_its_own_pooler_type(make_cfg, pooler_type, aligned):
+    """POOLER_TYPE "" leaves Detectron2's ROI heads without a pooler; RMASK.ADAPTIVE_POOLER_TYPE is the head's."""
+    model = build_model(make_cfg({**ADAPTIVE_HEAD, "MODEL.RMASK.ADAPTIVE_POOLER_TYPE": pooler_type}))
+    assert model.roi_heads.mask_pooler is None
+    assert [p.aligned for p in model.roi_heads.mask_head.pooler.level_poolers] == [aligned] * 4
+

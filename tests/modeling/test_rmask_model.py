@@ -15,6 +15,7 @@ from detectron2_myeloma.modeling.attention import ChannelAttention, SpatialAtten
 from detectron2_myeloma.modeling.panet_fpn import PANetFPN
 from detectron2_myeloma.modeling.timm_backbone import build_timm_bottom_up
 from testutils import detection_pairs
+from detector_testutils import ADAPTIVE_HEAD
 
 ORDERS = ["CA", "SA", "CA-SA", "SA-CA"]
 GATES = ["sigmoid", "softmax"]
@@ -36,16 +37,15 @@ def attention_overrides(order, gate, place):
     }
 
 
-ADAPTIVE = {"MODEL.ROI_MASK_HEAD.NAME": "AdaptiveFusionMaskHead"}
 MODES = [
     pytest.param(attention_overrides(order, gate, place), id=f"{order}-{gate}-{place}")
     for order, gate, place in itertools.product(ORDERS, GATES, PLACES)
 ] + [
     pytest.param({}, id="all-off"),
     pytest.param({"MODEL.RMASK.BOTTOM_UP_PATH": True}, id="bottom-up-path-only"),
-    pytest.param({**ADAPTIVE, "MODEL.RMASK.ADAPTIVE_FUSION": "max"}, id="adaptive-max"),
-    pytest.param({**ADAPTIVE, "MODEL.RMASK.ADAPTIVE_FUSION": "sum"}, id="adaptive-sum"),
-    pytest.param({**attention_overrides("CA-SA", "softmax", "both"), **ADAPTIVE}, id="everything-on"),
+    pytest.param({**ADAPTIVE_HEAD, "MODEL.RMASK.ADAPTIVE_FUSION": "max"}, id="adaptive-max"),
+    pytest.param({**ADAPTIVE_HEAD, "MODEL.RMASK.ADAPTIVE_FUSION": "sum"}, id="adaptive-sum"),
+    pytest.param({**attention_overrides("CA-SA", "softmax", "both"), **ADAPTIVE_HEAD}, id="everything-on"),
 ]
 
 
@@ -74,7 +74,7 @@ def test_every_mode_trains_and_every_new_parameter_gets_a_gradient(make_cfg, bat
 
 
 def test_switches_build_the_intended_modules(make_cfg):
-    model = build_model(make_cfg({**attention_overrides("SA-CA", "sigmoid", "both"), **ADAPTIVE}))
+    model = build_model(make_cfg({**attention_overrides("SA-CA", "sigmoid", "both"), **ADAPTIVE_HEAD}))
     backbone = model.backbone
     assert isinstance(model, GeneralizedRCNNWithPostHooks) and isinstance(backbone, PANetFPN)
     assert list(dict(backbone.fpn_attention["p3"].named_children())) == ["sa", "ca"]
@@ -158,7 +158,7 @@ def test_post_hooks_run_in_order_after_postprocess_in_inference_only(make_cfg, b
         ({"MODEL.RMASK.BU_ATTENTION": "CA"}, "bottom-up path"),
         ({"MODEL.RMASK.FPN_ATTENTION": "CBAM"}, "attention order"),
         ({"MODEL.RMASK.FPN_ATTENTION": "CA", "MODEL.RMASK.ATTENTION_GATE": "tanh"}, "attention gate"),
-        ({"MODEL.ROI_MASK_HEAD.NAME": "AdaptiveFusionMaskHead", "MODEL.RMASK.ADAPTIVE_FUSION": "mean"}, "ADAPTIVE_FUSION"),
+        ({**ADAPTIVE_HEAD, "MODEL.RMASK.ADAPTIVE_FUSION": "mean"}, "ADAPTIVE_FUSION"),
     ],
 )
 def test_bad_settings_fail_at_build_time(make_cfg, overrides, message):
