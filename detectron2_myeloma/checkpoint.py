@@ -68,7 +68,9 @@ class MyelomaCheckpointer(DetectionCheckpointer):
 
 def model_weights(path: str, dtype: str = "float32", prefixes: Sequence[str] = ()) -> Dict[str, torch.Tensor]:
     """The ``"model"`` state dict of a Detectron2 checkpoint, floating tensors cast to ``dtype``; with
-    ``prefixes``, only the entries whose names start with one of them (each must match one)."""
+    ``prefixes``, only the entries whose names start with one of them (each must match one). Returns
+    {name: CPU tensor of the parameter's or buffer's own shape}: floating ones in ``dtype`` (float32,
+    float16 or bfloat16), the others (integer buffers) as stored."""
     if dtype not in DTYPES:
         raise InputError(f"--dtype {dtype}: not one of {', '.join(DTYPES)}")
     state = load_checkpoint(path).get("model")
@@ -84,7 +86,8 @@ def model_weights(path: str, dtype: str = "float32", prefixes: Sequence[str] = (
 
 def save_weights(weights: Dict[str, torch.Tensor], path: str, base: Optional[str] = None) -> int:
     """Write ``{"model": weights}`` atomically, with ``"base"`` (the model the weights complete, see
-    :class:`MyelomaCheckpointer`) when given; its size in bytes."""
+    :class:`MyelomaCheckpointer`) when given; its size in bytes. ``weights``: {name: tensor}, as
+    :func:`model_weights` gives them, saved with their shapes, dtypes and devices unchanged."""
     buffer = io.BytesIO()
     torch.save({"model": weights, **({"base": base} if base else {})}, buffer)
     write_atomic(path, buffer.getvalue())

@@ -32,7 +32,8 @@ class MaskCrop(NamedTuple):
 
     @classmethod
     def from_full(cls, full: np.ndarray) -> "MaskCrop":
-        """The tight crop of a full-size mask (an empty mask becomes a 0 x 0 crop at the origin)."""
+        """The tight crop of a full-size HxW mask (any dtype, nonzero pixels set) as an h x w bool crop (an
+        empty mask becomes a 0 x 0 crop at the origin)."""
         rows, cols = np.flatnonzero(full.any(axis=1)), np.flatnonzero(full.any(axis=0))
         if rows.size == 0:
             return cls(0, 0, np.zeros((0, 0), dtype=bool))
@@ -64,7 +65,8 @@ class MaskCrop(NamedTuple):
         return MaskCrop.from_full(window & other.mask).shifted(other.y, other.x)
 
     def paste(self, canvas: np.ndarray) -> None:
-        """Sets the mask's pixels in ``canvas`` (a full-size bool array), clipped to it."""
+        """Sets the mask's pixels in ``canvas`` (a full-size HxW bool array, changed in place), clipped to
+        it."""
         h, w = canvas.shape[:2]
         y0, x0 = max(self.y, 0), max(self.x, 0)
         y1, x1 = min(self.y + self.mask.shape[0], h), min(self.x + self.mask.shape[1], w)
@@ -131,11 +133,13 @@ class MaskCrops:
 
 @dataclass
 class CellDetections:
-    """The detections of one image of ``image_size`` (H, W): XYXY ``boxes`` in image pixels,
-    ``classes``, ``scores``, ``masks`` (one :class:`MaskCrop` each) and, where the cell classifier ran,
-    its ``labels`` (1 myeloma, 0 other, -1 not classified) and myeloma probabilities ``probs``. Where the
+    """The N detections of one image of ``image_size`` (H, W): XYXY ``boxes`` ((N, 4) float32, image
+    pixels), ``classes`` ((N,) int64), ``scores`` ((N,) float32), ``masks`` (one :class:`MaskCrop` each)
+    and, where the cell classifier ran, its ``labels`` ((N,) int64: 1 myeloma, 0 other, -1 not
+    classified) and myeloma probabilities ``probs`` ((N,) float32, NaN where not classified). Where the
     model predicts each cell's nucleus, ``nuclei`` holds one :class:`MaskCrop` per detection (inside its
-    mask; empty where none was found); None for a model without."""
+    mask; empty where none was found); None for a model without. The dtypes are those
+    :meth:`from_instances` gives; the constructor does not cast."""
     image_size: Tuple[int, int]
     boxes: np.ndarray
     classes: np.ndarray
@@ -150,10 +154,13 @@ class CellDetections:
 
     @classmethod
     def from_instances(cls, instances: Instances) -> "CellDetections":
-        """From ``Instances`` with ``pred_mask_crops`` or full-size ``pred_masks`` (tensors or arrays,
-        any device) and, where the classifier ran, ``pred_cell_labels`` / ``pred_cell_probs`` ((N,)
-        myeloma probabilities or (N, 2) class probabilities). Without ``pred_boxes``, the boxes are the
-        masks' extents."""
+        """From the ``Instances`` of N detections in an HxW image: ``pred_classes`` (N,) and ``scores``
+        (N,) (cast to int64 and float32), ``pred_boxes`` (Boxes, (N, 4) XYXY image pixels, cast to
+        float32), ``pred_mask_crops`` or full-size ``pred_masks`` ((N, H, W) bool), the nuclei likewise
+        (``pred_nucleus_crops`` or ``pred_nucleus_masks``) where the model predicts them and, where the
+        classifier ran, ``pred_cell_labels`` ((N,) int64) / ``pred_cell_probs`` ((N,) myeloma
+        probabilities or (N, 2) class probabilities); tensors or arrays, any device. Without
+        ``pred_boxes``, the boxes are the masks' extents."""
         fields = {name: torch.as_tensor(value).cpu().numpy() for name, value in instances.get_fields().items()
                   if name not in ("pred_boxes", "pred_mask_crops", NUCLEUS_CROPS)}
         masks = (list(instances.pred_mask_crops) if instances.has("pred_mask_crops")
@@ -170,7 +177,9 @@ class CellDetections:
 
     def to_instances(self) -> Instances:
         """As the model's ``Instances``, with full-size ``pred_masks`` (and ``pred_nucleus_masks``), for
-        Detectron2's evaluators, which take whole-image masks: camera frames, not slide regions."""
+        Detectron2's evaluators, which take whole-image masks: camera frames, not slide regions. CPU
+        tensors: ``pred_boxes`` (N, 4) float32, ``scores`` (N,) float32, ``pred_classes`` (N,) int64,
+        the masks (N, H, W) bool, the classifier's fields as held."""
         instances = Instances(self.image_size)
         instances.pred_boxes = Boxes(torch.from_numpy(self.boxes))
         instances.scores = torch.from_numpy(self.scores)
@@ -221,11 +230,12 @@ class CellDetections:
                               [m for p in parts for m in p.nuclei] if with_nuclei else None)
 
     def areas(self) -> np.ndarray:
-        """Mask area of each detection, in pixels."""
+        """(N,) int64 mask area of each detection, in pixels."""
         return np.array([m.area for m in self.masks], dtype=np.int64)
 
     def mask_extents(self) -> np.ndarray:
-        """(N, 4) XYXY pixel extent of each mask crop (its tight box, unlike the predicted ``boxes``)."""
+        """(N, 4) int64 XYXY pixel extent of each mask crop (its tight box, unlike the predicted
+        ``boxes``)."""
         return _extents(self.masks)
 
     def without_fragments(self, max_inside: float) -> "CellDetections":
@@ -257,7 +267,8 @@ class CellDetections:
         return self if not fragment.any() else self.subset(np.flatnonzero(~fragment))
 
     def union_mask(self, indices: Sequence[int]) -> np.ndarray:
-        """The full-size union of the masks at ``indices`` (for images small enough to hold one)."""
+        """The full-size (H, W) = ``image_size`` bool union of the masks at ``indices`` (for images small
+        enough to hold one)."""
         canvas = np.zeros(self.image_size, dtype=bool)
         for i in indices:
             self.masks[i].paste(canvas)

@@ -7,7 +7,8 @@ from ..data.transforms import build_color_jitter
 
 
 def build_crop_augmentation(aug: CfgNode) -> v2.Transform:
-    """Random flips, rot90 and colour jitter of a uint8 CxHxW crop (``cfg.AUG``).
+    """Random flips, rot90 and colour jitter of a (3, S, S) uint8 RGB crop tensor, shape and dtype kept
+    (``cfg.AUG``).
 
     Cells have no orientation, and flips and rotations by multiples of 90 degrees are exact on square
     crops (torchvision turns those by transposing, without resampling); the jitter, the detector's

@@ -81,6 +81,9 @@ def pad_colour(pixels: np.ndarray) -> Tuple[float, ...]:
     replicating the border invents tissue (a mirrored half cell looks whole; replicated rows are
     streaks). The value depends only on the square's own pixels and treats channels alike, so training
     crops (BGR) and the hook's (RGB) stay bit-identical, and a tile that holds the square gives the same.
+
+    ``pixels`` may be of any dtype (uint8 for the project's images); the result is one float per channel
+    (C of them, one for an HxW array), whole numbers for an integer dtype.
     """
     if pixels.shape[0] * pixels.shape[1] == 0:
         raise ValueError("no pixel of the square lies inside the image")
@@ -112,6 +115,13 @@ def crop_and_resize(image: np.ndarray, box_xyxy: Sequence[float], margin: float,
     Resampling is ``cv2.INTER_AREA`` (each output pixel averages the input area it covers: no aliasing
     when shrinking whole cells); pixels of the square outside the image are one flat colour,
     :func:`pad_colour` of the pixels inside. The dtype and channel order of ``image`` are kept.
+
+    Args:
+        image: HxW or HxWxC array (the project's: HxWx3 uint8, BGR or RGB).
+        box_xyxy: (x0, y0, x1, y1) of the cell in ``image``'s pixels, continuous coordinates.
+
+    Returns:
+        (size, size) or (size, size, C) array of ``image``'s dtype.
     """
     height, width = image.shape[:2]
     x0, y0, x1, y1 = square_crop_box(box_xyxy, (height, width), margin, side)

@@ -56,8 +56,12 @@ def split_by_image(dataset_dicts: Sequence[dict], val_fraction: float) -> Tuple[
 def image_candidates(record: dict, image_bgr: np.ndarray, prior: Optional[CellSizePrior],
                      predictor: Optional[BoxPredictor], iou_threshold: float
                      ) -> List[Tuple[np.ndarray, int, str]]:
-    """(box XYXY, label, source) of every crop of one image: annotated cells, then detector negatives,
-    then stain negatives that duplicate no detector negative (IoU >= 0.5)."""
+    """(box, label, source) of every crop of one image: annotated cells, then detector negatives,
+    then stain negatives that duplicate no detector negative (IoU >= 0.5).
+
+    ``image_bgr`` is the record's HxWx3 uint8 BGR image (:func:`read_record_image`); each box is a (4,)
+    float64 XYXY array in its pixels, each label 1 (myeloma) or 0, each source "annotation", "detector" or
+    "stain_heuristic"."""
     annotations = record.get("annotations", [])
     found = [(box, 1, "annotation") for box in annotation_boxes(annotations)]
     negatives = np.zeros((0, 4))
@@ -180,14 +184,15 @@ def _crop_folder_file(crops_dir: str, name: str):
 
 
 class CropDataset(Dataset):
-    """One split of a crop folder as (uint8 RGB CxHxW tensor, label) pairs.
-
-    ``transform`` (uint8 tensor -> tensor) runs on each crop, e.g.
-    :func:`~detectron2_myeloma.classifier.augmentation.build_crop_augmentation`'s.
+    """One split of a crop folder as (crop, label) pairs: a (3, S, S) uint8 RGB tensor, S the folder's
+    crop size, and an int index into :data:`CLASS_NAMES`.
     """
 
     def __init__(self, crops_dir: str, split: str,
                  transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
+        """``transform`` ((3, S, S) uint8 tensor -> tensor) runs on each crop, e.g.
+        :func:`~detectron2_myeloma.classifier.augmentation.build_crop_augmentation`'s, which keeps the
+        shape and dtype."""
         self.crops_dir = crops_dir
         self.rows = read_manifest(crops_dir, split)
         self.labels = [CLASS_NAMES.index(r["label"]) for r in self.rows]

@@ -19,8 +19,9 @@ def classification_metrics(labels: Sequence[int], probs: Sequence[float], thresh
     """Per-class precision/recall/F1/support, accuracy, balanced accuracy, ROC AUC and confusion matrix.
 
     Args:
-        labels: true labels (indices into :data:`CLASS_NAMES`; 1 = myeloma).
-        probs: predicted myeloma probabilities; a crop is called myeloma when its probability > threshold.
+        labels: (N,) integer true labels (indices into :data:`CLASS_NAMES`; 1 = myeloma), array or list.
+        probs: (N,) predicted myeloma probabilities (any float dtype); a crop is called myeloma when its
+            probability > threshold.
 
     Balanced accuracy averages the recall of the classes present in ``labels``; ROC AUC is None when
     only one class is present. ``majority_rate`` is the accuracy of always answering the commonest class.

@@ -113,12 +113,18 @@ class CellClassifierHook(PostHookInfo):
 
     def __call__(self, batched_inputs: List[Dict[str, Any]], results: List[Dict[str, Any]]
                  ) -> List[Dict[str, Any]]:
+        """The model's inputs and outputs, one per image -> the outputs with each ``"instances"`` passed
+        through :meth:`classify`."""
         with torch.no_grad():
             return [{**result, "instances": self.classify(inputs, result["instances"])}
                     for inputs, result in zip(batched_inputs, results)]
 
     def classify(self, inputs: Dict[str, Any], instances: Instances) -> Instances:
-        """``instances`` (in original image coordinates) of one input with the classifier's fields."""
+        """``instances`` (in original image coordinates) of one input with the classifier's fields.
+
+        Reads ``pred_classes`` ((N,) int64) and ``pred_boxes`` ((N, 4) float32 XYXY); sets
+        ``pred_cell_probs`` ((N,) float32, NaN where not classified) and ``pred_cell_labels`` ((N,) int64),
+        on ``pred_classes``' device. Without ``keep_non_myeloma``, the cells labelled 0 are dropped."""
         device = instances.pred_classes.device
         is_cell = instances.pred_classes == self.cell_class
         probs = torch.full((len(instances),), math.nan, device=device)
@@ -133,7 +139,8 @@ class CellClassifierHook(PostHookInfo):
 
     def cell_probs(self, inputs: Dict[str, Any], boxes: torch.Tensor, image_size: Tuple[int, int]
                    ) -> torch.Tensor:
-        """Myeloma probabilities of the XYXY ``boxes`` (original image pixels), on the boxes' device."""
+        """(N,) float32 myeloma probabilities of the (N, 4) float32 XYXY ``boxes`` (original image pixels,
+        of an image of ``image_size`` (H, W)), on the boxes' device: the classifier moves there first."""
         if self.classifier.device != boxes.device:  # follows the detector, e.g. after model.to(device)
             self.classifier.to(boxes.device)
         device = self.classifier.device
@@ -144,9 +151,10 @@ class CellClassifierHook(PostHookInfo):
 
     def cell_crops(self, inputs: Dict[str, Any], boxes: torch.Tensor, image_size: Tuple[int, int]
                    ) -> np.ndarray:
-        """(N, S, S, 3) uint8 RGB crops of the XYXY ``boxes``, cut on the CPU from the full-resolution
-        image of ``inputs`` as the training crops were (their channels in RGB order); a classifier of
-        physical-scale crops reads the image's median cell diameter from ``inputs["cell_diameter"]``."""
+        """(N, S, S, 3) uint8 RGB crops of the (N, 4) XYXY ``boxes``, S the classifier's ``input_size``,
+        cut on the CPU from the full-resolution image of ``inputs`` as the training crops were (their
+        channels in RGB order); a classifier of physical-scale crops reads the image's median cell
+        diameter from ``inputs["cell_diameter"]``."""
         image = original_rgb_image(inputs, self.input_format)
         if image.shape[:2] != tuple(image_size):
             raise ValueError(f"the full-resolution image is {image.shape[:2]} but the detections are "

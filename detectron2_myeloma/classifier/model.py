@@ -36,7 +36,7 @@ def _frozen_modules(net: nn.Module, freeze_at: int) -> list:
 class CellClassifier(nn.Module):
     """A timm network with its input normalisation, crop geometry, decision threshold and frozen stages.
 
-    ``forward`` takes (N, 3, S, S) float crops in 0..255 RGB and returns (N, 2) logits ordered as
+    ``forward`` takes (N, 3, S, S) crops in 0..255 RGB (any dtype) and returns (N, 2) logits ordered as
     :data:`CLASS_NAMES`. A crop is myeloma when its myeloma probability is above ``threshold`` (the
     rule of the classifier's reported metrics). Frozen stages keep their BatchNorm statistics in
     training mode too.
@@ -68,6 +68,9 @@ class CellClassifier(nn.Module):
         return self
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) crops, 0..255 RGB of any dtype (uint8 from the crop folder and the hook), S =
+        ``input_size`` -> (N, 2) logits: float32, or the autocast dtype under autocast. Normalised here, so
+        that every caller hands raw pixels."""
         return self.net((crops.float() - self.pixel_mean) / self.pixel_std)
 
     @torch.no_grad()
@@ -83,6 +86,9 @@ class CellClassifier(nn.Module):
                 with blank ones (whose outputs are dropped): on CUDA each new batch shape costs seconds
                 of kernel selection, so a varying number of cells per image must not mean new shapes.
                 In eval mode a crop's output does not depend on the others in its batch.
+
+        Returns:
+            (N,) myeloma probabilities on the model's device, float32 or the autocast dtype.
         """
         if isinstance(crops, np.ndarray):
             crops = torch.from_numpy(crops).permute(0, 3, 1, 2)

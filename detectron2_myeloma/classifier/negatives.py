@@ -69,8 +69,9 @@ class CellSizePrior:
 
 
 def stain_map(image_bgr: np.ndarray) -> np.ndarray:
-    """B - G, clipped to uint8: high on the blue-purple haematoxylin/Giemsa stain of nuclei, low on the
-    pale background, pink red cells and black debris (on SegPC: nuclei ~97, cytoplasm ~33, background ~13)."""
+    """HxWx3 uint8 BGR image -> HxW uint8 B - G, clipped to uint8: high on the blue-purple
+    haematoxylin/Giemsa stain of nuclei, low on the pale background, pink red cells and black debris (on
+    SegPC: nuclei ~97, cytoplasm ~33, background ~13)."""
     image = image_bgr.astype(np.int16)
     return np.clip(image[..., 0] - image[..., 1], 0, 255).astype(np.uint8)
 
@@ -88,7 +89,8 @@ def _nucleus_threshold(stain: np.ndarray) -> float:
 
 def find_nucleus_blobs(image_bgr: np.ndarray, prior: CellSizePrior,
                        min_solidity: float = 0.85) -> List[Tuple[np.ndarray, Tuple[float, float]]]:
-    """Stained blobs of nucleus size: [(nucleus box XYXY, centroid (x, y))] in full-resolution pixels.
+    """Stained blobs of nucleus size in an HxWx3 uint8 BGR image: [(nucleus box, centroid (x, y))], the
+    box a (4,) float64 XYXY array, both in full-resolution pixels.
 
     Blobs are thresholded on the blurred :func:`stain_map` at ``prior.work_scale``, cleaned by a
     morphological open (specks) and close (pale chromatin holes), and kept when their area is within
@@ -119,13 +121,14 @@ def find_nucleus_blobs(image_bgr: np.ndarray, prior: CellSizePrior,
 
 
 def annotation_boxes(annotations: Sequence[dict]) -> np.ndarray:
-    """(N, 4) XYXY boxes of Detectron2 annotations."""
+    """(N, 4) float64 XYXY boxes, in image pixels, of N Detectron2 annotations."""
     boxes = [BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYXY_ABS) for a in annotations]
     return np.array(boxes, dtype=np.float64).reshape(-1, 4)
 
 
 def max_iou(boxes: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """For each box, its largest IoU with any of ``others`` (0 when there are none)."""
+    """(N, 4) XYXY ``boxes`` and (M, 4) XYXY ``others`` -> (N,) largest IoU of each box with any of
+    ``others``: float32, or float64 zeros when either is empty (computed in float32)."""
     if len(boxes) == 0 or len(others) == 0:
         return np.zeros(len(boxes))
     iou = pairwise_iou(Boxes(torch.as_tensor(boxes, dtype=torch.float32)),
@@ -134,7 +137,8 @@ def max_iou(boxes: np.ndarray, others: np.ndarray) -> np.ndarray:
 
 
 def grow_box(box: np.ndarray, factor: float, image_hw: Sequence[int]) -> np.ndarray:
-    """``box`` scaled by ``factor`` about its centre, clipped to the image."""
+    """A (4,) XYXY ``box`` scaled by ``factor`` about its centre, clipped to an image of ``image_hw`` (H, W):
+    a (4,) float array (float64 for a float64 box, as :func:`find_nucleus_blobs` gives)."""
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     half_w, half_h = (box[2] - box[0]) * factor / 2, (box[3] - box[1]) * factor / 2
     height, width = image_hw
@@ -144,7 +148,8 @@ def grow_box(box: np.ndarray, factor: float, image_hw: Sequence[int]) -> np.ndar
 
 def stain_negatives(image_bgr: np.ndarray, annotations: Sequence[dict], prior: CellSizePrior,
                     iou_threshold: float = 0.3) -> np.ndarray:
-    """Cell-sized (N, 4) XYXY boxes around stained nuclei that belong to no annotated cell.
+    """Cell-sized (N, 4) float64 XYXY boxes around stained nuclei of an HxWx3 uint8 BGR image that belong
+    to no annotated cell.
 
     A blob is kept when its centroid lies outside every annotated mask AND its cell box (the nucleus
     box grown by ``prior.cell_scale``) has IoU < ``iou_threshold`` with every annotated cell box.
@@ -165,14 +170,17 @@ def stain_negatives(image_bgr: np.ndarray, annotations: Sequence[dict], prior: C
 def detector_negatives(predictor: BoxPredictor, image_bgr: np.ndarray, annotations: Sequence[dict],
                        iou_threshold: float = 0.3, cell_diameter: Optional[float] = None) -> np.ndarray:
     """Detections (at the image's ``cell_diameter``, the record's) with IoU < ``iou_threshold`` against
-    every annotated cell: hard negatives."""
+    every annotated cell: hard negatives, (N, 4) float64 XYXY boxes in the HxWx3 uint8 BGR image's pixels,
+    in the predictor's order."""
     boxes = np.asarray(predictor(image_bgr, cell_diameter), dtype=np.float64).reshape(-1, 4)
     return boxes[max_iou(boxes, annotation_boxes(annotations)) < iou_threshold]
 
 
 def drop_duplicates(boxes: np.ndarray, kept: np.ndarray, iou_threshold: float = 0.5) -> np.ndarray:
     """``boxes`` without those that overlap a ``kept`` box, or an earlier box of ``boxes``, at IoU >=
-    ``iou_threshold``: one crop per cell, the first found winning (greedy NMS in the given order)."""
+    ``iou_threshold``: one crop per cell, the first found winning (greedy NMS in the given order).
+
+    (N, 4) XYXY ``boxes`` and (K, 4) ``kept`` -> the (N', 4) boxes kept, in their order and dtype."""
     boxes = boxes.reshape(-1, 4)[max_iou(boxes.reshape(-1, 4), kept.reshape(-1, 4)) < iou_threshold]
     # nms keeps boxes by decreasing score and drops IoU > threshold: scores give the order, and the
     # float just below the threshold makes the drop IoU >= threshold.

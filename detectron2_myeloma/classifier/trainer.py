@@ -30,7 +30,8 @@ logger = logging.getLogger(__name__)
 
 
 def class_weights(labels: List[int]) -> torch.Tensor:
-    """``n / (num_classes * n_class)``: each class then weighs as much in the loss as the other."""
+    """``n / (num_classes * n_class)``: each class then weighs as much in the loss as the other. A
+    (num_classes,) float32 CPU tensor, indexed as :data:`CLASS_NAMES`."""
     counts = np.bincount(labels, minlength=len(CLASS_NAMES)).astype(np.float64)
     if (counts == 0).any():
         raise ValueError(f"training crops need both classes, got counts {dict(zip(CLASS_NAMES, counts))}")
@@ -60,8 +61,9 @@ def build_criterion(cfg: CfgNode, labels: List[int], device: torch.device) -> nn
 
 def train_steps(model: CellClassifier, batches, optimizer: torch.optim.Optimizer, criterion: nn.Module,
                 max_steps: int = 0) -> List[float]:
-    """One pass of optimisation over ``batches`` ((crops, labels) pairs); returns each step's loss.
-    ``max_steps`` > 0 stops early."""
+    """One pass of optimisation over ``batches`` ((crops, labels) pairs: (B, 3, S, S) uint8 RGB crops and
+    (B,) int64 labels, as :func:`build_train_loader` gives them); returns each step's loss. ``max_steps``
+    > 0 stops early."""
     model.train()
     losses = []
     for crops, labels in batches:
@@ -80,7 +82,8 @@ def train_steps(model: CellClassifier, batches, optimizer: torch.optim.Optimizer
 @torch.no_grad()
 def predict_dataset(model: CellClassifier, dataset: CropDataset, batch_size: int = 64,
                     num_workers: int = 0) -> Tuple[np.ndarray, np.ndarray, float]:
-    """(labels, myeloma probabilities, mean unweighted cross-entropy) of every crop of ``dataset``."""
+    """(labels, myeloma probabilities, mean unweighted cross-entropy) of every crop of ``dataset``: (N,)
+    int64 and (N,) float32 arrays, in the dataset's order, and a float."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     model.eval()
     labels, probs, loss = [], [], 0.0

@@ -122,9 +122,11 @@ _PIL_CONVERSIONS = {"1": "L", "P": "RGB", "PA": "RGBA", "CMYK": "RGB", "YCbCr": 
 
 
 def decode_image(path: str) -> np.ndarray:
-    """The pixels of an image file as stored: HxW or HxWxC (RGB order, alpha last), the file's pixel
-    type, palette expanded, EXIF orientation applied. Decodes the whole file, so a truncated or damaged
-    one raises DatasetError naming it (see the module docstring for what is read and refused)."""
+    """The pixels of an image file as stored: HxW or HxWxC (RGB order, alpha last; C is 2, 3 or 4, or
+    from a TIFF any count, which :func:`pixels_to_image` checks), the file's pixel type (uint8 for 8-bit
+    files; wider integers or floats for deeper ones; bool for a 1-bit TIFF), palette expanded, EXIF
+    orientation applied. Decodes the whole file, so a truncated or damaged one raises DatasetError
+    naming it (see the module docstring for what is read and refused)."""
     path = str(path)
     try:
         with open(path, "rb") as f:
@@ -233,8 +235,9 @@ def read_image(path: str, format: str = "BGR") -> np.ndarray:
 
 def pixels_to_image(pixels: np.ndarray, path: str, format: str = "BGR", bits: Optional[int] = None
                     ) -> np.ndarray:
-    """Decoded pixels (HxW or HxWxC, as :func:`decode_image` gives them) as :func:`read_image` returns
-    an image; ``bits``: the bit depth of integer pixels deeper than 8, when ``pixels`` is a part of an
+    """Decoded pixels (HxW or HxWxC with C 1 to 4, as :func:`decode_image` gives them: bool, non-negative
+    integers or floats in [0, 1]) as :func:`read_image` returns an image: HxWx3 uint8, contiguous, in
+    ``format``. ``bits``: the bit depth of integer pixels deeper than 8, when ``pixels`` is a part of an
     image whose brightest pixel is known."""
     if format not in ("BGR", "RGB"):
         raise ValueError(f"image format must be BGR or RGB, got {format!r}")
@@ -258,8 +261,9 @@ def pixels_to_image(pixels: np.ndarray, path: str, format: str = "BGR", bits: Op
 
 
 def read_mask(path: str) -> np.ndarray:
-    """HxW mask values as stored (no scaling): a colour mask gives the channel-wise maximum, alpha is
-    ignored. DatasetError naming the file when it cannot be read."""
+    """HxW mask values as stored (no scaling; the file's pixel type, uint8 for 8-bit files): a colour
+    mask gives the channel-wise maximum, alpha is ignored. DatasetError naming the file when it cannot
+    be read."""
     mask = decode_image(path)
     if mask.ndim == 3:
         mask = mask[:, :, :3].max(axis=2) if mask.shape[2] >= 3 else mask[:, :, 0]
@@ -312,7 +316,8 @@ def _verified_size(path: str, size: int, mtime_ns: int) -> Tuple[int, int]:
 
 def record_crop(image: np.ndarray, record: Mapping[str, Any]) -> np.ndarray:
     """The part of a record's image file that its annotations and ``height``/``width`` describe: the
-    ``"crop"`` box ``[x0, y0, x1, y1]`` (file pixels) when the reader cut padding away, else all of it."""
+    ``"crop"`` box ``[x0, y0, x1, y1]`` (file pixels) when the reader cut padding away, else all of it.
+    ``image``: the file's HxW or HxWxC pixels, any dtype; the result is a view of it (no copy)."""
     if "crop" not in record:
         return image
     x0, y0, x1, y1 = record["crop"]
@@ -320,7 +325,8 @@ def record_crop(image: np.ndarray, record: Mapping[str, Any]) -> np.ndarray:
 
 
 def read_record_image(record: Mapping[str, Any]) -> np.ndarray:
-    """HxWx3 uint8 BGR image of a dataset record, cropped as :func:`record_crop` says."""
+    """HxWx3 uint8 BGR image of a dataset record (H, W its ``height``, ``width``), cropped as
+    :func:`record_crop` says."""
     return record_crop(read_image(record["file_name"]), record)
 
 

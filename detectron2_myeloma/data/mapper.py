@@ -68,6 +68,11 @@ class CellDatasetMapper(DatasetMapper):
                                                      *self.augmentations.augs])
 
     def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
+        """A copy of the record with ``"image"``, a (3, H, W) uint8 tensor in ``image_format`` (H x W
+        after the augmentations) and, in training, ``"instances"`` of the R non-crowd annotations left
+        with a non-empty box: ``gt_boxes`` (Boxes, (R, 4) float32 XYXY), ``gt_classes`` ((R,) int64),
+        ``gt_masks`` (BitMasks, (R, H, W) bool) with ``use_instance_mask``, and ``gt_nuclei`` (likewise)
+        with ``nuclei``. At test time the annotations are dropped."""
         dataset_dict = copy.deepcopy(dataset_dict)
         image = read_image(dataset_dict["file_name"], format=self.image_format)
         image = record_crop(image, dataset_dict)

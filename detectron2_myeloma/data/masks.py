@@ -7,14 +7,16 @@ from detectron2.structures import BoxMode
 
 
 def mask_to_rle(mask: np.ndarray) -> Dict[str, Any]:
-    """Encode a HxW boolean mask as COCO RLE with a JSON-serialisable ``counts`` string."""
+    """Encode a HxW bool (or 0/1) mask as COCO RLE, ``{"size": [H, W], "counts": str}``, the
+    ``counts`` string JSON-serialisable."""
     rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
     rle["counts"] = rle["counts"].decode("ascii")
     return rle
 
 
 def rle_to_mask(rle: Dict[str, Any]) -> np.ndarray:
-    """Decode COCO RLE (compressed, string or bytes counts) to a HxW boolean mask."""
+    """Decode COCO RLE (compressed, string or bytes counts) to a HxW bool mask, (H, W) =
+    ``rle["size"]``."""
     if isinstance(rle["counts"], list):  # uncompressed RLE
         rle = mask_util.frPyObjects(rle, *rle["size"])
     elif isinstance(rle["counts"], str):
@@ -30,7 +32,8 @@ def rle_area(rle: Dict[str, Any]) -> float:
 
 
 def annotation_from_mask(mask: np.ndarray, category_id: int, **extra: Any) -> Optional[Dict[str, Any]]:
-    """A Detectron2 instance annotation for one mask, or None when the mask is empty.
+    """A Detectron2 instance annotation for one HxW bool mask, or None when the mask is empty: its
+    tight ``bbox`` (XYWH_ABS, floats), RLE ``segmentation`` and ``area`` (pixels, float).
 
     ``extra`` keys (links between annotations, provenance) are kept as they are.
     """

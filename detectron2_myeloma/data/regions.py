@@ -44,13 +44,15 @@ class ImageRegions:
         self.close()
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        """Rows ``y0:y1`` and columns ``x0:x1`` (clipped to the image) as HxWx3 uint8 BGR."""
+        """Rows ``y0:y1`` and columns ``x0:x1`` (clipped to the image) as HxWx3 uint8 BGR, H and W the
+        clipped extents."""
         raise NotImplementedError
 
     def preview(self, scale: float) -> np.ndarray:
         """The whole image resized by ``scale`` (at most 1), read and resized in blocks of
         PREVIEW_BLOCK pixels a side, so that memory follows the block and the preview, not the image
-        (a striped TIFF's strips are decoded once per column of blocks)."""
+        (a striped TIFF's strips are decoded once per column of blocks). (h, w, 3) uint8 BGR, h =
+        ``round(height * scale)`` and w likewise, at least 1; the whole image at ``scale`` >= 1."""
         if scale >= 1:
             return self.read(0, self.height, 0, self.width)
         rows = _preview_blocks(self.height, scale)
@@ -77,6 +79,7 @@ class ArrayRegions(ImageRegions):
     """Regions of an image already in memory (HxWx3 uint8 BGR)."""
 
     def __init__(self, path: str, image: np.ndarray):
+        """``image``: HxWx3 uint8 BGR, as :func:`read_image` gives it, held without a copy."""
         super().__init__(path, *image.shape[:2])
         self.image = image
 
@@ -84,9 +87,11 @@ class ArrayRegions(ImageRegions):
         self.image = np.zeros((0, 0, 3), np.uint8)
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """As :meth:`ImageRegions.read`, but a view of the image, not a copy."""
         return self.image[max(0, y0):min(y1, self.height), max(0, x0):min(x1, self.width)]
 
     def preview(self, scale: float) -> np.ndarray:
+        """As :meth:`ImageRegions.preview`, resized in one go; at ``scale`` >= 1 the image itself."""
         if scale >= 1:
             return self.image
         size = (max(1, round(self.width * scale)), max(1, round(self.height * scale)))
@@ -131,6 +136,9 @@ class TiffRegions(ImageRegions):
                 yield segment, position
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """As :meth:`ImageRegions.read`: a new HxWx3 uint8 BGR array, converted as :func:`read_image`
+        converts the whole image (deep pixels scaled by the bit depth of the whole image's brightest
+        pixel)."""
         y0, y1, x0, x1 = max(0, y0), min(y1, self.height), max(0, x0), min(x1, self.width)
         channels = self.samples
         out = np.zeros((y1 - y0, x1 - x0, channels), dtype=self.page.dtype)

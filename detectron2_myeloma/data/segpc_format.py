@@ -55,7 +55,7 @@ def read_segpc_mask(path: str) -> np.ndarray:
 
 
 def cell_and_nucleus(mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Boolean (whole cell = nucleus U cytoplasm, nucleus) masks of a 0/20/40 mask."""
+    """HxW bool (whole cell = nucleus U cytoplasm, nucleus) masks of an HxW 0/20/40 (uint8) mask."""
     return mask > BACKGROUND_VALUE, mask == NUCLEUS_VALUE
 
 
@@ -67,8 +67,8 @@ _DIGIT_LIMITS = 10 ** np.arange(1, 19, dtype=np.int64)  # 10, 100, ...: digit co
 
 
 def resize_to_submission(mask: np.ndarray) -> np.ndarray:
-    """Nearest-neighbour resize of a mask (bool or 0/20/40) to the submission frame, as the official
-    scorer does it; returns the boolean "pixel > 0" mask."""
+    """Nearest-neighbour resize of an HxW mask (bool or 0/20/40 uint8) to the submission frame, as the
+    official scorer does it; returns the (1080, 1440) bool "pixel > 0" mask."""
     mask = np.asarray(mask)
     if mask.dtype == bool:
         mask = mask.view(np.uint8)
@@ -95,8 +95,8 @@ def _join_pairs(first: np.ndarray, second: np.ndarray) -> str:
 
 
 def encode_pixel_list(mask: np.ndarray) -> str:
-    """``"r,c;r,c;..."`` of the True pixels, row-major. Raises ValueError for an empty mask: an empty
-    list breaks the official parser and zeroes the whole image."""
+    """``"r,c;r,c;..."`` of the True (nonzero) pixels of an HxW mask, row-major. Raises ValueError for
+    an empty mask: an empty list breaks the official parser and zeroes the whole image."""
     rows, cols = np.nonzero(mask)
     if rows.size == 0:
         raise ValueError("empty mask: the SegPC submission format cannot hold an empty pixel list")
@@ -104,8 +104,8 @@ def encode_pixel_list(mask: np.ndarray) -> str:
 
 
 def decode_pixel_list(text: str, shape: Tuple[int, int] = SUBMISSION_SHAPE) -> np.ndarray:
-    """Boolean mask of ``shape`` from ``"r,c;r,c;..."``; ValueError for anything else (empty list,
-    stray characters, a missing coordinate, a pixel outside the frame)."""
+    """Bool mask of ``shape`` (rows, columns) from ``"r,c;r,c;..."``; ValueError for anything else
+    (empty list, stray characters, a missing coordinate, a pixel outside the frame)."""
     text = text.strip()
     if not text:
         raise ValueError("empty pixel list")
@@ -136,7 +136,8 @@ def decode_pixel_list(text: str, shape: Tuple[int, int] = SUBMISSION_SHAPE) -> n
 
 def format_submission_line(image_id: str, instances: Sequence[Tuple[np.ndarray, np.ndarray]]) -> str:
     """One ``submission.txt`` line (no newline): the id, then per instance a TAB and
-    ``<nucleus pixels> <cytoplasm pixels>``. Masks must already be in the submission frame."""
+    ``<nucleus pixels> <cytoplasm pixels>``. Masks must already be in the submission frame: (1080,
+    1440) bool."""
     image_id = str(image_id)
     if not image_id or any(ch.isspace() for ch in image_id):
         raise ValueError(f"image id {image_id!r} is empty or holds whitespace")
@@ -199,10 +200,11 @@ def _parse_line(path: str, line_no: int, line: str) -> Tuple[str, CellPairs]:
 
 def iter_submission(path: str, malformed: Optional[List[SubmissionLineError]] = None
                     ) -> Iterator[Tuple[int, str, CellPairs]]:
-    """Yield ``(line number, image_id, [(nucleus, cytoplasm), ...])`` line by line, so that a scorer can
-    hold one image's masks at a time. A malformed line raises SubmissionLineError naming the file and
-    line; given a ``malformed`` list, it is appended there and skipped instead, so that a scorer can
-    report every broken line, not just the first. DatasetError for a missing file."""
+    """Yield ``(line number, image_id, [(nucleus, cytoplasm), ...])`` line by line, the masks (1080,
+    1440) bool, so that a scorer can hold one image's masks at a time. A malformed line raises
+    SubmissionLineError naming the file and line; given a ``malformed`` list, it is appended there and
+    skipped instead, so that a scorer can report every broken line, not just the first. DatasetError
+    for a missing file."""
     if not os.path.isfile(path):
         raise DatasetError(path, "no such file")
     seen: Dict[str, int] = {}
@@ -227,7 +229,7 @@ def iter_submission(path: str, malformed: Optional[List[SubmissionLineError]] = 
 
 def read_submission(path: str) -> Dict[str, List[Tuple[np.ndarray, np.ndarray]]]:
     """The whole ``submission.txt`` as {image id: [(nucleus, cytoplasm) bool masks]} in the submission
-    frame (about 3 MB per instance: use :func:`iter_submission` for large files)."""
+    frame, (1080, 1440) each (about 3 MB per instance: use :func:`iter_submission` for large files)."""
     return {image_id: instances for _, image_id, instances in iter_submission(path)}
 
 

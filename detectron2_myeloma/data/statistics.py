@@ -43,7 +43,8 @@ def equivalent_diameter(annotation: dict) -> float:
 
 def area_diameter(area: Union[float, np.ndarray]) -> Union[float, np.ndarray]:
     """Diameter of the disc of ``area`` pixels: the one definition of a cell's diameter, for the
-    datasets' cell scales and for what is measured of detected cells."""
+    datasets' cell scales and for what is measured of detected cells. Returns float64 in ``area``'s
+    shape (a numpy float64 scalar for a number)."""
     return np.sqrt(4 * np.asarray(area, dtype=np.float64) / np.pi)
 
 

@@ -23,12 +23,16 @@ class Rot90Transform(Transform):
         self._set_attributes(locals())
 
     def apply_image(self, img: np.ndarray) -> np.ndarray:
+        """h x w (x C) array, any dtype -> the rotated copy, w x h (x C) for odd ``k``, contiguous."""
         return np.ascontiguousarray(np.rot90(img, self.k))
 
     def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
+        """An h x w mask rotated as the image, exactly (no interpolation)."""
         return self.apply_image(segmentation)
 
     def apply_coords(self, coords: np.ndarray) -> np.ndarray:
+        """(N, 2) XY pixel-edge coordinates in the h x w image (box corners, polygon points) -> their (N, 2)
+        XY in the rotated image, in the input's dtype."""
         # Pixel-edge coordinates: one ccw turn maps (x, y) in a w-wide image to (y, w - x).
         x, y = coords[:, 0].copy(), coords[:, 1].copy()
         h, w = self.h, self.w
@@ -47,6 +51,7 @@ class RandomRot90(T.Augmentation):
     """Rotate by a uniformly chosen multiple of 90 degrees."""
 
     def get_transform(self, image: np.ndarray) -> Transform:
+        """A rotation of the HxW(xC) ``image`` (only its size is read), or no-op for k = 0."""
         k = int(np.random.randint(4))
         return Rot90Transform(image.shape[0], image.shape[1], k) if k else NoOpTransform()
 
@@ -58,6 +63,8 @@ class CellAugInput(T.AugInput):
     augmentation: by the dataset record in training, by the predictor at inference."""
 
     def __init__(self, image: np.ndarray, *, cell_diameter: Optional[float] = None, **kwargs):
+        """``image``: HxWxC (HxWx3 uint8 from the mapper); ``kwargs``: ``AugInput``'s ``boxes`` and
+        ``sem_seg``."""
         super().__init__(image, **kwargs)
         self.cell_diameter = cell_diameter
 
@@ -73,6 +80,8 @@ class ResizeToCellDiameter(T.Augmentation):
         self._init(locals())
 
     def get_transform(self, image: np.ndarray, cell_diameter: Optional[float]) -> Transform:
+        """Resize of the HxW(xC) ``image`` (only its size is read) to ``round(H * s)`` x ``round(W * s)``,
+        at least 1, s = the drawn target / ``cell_diameter``; ValueError without a diameter."""
         if not cell_diameter or cell_diameter <= 0:
             raise ValueError(f"resizing by cell size needs the image's cell diameter, got {cell_diameter}")
         height, width = image.shape[:2]
@@ -116,5 +125,7 @@ class RandomColorJitter(T.Augmentation):
         self._init(locals())
 
     def get_transform(self, image: np.ndarray) -> Transform:
+        """A colour transform of HxWx3 uint8 images (uint8 out), its factors and their order drawn now;
+        ``image`` is not read."""
         params = self.jitter.make_params([])
         return T.ColorTransform(functools.partial(_jitter_image, self.jitter, params, self.image_format))

@@ -93,7 +93,8 @@ def check_given_diameter(diameter: Union[float, str, None]) -> None:
 def equivalent_diameters(detections: CellDetections, cell_class: int, min_score: float = ESTIMATE_MIN_SCORE
                          ) -> np.ndarray:
     """Equivalent diameters (:func:`~detectron2_myeloma.data.statistics.area_diameter`, the datasets'
-    definition of a cell's diameter) of the cell detections of at least ``min_score``."""
+    definition of a cell's diameter) of the cell detections of at least ``min_score``: a (K,) float64
+    array in pixels, K the detections kept, in their order."""
     keep = (detections.classes == cell_class) & (detections.scores >= min_score)
     return area_diameter(detections.areas()[keep])
 
@@ -102,7 +103,8 @@ class CellScaleFinder:
     """Decides an image's :class:`CellScale` (see the module docstring).
 
     Args:
-        detect: the detector at a given cell diameter (post-hooks off: the search needs no classifier).
+        detect: the detector at a given cell diameter (post-hooks off: the search needs no classifier):
+            (HxWx3 uint8 BGR image, diameter in px) -> its detections.
         target: the model's cell diameter in its own pixels (``INPUT.CELL_DIAMETER.TEST``).
         tile: the tile side in model pixels (``TEST.TILES.SIZE``): the search window at each candidate.
         cell_class: the class whose detections are cells.
@@ -193,8 +195,9 @@ class CellScaleFinder:
         return CellScale(float(np.median(sizes)), "estimated", detail)
 
     def measure(self, regions: ImageRegions) -> Tuple[np.ndarray, str]:
-        """The equivalent diameters of the confident cells found at the image's settled scale, and how
-        they were found; InputError when no scale shows a cell."""
+        """The equivalent diameters of the confident cells found at the image's settled scale ((K,) float64,
+        pixels, clipped to MIN_CELL_DIAMETER..the short side), and how they were found; InputError when no
+        scale shows a cell."""
         shape = regions.shape
         check_cell_diameter(MIN_CELL_DIAMETER, shape, regions.path)
         stain = _stain_map(regions)

@@ -37,6 +37,10 @@ class DatasetPredictor(torch.nn.Module):
         self.train(self.model.training)
 
     def forward(self, batched_inputs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """Records with their ``"image"`` (HxWx3 uint8 BGR, at the file's resolution) -> per record,
+        ``"instances"`` in those H x W pixels (``pred_masks`` (N, H, W) bool, ``pred_boxes`` (N, 4) float32
+        XYXY, ``scores`` (N,) float32, ``pred_classes`` (N,) int64; the nuclei and the classifier's fields
+        where the model has them) and ``"cells"``, the same detections."""
         images = []
         for inputs in batched_inputs:
             regions = ArrayRegions(inputs["file_name"], inputs["image"])

@@ -56,7 +56,7 @@ class OriginalImagePredictor(DefaultPredictor):
 
     def __call__(self, original_image: np.ndarray, cell_diameter: Optional[float] = None,
                  mask_crops: bool = False, post_hooks: bool = True, augment: bool = True) -> Dict[str, Any]:
-        """Predictions for one HxWx3 BGR image whose median cell spans ``cell_diameter`` pixels, as
+        """Predictions for one HxWx3 uint8 BGR image whose median cell spans ``cell_diameter`` pixels, as
         ``DefaultPredictor`` returns them; with ``mask_crops``, the masks as ``pred_mask_crops``; with
         ``post_hooks`` False, without the post-hooks (the cell classifier); with ``augment`` False, from
         one view even where TEST.AUG is on."""
@@ -67,7 +67,21 @@ class OriginalImagePredictor(DefaultPredictor):
                       ) -> List[Dict[str, Any]]:
         """:meth:`__call__` for several images in one forward (on a GPU, a fuller batch). Images whose
         model inputs differ in size are padded to the largest, which changes their detections a little:
-        batch images of one size."""
+        batch images of one size.
+
+        Args:
+            original_images: HxWx3 uint8 BGR arrays (uint8: the cell classifier post-hook crops from
+                them).
+            cell_diameters: each image's median cell diameter in its pixels (may be None where the model
+                resizes by its short edge).
+
+        Returns:
+            One ``{"instances": Instances}`` per image, in that image's H x W pixels: ``pred_boxes`` ((N, 4)
+            float32 XYXY), ``scores`` ((N,) float32), ``pred_classes`` ((N,) int64) and the masks,
+            ``pred_masks`` ((N, H, W) bool) or, with ``mask_crops``, ``pred_mask_crops``
+            (:class:`~detectron2_myeloma.structures.MaskCrops`), nuclei likewise where the model predicts
+            them; plus the post-hooks' fields (e.g. the cell classifier's).
+        """
         inputs = [self._model_input(image, diameter, mask_crops, post_hooks)
                   for image, diameter in zip(original_images, cell_diameters)]
         with torch.no_grad():
@@ -107,6 +121,7 @@ def build_scale_finder(predictor: OriginalImagePredictor, cfg: CfgNode, cell_cla
     with the bare detector, one view (:class:`~.cell_scale.CellScaleFinder`): every tool and option
     decides an image's scale alike."""
     def detect(image: np.ndarray, diameter: float) -> CellDetections:
+        """HxWx3 uint8 BGR image whose cells are ``diameter`` px -> its detections, on the CPU."""
         outputs = predictor(image, diameter, mask_crops=True, post_hooks=False, augment=False)
         return CellDetections.from_instances(outputs["instances"].to("cpu"))
 

@@ -59,7 +59,8 @@ def view_transforms(height: int, width: int, hflip: bool, vflip: bool, rot90: bo
 
 def unview_grids(grids: torch.Tensor, transform: T.TransformList) -> torch.Tensor:
     """(N, C, M, M) mask grids of boxes in a view -> the grids of the same boxes in the image: the view's
-    flips and turns undone on the grid (a scale changes the box, not its grid)."""
+    flips and turns undone on the grid (a scale changes the box, not its grid). Shape, dtype and device
+    are kept; here the grids are the mask head's (N, 1, M, M) float32 probabilities, M its grid side."""
     for op in reversed(transform.transforms):
         if isinstance(op, T.HFlipTransform):
             grids = grids.flip(-1)
@@ -103,11 +104,17 @@ class CellTTA(nn.Module):
         self.per_batch = images_per_batch(cfg.TEST.IMS_PER_BATCH, cfg.MODEL.DEVICE)
 
     def forward(self, batched_inputs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """The model's inference inputs (each ``"image"`` a (3, H, W) float32 tensor in INPUT.FORMAT, with
+        ``"height"`` / ``"width"`` of the output) -> its outputs, ``{"instances": Instances}`` at the
+        requested resolution, post-hooks run (:meth:`GeneralizedRCNNWithPostHooks.finish`)."""
         results = [self.merged_instances(inputs) for inputs in batched_inputs]
         return self.model.finish(results, batched_inputs)
 
     def merged_instances(self, inputs: Dict[str, Any]) -> Instances:
-        """The raw (model-input scale) detections of one input, merged over its views."""
+        """The raw (model-input scale) detections of one input, merged over its views: ``Instances`` of
+        the (H, W) of ``inputs["image"]`` with ``pred_boxes`` ((N, 4) float32 XYXY), ``scores`` ((N,)
+        float32), ``pred_classes`` ((N,) int64) and, with masks on, ``pred_masks`` (and the nuclei) as
+        (N, 1, M, M) float32 probabilities averaged over the views."""
         image = inputs["image"]
         height, width = image.shape[-2:]
         views = [(transform, {**inputs, "image": self._view_image(image, transform)})

@@ -68,6 +68,11 @@ class SegPCEvaluator(DatasetEvaluator):
         self._nucleus_sources = Counter()
 
     def process(self, inputs: List[Dict[str, Any]], outputs: List[Dict[str, Any]]) -> None:
+        """Matches each record of ``inputs`` (its ``"image_id"``) with its output's ``"instances"``: R
+        detections at the record's H x W, any device, as
+        :meth:`~detectron2_myeloma.structures.CellDetections.to_instances` gives them. Read are
+        ``pred_classes`` ((R,) int64), ``scores`` ((R,) float32), ``pred_masks`` ((R, H, W) bool) and,
+        where present, ``pred_nucleus_masks`` ((R, H, W) bool)."""
         for inp, out in zip(inputs, outputs):
             image_id = inp["image_id"]
             gt_cells = [resize_to_submission(rle_to_mask(rle)) for rle in self._gt_annotations[image_id]]

@@ -36,7 +36,7 @@ class ImageMatch:
     submission frame."""
 
     ious: np.ndarray  # (gt cells, predictions) float64
-    scores: Optional[np.ndarray]  # (predictions,) or None when the predictions carry no scores
+    scores: Optional[np.ndarray]  # (predictions,) float64, or None when the predictions carry no scores
     true_pos: int
     false_pos: int
     false_neg: int
@@ -102,7 +102,17 @@ def _pair_ious(gt_cells: Sequence[np.ndarray], pred_cells: Sequence[np.ndarray])
 def match_image(
     gt_cells: Sequence[np.ndarray], pred_cells: Sequence[np.ndarray], scores: Optional[Sequence[float]] = None
 ) -> ImageMatch:
-    """Compare one image's boolean GT cells and predicted instances, both in the submission frame."""
+    """Compare one image's boolean GT cells and predicted instances, both in the submission frame.
+
+    Args:
+        gt_cells: G (1080, 1440) bool masks, one per ground-truth cell.
+        pred_cells: P (1080, 1440) bool masks, one per predicted instance.
+        scores: the P predictions' scores, or None.
+
+    Returns:
+        The image's :class:`ImageMatch`: (G, P) float64 IoUs, (P,) float64 scores or None, and the
+        pixel counts of the two unions.
+    """
     for mask in itertools.chain(gt_cells, pred_cells):
         if mask.shape != SUBMISSION_SHAPE or mask.dtype != bool:
             raise ValueError(f"masks must be boolean {SUBMISSION_SHAPE}; got {mask.dtype} {mask.shape}")
@@ -249,8 +259,8 @@ def score_segpc(
 ) -> SegPCScore:
     """Score predictions against SegPC ground truth.
 
-    ``gt``: {image id: 0/20/40 masks at any size}, one per cell. ``predictions``: {image id: boolean
-    instance masks (nucleus U cytoplasm) in the 1080x1440 frame}; images without an entry score 0 for
+    ``gt``: {image id: HxW 0/20/40 uint8 (or bool) masks at any size}, one per cell. ``predictions``:
+    {image id: (1080, 1440) bool instance masks (nucleus U cytoplasm)}; images without an entry score 0 for
     their cells, and predictions for images absent from ``gt`` are ignored (with a warning), as the
     official scorer iterates over the ground truth. ``scores`` (same layout as ``predictions``) enables
     AP.

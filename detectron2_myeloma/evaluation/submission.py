@@ -55,6 +55,8 @@ Parts = Tuple[np.ndarray, np.ndarray]  # (nucleus, cytoplasm) boolean masks of o
 
 
 class CellParts(NamedTuple):
+    """A completed cell: disjoint HxW bool ``nucleus`` and ``cytoplasm`` (the cell's size) and the
+    ``rule`` of the module docstring that made them."""
     nucleus: np.ndarray
     cytoplasm: np.ndarray
     rule: str
@@ -71,7 +73,15 @@ def _bbox_window(mask: np.ndarray) -> Optional[Tuple[slice, slice]]:
 
 def complete_cell(cell: np.ndarray, nucleus: np.ndarray) -> Optional[CellParts]:
     """Non-empty, disjoint (nucleus, cytoplasm) whose union is ``cell``, by the rule of the module
-    docstring; the nucleus is clipped to the cell. None when the cell has fewer than 2 pixels."""
+    docstring; the nucleus is clipped to the cell. None when the cell has fewer than 2 pixels.
+
+    Args:
+        cell: HxW mask of one cell, any dtype (nonzero pixels set).
+        nucleus: HxW mask of its nucleus, likewise; may be empty or reach outside the cell.
+
+    Returns:
+        :class:`CellParts` of HxW bool masks, or None.
+    """
     cell = np.asarray(cell, dtype=bool)
     if np.count_nonzero(cell) < MIN_CELL_PIXELS:
         return None
@@ -114,10 +124,11 @@ def select_cells(detections: CellDetections, cell_class: int, score_threshold: f
 
 def iter_cell_parts(detections: CellDetections, cell_class: int, nucleus_class: Optional[int],
                     min_overlap: float = MIN_NUCLEUS_OVERLAP) -> Iterator[Parts]:
-    """(nucleus, cytoplasm) of every cell detection, full-size, one cell at a time (only one cell's
-    masks are held): the cell's own predicted nucleus where the model predicts one, else the nucleus
-    detection paired with it (:meth:`~detectron2_myeloma.structures.CellDetections.cell_nuclei`), cut
-    to the cell; and the cell minus it. The nucleus may be empty here (e.g. ``nucleus_class`` None);
+    """(nucleus, cytoplasm) of every cell detection, full-size ((H, W) = ``detections.image_size``
+    bool), one cell at a time (only one cell's masks are held): the cell's own predicted nucleus where
+    the model predicts one, else the nucleus detection paired with it
+    (:meth:`~detectron2_myeloma.structures.CellDetections.cell_nuclei`), cut to the cell; and the cell
+    minus it. The nucleus may be empty here (e.g. ``nucleus_class`` None);
     :class:`SubmissionWriter` completes it."""
     for index, nucleus in detections.cell_nuclei(cell_class, nucleus_class, min_overlap):
         cell = detections.union_mask([index])
@@ -130,7 +141,8 @@ def iter_cell_parts(detections: CellDetections, cell_class: int, nucleus_class: 
 
 def submission_parts(detections: CellDetections, cell_class: int, nucleus_class: Optional[int],
                      score_threshold: float = 0.5, max_instances: int = 100) -> Iterator[Parts]:
-    """An image's detections -> the (nucleus, cytoplasm) pairs to give :meth:`SubmissionWriter.write`."""
+    """An image's detections -> the (nucleus, cytoplasm) pairs to give :meth:`SubmissionWriter.write`,
+    full-size (H, W) bool as :func:`iter_cell_parts` yields them."""
     return iter_cell_parts(select_cells(detections, cell_class, score_threshold, max_instances),
                            cell_class, nucleus_class)
 
@@ -190,7 +202,8 @@ class SubmissionWriter:
 
     def write(self, image_id: str, parts: Iterable[Parts]) -> int:
         """Write the line of ``image_id`` (just the id when ``parts`` is empty) from (nucleus,
-        cytoplasm) masks at any one resolution; returns the number of instances written."""
+        cytoplasm) masks at any one resolution (HxW, any dtype: nonzero pixels set); returns the number
+        of instances written."""
         if self._file is None:
             raise RuntimeError("SubmissionWriter.write outside its 'with' block")
         if image_id in self._ids:

@@ -121,7 +121,8 @@ def score_submission(y_dir: str, submission: str, strict: bool = False
     gt_files = gt_mask_files(y_dir)
 
     def gt_cells(image_id: str) -> Tuple[List[np.ndarray], List[np.ndarray]]:
-        """(cells, nuclei) of an image in the submission frame; cells without a nucleus have none."""
+        """(cells, nuclei) of an image as (1080, 1440) bool masks in the submission frame; cells without
+        a nucleus have none."""
         masks = [read_segpc_mask(p) for p in gt_files[image_id]]
         nuclei = [m == NUCLEUS_VALUE for m in masks]
         return [resize_to_submission(m) for m in masks], [resize_to_submission(n) for n in nuclei if n.any()]
@@ -155,5 +156,6 @@ def score_submission(y_dir: str, submission: str, strict: bool = False
 
 
 def load_gt_dir(y_dir: str) -> Dict[str, List[np.ndarray]]:
-    """{image id: 0/20/40 masks} of a SegPC ``y/`` folder, at their stored size."""
+    """{image id: HxW uint8 0/20/40 masks, ordered by cell index} of a SegPC ``y/`` folder, at their
+    stored size."""
     return {image_id: [read_segpc_mask(p) for p in paths] for image_id, paths in gt_mask_files(y_dir).items()}

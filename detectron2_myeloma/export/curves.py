@@ -49,7 +49,7 @@ def read_metrics(path: str) -> Tuple[List[Tuple[int, float]], Evaluations]:
 
 def smooth(values: Sequence[float], window: int) -> np.ndarray:
     """Running median over ``window`` logged steps (Detectron2 logs already-smoothed losses; this evens
-    out what is left)."""
+    out what is left): a float64 array as long as ``values``, the window cut short at both ends."""
     arr = np.asarray(values, dtype=float)
     half = window // 2
     return np.array([np.median(arr[max(0, i - half):i + half + 1]) for i in range(len(arr))])

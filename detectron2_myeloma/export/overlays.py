@@ -19,7 +19,8 @@ def preview_scale(height: int, width: int, max_side: int = PREVIEW_MAX_SIDE) -> 
 
 
 def colour_splash(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The image in colour where ``mask`` is set, greyscale elsewhere (BGR in, BGR out)."""
+    """The image in colour where ``mask`` is set, greyscale elsewhere: an HxWx3 uint8 BGR ``image`` and
+    an HxW bool ``mask`` -> an HxWx3 uint8 BGR copy."""
     grey = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
     return np.where(mask[..., None], image, grey)
 
@@ -30,7 +31,8 @@ FILL_ALPHA = 0.4  # opacity of a cell's fill over the image
 
 
 def preview_contours(crop: MaskCrop, scale: float) -> List[np.ndarray]:
-    """The outer outlines of a mask at ``scale``, as OpenCV contours ((K, 1, 2) int32 points)."""
+    """The outer outlines of a mask at ``scale``, as OpenCV contours: (K, 1, 2) int32 (x, y) points in
+    preview pixels, K >= 3 each."""
     small = crop.scaled(scale)
     if small.area == 0:
         return []
@@ -40,7 +42,8 @@ def preview_contours(crop: MaskCrop, scale: float) -> List[np.ndarray]:
 
 
 def preview_mask(detections: CellDetections, indices: np.ndarray, shape: Tuple[int, int]) -> np.ndarray:
-    """The union of the masks at ``indices``, drawn at the size ``shape`` of a preview."""
+    """The union of the masks at ``indices`` ((K,) integer indices into ``detections``), drawn at the
+    size ``shape`` (h, w) of a preview: an h x w bool array."""
     scale = shape[1] / detections.image_size[1]
     canvas = np.zeros(shape, dtype=bool)
     for i in indices:
@@ -72,11 +75,12 @@ def overlay_captions(detections: CellDetections, metadata: Metadata) -> List[Tup
 
 
 def draw_overlay(preview: np.ndarray, detections: CellDetections, metadata: Metadata) -> np.ndarray:
-    """``detections`` drawn over ``preview`` (the image, BGR, scaled to the size to draw at) with
+    """``detections`` drawn over ``preview`` (the image, HxWx3 uint8 BGR, scaled to the size to draw at) with
     OpenCV: each cell filled at :data:`FILL_ALPHA` and outlined, its box and caption
     (:func:`overlay_captions`); each cell's own nucleus, where the model predicts one, outlined inside
     it in the cell's colour. Masks are drawn as outlines scaled to the preview, so a slide region's
-    thousands of cells never need a full-size mask each."""
+    thousands of cells never need a full-size mask each. Returns a drawn copy, shape and dtype of
+    ``preview``."""
     scale = preview.shape[1] / detections.image_size[1]
     fill, covered = np.zeros_like(preview), np.zeros(preview.shape[:2], np.uint8)
     drawn = []

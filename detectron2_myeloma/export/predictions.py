@@ -31,6 +31,8 @@ MAX_PENDING_PICTURES = 4  # pictures waiting for the background writer before ad
 
 
 def write_png(path: str, image: np.ndarray) -> None:
+    """Write an HxWx3 uint8 BGR ``image`` to ``path`` with OpenCV; OSError where it cannot (OpenCV only
+    returns False, so a failed write would pass unseen)."""
     if not cv2.imwrite(path, image):
         raise OSError(f"{path}: cannot write image")
 

@@ -8,7 +8,7 @@ The head is ``ROI_MASK_HEAD.NAME "AdaptiveFusionMaskHead"`` and pools for itself
 head does), so it goes with Detectron2's ``ROI_MASK_HEAD.POOLER_TYPE ""``: the ROI heads hand it the
 feature maps instead of pooled features. Its own pooler's type is ``MODEL.RMASK.ADAPTIVE_POOLER_TYPE``.
 """
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import fvcore.nn.weight_init as weight_init
 import torch
@@ -38,6 +38,16 @@ class AllLevelsROIPooler(ROIPooler):
     """
 
     def forward(self, x: List[torch.Tensor], box_lists: List[Boxes]) -> torch.Tensor:
+        """Every box pooled from every level.
+
+        Args:
+            x: L feature maps, (N, C, H_l, W_l) each, in the order of the pooler's scales (finest first).
+            box_lists: N ``Boxes``, one per image: (R_i, 4) float32 XYXY boxes in model-input pixels.
+
+        Returns:
+            (R, L, C, M, M) features: R = sum of the R_i, the boxes of all images in order; M the output
+            size. The feature maps' dtype (float32 as :class:`~.roi_heads.RMaskROIHeads` hands them over).
+        """
         if len(x) != len(self.level_poolers):
             raise ValueError(f"{len(x)} feature maps for {len(self.level_poolers)} pooling levels")
         boxes = convert_boxes_to_pooler_format(box_lists)
@@ -71,6 +81,8 @@ class LevelFusionConv(nn.Module):
             weight_init.c2_msra_fill(conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(R, L, C, M, M) pooled features (L = ``num_levels``) -> (R, out_channels, M, M), in the convs'
+        output dtype: the input's, or the autocast dtype."""
         per_level = torch.stack([conv(x[:, level]) for level, conv in enumerate(self.convs)])
         return per_level.amax(dim=0) if self.fusion == "max" else per_level.sum(dim=0)
 
@@ -153,7 +165,8 @@ class AdaptiveFusionMaskHead(MaskRCNNConvUpsampleHead):
         return list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
 
     def mask_features(self, pooled: torch.Tensor) -> torch.Tensor:
-        """(R, L, C, M, M) pooled features -> the features both predictors read. The head is an
+        """(R, L, C, M, M) pooled features -> the (R, D, 2M, 2M) features both predictors read (D the last
+        of ``conv_dims``; the deconv doubles M), float32 or the autocast dtype. The head is an
         nn.Sequential of its layers up to ``predictor``; the modules registered after it (pooler,
         nucleus predictor) are not part of that chain."""
         for layer in self:
@@ -163,12 +176,25 @@ class AdaptiveFusionMaskHead(MaskRCNNConvUpsampleHead):
         raise AssertionError("the mask head has no predictor")
 
     def layers(self, x: torch.Tensor) -> torch.Tensor:
+        """(R, L, C, M, M) pooled features -> (R, K, 2M, 2M) cell logits, K as in :meth:`coarse_logits`;
+        the nucleus predictor is not run."""
         return self.predictor(self.mask_features(x))
 
     def coarse_logits(self, features: Dict[str, torch.Tensor], instances: List[Instances]
                       ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """(R, classes, M, M) cell and (R, 1, M, M) nucleus logits (None without a nucleus) of the
-        proposals (training) or detections (inference)."""
+        """Cell and nucleus logits of the proposals (training) or detections (inference).
+
+        Args:
+            features: {name: (N, C, H / s, W / s)} feature maps of stride s, at least ``in_features``
+                (float32 from the ROI heads).
+            instances: one per image; its ``proposal_boxes`` (training) or ``pred_boxes`` (inference), (R_i, 4)
+                float32 XYXY in model-input pixels, are pooled.
+
+        Returns:
+            (R, K, 2M, 2M) cell logits (K = ``ROI_HEADS.NUM_CLASSES``, 1 with ``CLS_AGNOSTIC_MASK``;
+            M = ``POOLER_RESOLUTION``) and (R, 1, 2M, 2M) nucleus logits, None without a nucleus predictor.
+            R boxes of all images in order; float32 or the autocast dtype.
+        """
         boxes = [x.proposal_boxes if self.training else x.pred_boxes for x in instances]
         hidden = self.mask_features(self.pooler([features[f] for f in self.in_features], boxes))
         nucleus = self.nucleus_predictor(hidden) if self.nucleus_predictor is not None else None
@@ -176,13 +202,36 @@ class AdaptiveFusionMaskHead(MaskRCNNConvUpsampleHead):
 
     def coarse_losses(self, cell: torch.Tensor, nucleus: Optional[torch.Tensor], instances: List[Instances]
                       ) -> Dict[str, torch.Tensor]:
-        """``loss_mask`` of the cell logits and, with a nucleus, ``loss_nucleus``."""
+        """``loss_mask`` of the cell logits and, with a nucleus, ``loss_nucleus``, each times ``loss_weight``.
+
+        Args:
+            cell: (R, K, 2M, 2M) logits of :meth:`coarse_logits`.
+            nucleus: (R, 1, 2M, 2M) logits, or None.
+            instances: per image, the foreground proposals: ``proposal_boxes``, ``gt_classes`` ((R_i,) int64),
+                ``gt_masks`` and, for the nucleus, ``gt_nuclei`` (BitMasks).
+
+        Returns:
+            0-dim float32 losses (the zero of a batch without foreground may have the logits' dtype).
+        """
         losses = {"loss_mask": mask_rcnn_loss(cell, instances, self.vis_period) * self.loss_weight}
         if nucleus is not None:
             losses["loss_nucleus"] = nucleus_mask_loss(nucleus, instances) * self.loss_weight
         return losses
 
-    def forward(self, features: Dict[str, torch.Tensor], instances: List[Instances]):
+    def forward(self, features: Dict[str, torch.Tensor], instances: List[Instances]
+                ) -> Union[Dict[str, torch.Tensor], List[Instances]]:
+        """Losses in training; at inference, ``instances`` with their masks set.
+
+        Args:
+            features: {name: (N, C, H / s, W / s)} maps of :meth:`input_features`, float32 from the ROI heads.
+            instances: per image, the foreground proposals in training (as :meth:`coarse_losses` reads
+                them); the detections at inference: ``pred_boxes`` and ``pred_classes`` ((R_i,) int64).
+
+        Returns:
+            Training: :meth:`coarse_losses`. Inference: ``instances``, each given ``pred_masks``, (R_i, 1, 2M, 2M)
+            probabilities of its predicted class and, with a nucleus, ``pred_nucleus_masks`` of the same shape;
+            float32, as the ROI heads run without autocast at inference.
+        """
         cell, nucleus = self.coarse_logits(features, instances)
         if self.training:
             return self.coarse_losses(cell, nucleus, instances)

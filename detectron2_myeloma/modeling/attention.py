@@ -28,6 +28,10 @@ def attention_gate(logits: torch.Tensor, kind: str, dims: Sequence[int]) -> torc
 
     "sigmoid": ``2 * sigmoid`` (a CBAM gate with range (0, 2)). "softmax": softmax over ``dims``
     times the number of elements there, so the gates compete and average to 1.
+
+    ``logits`` may have any shape ((N, C, 1, 1) from :class:`ChannelAttention`, (N, 1, H, W) from
+    :class:`SpatialAttention`) and ``dims`` must be consecutive. The gate has the logits' shape and dtype,
+    except that CUDA autocast runs a softmax in float32, so a softmax gate is float32 there.
     """
     if kind == "sigmoid":
         return 2.0 * torch.sigmoid(logits)
@@ -53,6 +57,8 @@ class ChannelAttention(nn.Module):
         self.gate = gate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) features -> the same shape, each channel scaled by its gate; the input's dtype, or
+        float32 where a softmax gate ran under CUDA autocast."""
         logits = self.fc2(F.relu(self.fc1(x.mean(dim=(2, 3), keepdim=True))))
         if self.use_max_pool:
             logits = logits + self.fc2(F.relu(self.fc1(x.amax(dim=(2, 3), keepdim=True))))
@@ -82,6 +88,8 @@ class SpatialAttention(nn.Module):
         self.gate = gate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) features -> the same shape, each position scaled by its gate; the input's dtype, or
+        float32 where a softmax gate ran under CUDA autocast."""
         pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
         return x * attention_gate(self.conv(F.instance_norm(pooled)), self.gate, dims=(2, 3))
 

@@ -54,6 +54,16 @@ class GeneralizedRCNNWithPostHooks(GeneralizedRCNN):
         return ret
 
     def preprocess_image(self, batched_inputs: List[Dict[str, torch.Tensor]]) -> ImageList:
+        """Detectron2's normalised, padded batch, in channels-last memory format with ``channels_last``.
+
+        Args:
+            batched_inputs: per image, ``"image"``: (3, H, W) in ``INPUT.FORMAT`` channel order, 0..255 (uint8
+                from the dataset mapper, float32 from the predictor).
+
+        Returns:
+            ``tensor``: (N, 3, Hp, Wp) float32, ``(image - PIXEL_MEAN) / PIXEL_STD`` zero-padded to multiples of
+            the backbone's ``size_divisibility``; ``image_sizes``: each image's (H, W) before padding.
+        """
         images = super().preprocess_image(batched_inputs)
         if self.channels_last:
             images.tensor = images.tensor.contiguous(memory_format=torch.channels_last)
@@ -69,14 +79,48 @@ class GeneralizedRCNNWithPostHooks(GeneralizedRCNN):
         detected_instances: Optional[List[Instances]] = None,
         do_postprocess: bool = True,
     ) -> Union[List[Dict[str, Any]], List[Instances]]:
-        with autocast(self.device.type, self.inference_dtype):
-            results = super().inference(batched_inputs, detected_instances, do_postprocess=False)
-        results = self._float32(results)
+        """``GeneralizedRCNN.inference`` under the inference precision, its results cast to float32, then
+        :meth:`finish` unless ``do_postprocess`` is False.
+
+        Args:
+            batched_inputs: per image, ``"image"`` as :meth:`preprocess_image` takes it; optional ``"height"``
+                and ``"width"`` (the output size), ``"mask_crops"`` and ``"post_hooks"``.
+            detected_instances: per image, known ``pred_boxes`` ((R_i, 4) XYXY in model-input pixels) and
+                ``pred_classes`` ((R_i,) int64) whose masks alone are predicted.
+            do_postprocess: False returns the raw detections.
+
+        Returns:
+            :meth:`finish`'s outputs; without ``do_postprocess``, per image the raw detections at the model
+            input's size: ``pred_boxes`` (R_i, 4) float32 XYXY, ``scores`` (R_i,) float32, ``pred_classes``
+            (R_i,) int64, ``pred_masks`` (R_i, 1, S, S) float32 probabilities (S the mask head's output side)
+            and, with a nucleus, ``pred_nucleus_masks`` of the same shape.
+        """
+        if detected_instances is None:
+            with autocast(self.device.type, self.inference_dtype):
+                results = self._float32(super().inference(batched_inputs, do_postprocess=False))
+        else:  # Detectron2's given-box path would skip the ROI heads' inputs (float32 maps, the pixels)
+            with autocast(self.device.type, self.inference_dtype):
+                images = self.preprocess_image(batched_inputs)
+                features = self.backbone(images.tensor)
+            results = self.masks_for_boxes(images, features, [x.to(self.device) for x in detected_instances])
         return self.finish(results, batched_inputs) if do_postprocess else results
 
     def finish(self, results: List[Instances], batched_inputs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         """Raw detections -> the outputs ``inference`` returns: each at its input's requested resolution
-        (:func:`.postprocessing.postprocess`), then through the post-hooks."""
+        (:func:`.postprocessing.postprocess`), then through the post-hooks.
+
+        Args:
+            results: per image, the raw detections at the model input's size (``inference`` without
+                ``do_postprocess``).
+            batched_inputs: the model inputs; ``"height"``, ``"width"``, ``"mask_crops"`` and ``"post_hooks"``
+                are read.
+
+        Returns:
+            Per image ``{"instances": Instances}`` at its output size H x W: ``pred_boxes`` (R_i, 4) float32
+            XYXY in output pixels, ``scores`` (R_i,) float32, ``pred_classes`` (R_i,) int64 (detections whose
+            box is empty there dropped), ``pred_masks`` (R_i, H, W) bool and ``pred_nucleus_masks`` alike, or
+            with ``"mask_crops"`` ``pred_mask_crops`` and ``pred_nucleus_crops``; plus what the hooks change.
+        """
         outputs = [{"instances": postprocess(result, inputs)} for result, inputs in zip(results, batched_inputs)]
         if all(inputs.get("post_hooks", True) for inputs in batched_inputs):
             for hook in self.post_hooks:
@@ -86,7 +130,13 @@ class GeneralizedRCNNWithPostHooks(GeneralizedRCNN):
     def detect(self, batched_inputs: List[Dict[str, Any]]
                ) -> Tuple[ImageList, Dict[str, torch.Tensor], List[Instances]]:
         """The steps of ``inference`` that test-time augmentation reuses per view: (input batch, feature
-        maps, raw detections at the input's scale), under the inference precision."""
+        maps, raw detections at the input's scale), under the inference precision.
+
+        Returns:
+            The batch of :meth:`preprocess_image` ((N, 3, Hp, Wp) float32); the backbone's maps
+            {name: (N, C, Hp / s, Wp / s)} of stride s, float32 or ``inference_dtype``; per image the raw
+            detections as ``inference`` without ``do_postprocess`` returns them (float32).
+        """
         with autocast(self.device.type, self.inference_dtype):
             images = self.preprocess_image(batched_inputs)
             features = self.backbone(images.tensor)
@@ -96,7 +146,17 @@ class GeneralizedRCNNWithPostHooks(GeneralizedRCNN):
 
     def masks_for_boxes(self, images: ImageList, features: Dict[str, torch.Tensor],
                         instances: List[Instances]) -> List[Instances]:
-        """The masks of ``instances`` (boxes at the input's scale) from :meth:`detect`'s features."""
+        """The masks of ``instances`` (boxes at the input's scale) from :meth:`detect`'s features.
+
+        Args:
+            images, features: as :meth:`detect` returns them.
+            instances: per image of the batch, ``pred_boxes`` ((R_i, 4) XYXY in model-input pixels) and
+                ``pred_classes`` ((R_i,) int64).
+
+        Returns:
+            Per image, the detections with ``pred_masks`` ((R_i, 1, S, S) float32 probabilities) and, with a
+            nucleus, ``pred_nucleus_masks`` alike.
+        """
         with autocast(self.device.type, self.inference_dtype):
             results = self.roi_heads.masks_for_boxes(images, features, instances)
         return self._float32(results)

@@ -19,7 +19,11 @@ from ..structures import NUCLEUS_MASKS
 
 def nucleus_mask_loss(logits: torch.Tensor, instances: List[Instances]) -> torch.Tensor:
     """Binary cross-entropy of (R, 1, M, M) nucleus logits of the foreground proposals against each
-    proposal box's crop of its ground-truth cell's nucleus (empty for a cell without one)."""
+    proposal box's crop of its ground-truth cell's nucleus (empty for a cell without one).
+
+    M is the mask head's output side. ``instances`` are the foreground proposals per image (R_i of the R, in
+    order), with ``proposal_boxes`` and ``gt_nuclei`` (BitMasks), which is cropped to each box and resized to
+    M x M. Returns a 0-dim float32 loss (with no foreground a zero, which may have the logits' dtype)."""
     side = logits.size(2)
     targets = [x.gt_nuclei.crop_and_resize(x.proposal_boxes.tensor, side).to(logits.device)
                for x in instances if len(x)]
@@ -29,7 +33,8 @@ def nucleus_mask_loss(logits: torch.Tensor, instances: List[Instances]) -> torch
 
 
 def nucleus_inference(logits: torch.Tensor, instances: List[Instances]) -> None:
-    """Sets ``pred_nucleus_masks`` ((N, 1, M, M) probabilities) of each image's detections."""
+    """Sets ``pred_nucleus_masks`` of each image's detections: (R, 1, M, M) logits of all R detections, in
+    image order -> (R_i, 1, M, M) probabilities per image, in the logits' dtype."""
     probs = logits.sigmoid().split([len(x) for x in instances])
     for prob, x in zip(probs, instances):
         x.set(NUCLEUS_MASKS, prob)

@@ -81,6 +81,17 @@ class PANetFPN(FPN):
         return conv
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The pyramid the class docstring describes.
+
+        Args:
+            x: (N, 3, H, W) normalised input batch, H and W multiples of ``size_divisibility`` (the stride
+                of the last bottom-up feature, 32 for res5), as the model pads it.
+
+        Returns:
+            {``p<k>``: (N, out_channels, H / 2**k, W / 2**k)} for the FPN levels (p2..p5 from res2..res5),
+            plus the next level (p6, rounded up) pooled from the last; float32 or the autocast dtype
+            (a level last passed through a softmax attention gate under CUDA autocast is float32).
+        """
         pyramid = super().forward(x)
         levels = list(pyramid)
         outputs = [pyramid[level] for level in levels]

@@ -13,7 +13,7 @@ uncertain, against the ground truth sampled at the same points.
 Point sampling uses Detectron2's PointRend helpers (``detectron2.projects.point_rend.point_features``);
 the head, its inputs and its nucleus channel are this project's.
 """
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +37,8 @@ from .roi_heads import IMAGE_FEATURE
 
 
 def uncertainty(logits: torch.Tensor) -> torch.Tensor:
-    """(R, K, ...) logits -> (R, 1, ...): highest where some channel (cell, nucleus) is closest to 0."""
+    """(R, K, ...) logits -> (R, 1, ...) in their dtype: highest where some channel (cell, nucleus) is
+    closest to 0. K = 1 (cell) or 2 (cell, nucleus); "..." is a grid's (H, W) or (P,) at P points."""
     return -logits.abs().amin(dim=1, keepdim=True)
 
 
@@ -60,6 +61,8 @@ class PointMLP(nn.Module):
         nn.init.constant_(self.predictor.bias, 0)
 
     def forward(self, fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        """(R, C, P) fine features and (R, K, P) coarse logits at P points per box -> (R, K, P) logits,
+        float32 or the autocast dtype."""
         x = fine
         for fc in self.fcs:
             x = F.relu(fc(cat([x, coarse], dim=1)))
@@ -121,7 +124,24 @@ class PointRefinedMaskHead(AdaptiveFusionMaskHead):
                    subdivision_num_points=refine.SUBDIVISION_NUM_POINTS)
         return ret
 
-    def forward(self, features: Dict[str, torch.Tensor], instances: List[Instances]):
+    def forward(self, features: Dict[str, torch.Tensor], instances: List[Instances]
+                ) -> Union[Dict[str, torch.Tensor], List[Instances]]:
+        """Losses in training; at inference, ``instances`` with their refined masks set.
+
+        Args:
+            features: float32 {name: (N, C, H / s, W / s)} maps of stride s of :meth:`input_features`: the
+                coarse head's, ``POINT_REFINE.IN_FEATURES`` and, with ``POINT_REFINE.IMAGE``, ``"image"``
+                ((N, 3, H, W), the normalised input batch).
+            instances: per image, the foreground proposals in training (``proposal_boxes``, ``gt_classes``,
+                ``gt_masks`` and, for the nucleus, ``gt_nuclei``; both masks BitMasks, read at points); the
+                detections at inference (``pred_boxes``, ``pred_classes`` (R_i,) int64).
+
+        Returns:
+            Training: the coarse head's losses plus ``loss_mask_point``, 0-dim. Inference: ``instances``, each
+            given ``pred_masks``, (R_i, 1, S, S) float32 probabilities of its predicted class with
+            S = 2M * 2 ** ``SUBDIVISION_STEPS`` (M = ``POOLER_RESOLUTION``) and, with a nucleus,
+            ``pred_nucleus_masks`` of the same shape.
+        """
         cell, nucleus = self.coarse_logits(features, instances)
         if self.training:
             losses = self.coarse_losses(cell, nucleus, instances)

@@ -22,7 +22,19 @@ def detector_postprocess_crops(results: Instances, output_height: int, output_wi
                                mask_threshold: float = 0.5) -> Instances:
     """``detector_postprocess`` whose masks come out as ``pred_mask_crops`` (:class:`MaskCrops`,
     output pixels) instead of full-size ``pred_masks``; nucleus masks, where the model predicts them,
-    as ``pred_nucleus_crops``, each cut to its own cell."""
+    as ``pred_nucleus_crops``, each cut to its own cell.
+
+    Args:
+        results: one image's raw detections at the model input's size: ``pred_boxes`` (N, 4) XYXY,
+            ``pred_masks`` and, where predicted, ``pred_nucleus_masks``: (N, 1, M, M) probabilities.
+        output_height, output_width: the output size H x W.
+        mask_threshold: probabilities at or above it are in the mask.
+
+    Returns:
+        The detections whose box is not empty at H x W, boxes scaled and clipped to it, each mask a
+        :class:`MaskCrop`: an h x w bool array placed in output pixels. Without ``pred_masks``,
+        ``detector_postprocess``'s result.
+    """
     if not results.has("pred_masks"):
         return detector_postprocess(results, output_height, output_width, mask_threshold)
     fields = results.get_fields()
@@ -50,7 +62,8 @@ def detector_postprocess_crops(results: Instances, output_height: int, output_wi
 def detector_postprocess_nuclei(results: Instances, output_height: int, output_width: int,
                                 mask_threshold: float = 0.5) -> Instances:
     """``detector_postprocess``, with ``pred_nucleus_masks`` pasted to full size as ``pred_masks`` are,
-    each cut to its own cell."""
+    each cut to its own cell: (N, 1, M, M) probabilities at the model input's size -> (N, H, W) bool at
+    ``output_height`` x ``output_width``, for the detections whose box is not empty there."""
     results = detector_postprocess(results, output_height, output_width, mask_threshold)
     if results.has(NUCLEUS_MASKS) and results.has("pred_masks"):
         nuclei = ROIMasks(results.get(NUCLEUS_MASKS)[:, 0]).to_bitmasks(
@@ -62,7 +75,8 @@ def detector_postprocess_nuclei(results: Instances, output_height: int, output_w
 def postprocess(results: Instances, inputs: Dict[str, Any], mask_threshold: float = 0.5) -> Instances:
     """One image's raw detections at the resolution its input asks for (``"height"`` / ``"width"``,
     else the model's input size), as ``GeneralizedRCNN`` does; with masks as crops where the input
-    holds ``"mask_crops": True``."""
+    holds ``"mask_crops": True``. ``results``: as :func:`detector_postprocess_crops` takes them; the masks
+    come out as it or :func:`detector_postprocess_nuclei` gives them."""
     height = inputs.get("height", results.image_size[0])
     width = inputs.get("width", results.image_size[1])
     process = detector_postprocess_crops if inputs.get("mask_crops", False) else detector_postprocess_nuclei

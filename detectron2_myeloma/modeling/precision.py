@@ -187,7 +187,8 @@ def body_precision(device: torch.device) -> ContextManager:
 
 
 def pooled_features(features: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """The feature maps the RoI heads pool from, in float32."""
+    """The feature maps the RoI heads pool from, in float32: {name: (N, C, H, W)} of any float dtype -> the
+    same shapes in float32 (a map already float32 is returned as is, not copied)."""
     return {name: feature.float() for name, feature in features.items()}
 
 
@@ -198,7 +199,10 @@ def roi_heads_precision(device: torch.device, training: bool) -> ContextManager:
 
 def float32_fields(instances: Instances) -> Instances:
     """``instances`` with every reduced-precision floating tensor field cast to float32, so that what
-    leaves an autocast inference (scores, mask probabilities) looks as it does without autocast."""
+    leaves an autocast inference (scores, mask probabilities) looks as it does without autocast.
+
+    Shapes are unchanged; fields that are not tensors (``Boxes``...) are left as they are. Changes
+    ``instances`` in place and returns it."""
     for name, value in instances.get_fields().items():
         if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dtype != torch.float32:
             instances.set(name, value.float())

@@ -45,6 +45,9 @@ def rename_by_order(checkpoint: Mapping[str, torch.Tensor], model: nn.Module) ->
     ``num_batches_tracked`` counters are dropped on both sides. The checkpoint may have extra trailing
     tensors (the classifier head, which a ``features_only`` model does not have). A pair with
     different shapes means the two layouts differ: ValueError.
+
+    Returns {model state-dict name: checkpoint tensor}: the checkpoint's tensors as stored (dtype
+    unchanged), each with the shape of the model tensor whose name it takes.
     """
     source = list(_without_batch_counters(checkpoint).items())
     target = _without_batch_counters(model.state_dict())

@@ -1,7 +1,7 @@
 """ROI heads of every detector here: Detectron2's standard heads under the precision policy, and the
 hand-over of feature maps (and the input pixels) to a mask head that pools for itself."""
 import bisect
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -45,7 +45,25 @@ class RMaskROIHeads(StandardROIHeads):
         ret["detection_buckets"] = cfg.TEST.DETECTION_BUCKETS
         return ret
 
-    def forward(self, images, features, proposals, targets=None):
+    def forward(self, images: ImageList, features: Dict[str, torch.Tensor], proposals: List[Instances],
+                targets: Optional[List[Instances]] = None) -> Tuple[List[Instances], Dict[str, torch.Tensor]]:
+        """``StandardROIHeads.forward`` on float32 versions of the feature maps (plus ``"image"`` where the mask
+        head reads it), under :func:`.precision.roi_heads_precision`.
+
+        Args:
+            images: the model's input batch; its (N, 3, H, W) float32 normalised tensor is the ``"image"`` map.
+            features: the backbone's {name: (N, C, H / s, W / s)} maps of stride s, float32 or the autocast
+                dtype.
+            proposals: per image, the RPN's ``proposal_boxes`` ((P_i, 4) float32 XYXY in model-input pixels)
+                and ``objectness_logits`` ((P_i,) float32 or the autocast dtype).
+            targets: per image, in training only: ``gt_boxes``, ``gt_classes`` ((G_i,) int64), ``gt_masks`` and,
+                for the nucleus, ``gt_nuclei``.
+
+        Returns:
+            Training: the sampled proposals and {name: 0-dim loss} of the box and mask heads. Inference: per
+            image the detections (``pred_boxes`` (R_i, 4) XYXY, ``scores`` (R_i,), ``pred_masks``
+            (R_i, 1, S, S) probabilities, all float32; ``pred_classes`` (R_i,) int64) and ``{}``.
+        """
         features = self._head_inputs(images, features)
         with roi_heads_precision(next(iter(features.values())).device, self.training):
             return super().forward(images, features, proposals, targets)
@@ -53,13 +71,25 @@ class RMaskROIHeads(StandardROIHeads):
     def masks_for_boxes(self, images: ImageList, features: Dict[str, torch.Tensor],
                         instances: List[Instances]) -> List[Instances]:
         """``forward_with_given_boxes`` (masks of given detections) under the same inputs and precision
-        as ``forward``."""
+        as ``forward``.
+
+        Args:
+            images, features: as ``forward`` takes them.
+            instances: per image, ``pred_boxes`` ((R_i, 4) XYXY in model-input pixels) and ``pred_classes``
+                ((R_i,) int64).
+
+        Returns:
+            Per image, the detections with ``pred_masks`` ((R_i, 1, S, S) float32 probabilities) and, with a
+            nucleus, ``pred_nucleus_masks`` alike: ``instances`` themselves, or copies where
+            :meth:`pads_detections`.
+        """
         features = self._head_inputs(images, features)
         with roi_heads_precision(next(iter(features.values())).device, self.training):
             return self.forward_with_given_boxes(features, instances)
 
     def pads_detections(self, features: Dict[str, torch.Tensor]) -> bool:
-        """Whether the mask head gets padded detections: inference on CUDA, with buckets configured."""
+        """Whether the mask head gets padded detections: inference on CUDA, with buckets configured.
+        Only the device of the {name: (N, C, H, W)} ``features`` is read."""
         return (not self.training and bool(self.detection_buckets)
                 and next(iter(features.values())).device.type == "cuda")
 
@@ -99,7 +129,8 @@ class RMaskROIHeads(StandardROIHeads):
 
 def padded_to_bucket(instances: Instances, buckets: Sequence[int]) -> Instances:
     """``instances`` with copies of its first detection appended, up to the smallest of the sorted
-    ``buckets`` that holds them all; unchanged when none does, or when there is nothing to copy."""
+    ``buckets`` that holds them all; unchanged when none does, or when there is nothing to copy. Every
+    field's first dimension grows to the bucket; ``pred_classes`` must be there (its device is used)."""
     index = bisect.bisect_left(buckets, len(instances))
     if len(instances) == 0 or index == len(buckets) or buckets[index] == len(instances):
         return instances

@@ -34,6 +34,9 @@ class TimmBackbone(Backbone):
         self._out_feature_channels = dict(zip(self._out_features, body.feature_info.channels()))
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """(N, C, H, W) input batch (cast to float32) -> {``res<k>``: (N, C_k, H / 2**k, W / 2**k)} for the
+        model's feature strides 2**k (exact when 2**k divides H and W, as the FPN's padding ensures); float32
+        on the CPU, else float32 or the autocast dtype."""
         # float32 on the CPU even under autocast: see .precision.
         with body_precision(x.device):
             features = self.body(x.float())

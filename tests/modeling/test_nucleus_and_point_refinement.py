@@ -3,7 +3,7 @@ their losses, switched off = the model as it was, outputs at every resolution in
 import pytest
 import torch
 from detectron2.modeling import build_model
-from detectron2.structures import BitMasks
+from detectron2.structures import BitMasks, Instances
 from detectron2.utils.events import EventStorage
 
 from detectron2_myeloma.modeling import AdaptiveFusionMaskHead, PointRefinedMaskHead
@@ -62,6 +62,20 @@ def test_point_head_without_subdivision_predicts_what_the_adaptive_head_predicts
         refined = point(batch)[0]["instances"]
     assert raw.pred_masks.shape[-2:] == (112, 112)
     assert not torch.equal(refined.pred_masks, expected.pred_masks)
+
+
+def test_given_boxes_get_the_masks_of_a_full_pass(make_cfg, batch):
+    """``inference(detected_instances=...)`` hands the point head its inputs (the pixels among them) as a
+    full pass does: the same boxes get the same masks and nuclei."""
+    model = seeded_model(make_cfg({**POINT, **NUCLEUS})).eval()
+    with torch.no_grad():
+        full = model.inference(batch, do_postprocess=False)
+        boxes = [Instances(x.image_size, pred_boxes=x.pred_boxes, pred_classes=x.pred_classes) for x in full]
+        given = model.inference(batch, detected_instances=boxes, do_postprocess=False)
+    assert sum(len(x) for x in full) > 0
+    for expected, got in zip(full, given):
+        torch.testing.assert_close(got.pred_masks, expected.pred_masks)
+        torch.testing.assert_close(got.get(NUCLEUS_MASKS), expected.get(NUCLEUS_MASKS))
 
 
 @pytest.mark.parametrize("head", [ADAPTIVE_HEAD, POINT])
