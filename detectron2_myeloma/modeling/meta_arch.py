@@ -80,7 +80,8 @@ class GeneralizedRCNNWithPostHooks(GeneralizedRCNN):
         do_postprocess: bool = True,
     ) -> Union[List[Dict[str, Any]], List[Instances]]:
         """``GeneralizedRCNN.inference`` under the inference precision, its results cast to float32, then
-        :meth:`finish` unless ``do_postprocess`` is False.
+        :meth:`finish` unless ``do_postprocess`` is False. Given boxes go through :meth:`masks_for_boxes`,
+        so the mask head gets the inputs a full pass gives it.
 
         Args:
             batched_inputs: per image, ``"image"`` as :meth:`preprocess_image` takes it; optional ``"height"``
