@@ -128,9 +128,9 @@ def annotation_boxes(annotations: Sequence[dict]) -> np.ndarray:
 
 def max_iou(boxes: np.ndarray, others: np.ndarray) -> np.ndarray:
     """(N, 4) XYXY ``boxes`` and (M, 4) XYXY ``others`` -> (N,) largest IoU of each box with any of
-    ``others``: float32, or float64 zeros when either is empty (computed in float32)."""
+    ``others``, float32 (zeros when either is empty)."""
     if len(boxes) == 0 or len(others) == 0:
-        return np.zeros(len(boxes))
+        return np.zeros(len(boxes), dtype=np.float32)
     iou = pairwise_iou(Boxes(torch.as_tensor(boxes, dtype=torch.float32)),
                        Boxes(torch.as_tensor(others, dtype=torch.float32)))
     return iou.max(dim=1).values.numpy()

@@ -7,9 +7,10 @@ from detectron2.structures import BoxMode
 
 
 def mask_to_rle(mask: np.ndarray) -> Dict[str, Any]:
-    """Encode a HxW bool (or 0/1) mask as COCO RLE, ``{"size": [H, W], "counts": str}``, the
-    ``counts`` string JSON-serialisable."""
-    rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
+    """Encode a HxW mask (its nonzero pixels: bool, 0/1 or a 0/20/40 SegPC mask) as COCO RLE,
+    ``{"size": [H, W], "counts": str}``, the ``counts`` string JSON-serialisable. pycocotools takes 0/1
+    only: another value would start a run wherever it changes."""
+    rle = mask_util.encode(np.asfortranarray(mask != 0, dtype=np.uint8))
     rle["counts"] = rle["counts"].decode("ascii")
     return rle
 
