@@ -117,11 +117,11 @@ class RMaskROIHeads(StandardROIHeads):
                              f"(AdaptiveFusionMaskHead, PointRefinedMaskHead), not {mask.NAME}")
         if mask.POOLER_TYPE:
             return super()._init_mask_head(cfg, input_shape)
-        if issubclass(head, BaseMaskRCNNHead) and not hasattr(head, "input_features"):
+        input_features = getattr(head, "input_features", None)
+        if input_features is None and isinstance(head, type) and issubclass(head, BaseMaskRCNNHead):
             raise InputError(f'MODEL.ROI_MASK_HEAD.POOLER_TYPE "": {mask.NAME} reads pooled features and '
                              'does not pool for itself; give it a pooler type ("ROIAlignV2")')
-        in_features = (head.input_features(cfg) if hasattr(head, "input_features")
-                       else list(cfg.MODEL.ROI_HEADS.IN_FEATURES))
+        in_features = input_features(cfg) if input_features is not None else list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
         shapes = {f: IMAGE_SHAPE if f == IMAGE_FEATURE else input_shape[f] for f in in_features
                   if f == IMAGE_FEATURE or f in input_shape}  # the head names any that is missing
         return {"mask_in_features": in_features, "mask_pooler": None, "mask_head": build_mask_head(cfg, shapes)}
